@@ -1,0 +1,249 @@
+"""One typed config for a run, and the command line that edits it.
+
+Every field is reachable as a dotted override (`--optim.lr=3e-4`, also in the `--key=value` form that
+`wandb agent` passes); the common axes have short flags (`--fusion`, `--loss`, ...). Values are parsed
+by the field's type and checked against `Literal` choices, so a typo is an error before any work.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Modality = Literal["face", "voice", "text"]
+MODALITIES: tuple[str, ...] = ("face", "voice", "text")
+
+
+@dataclass
+class SyntheticConfig:
+    """Knobs of the embedded "synthetic persons" dataset (research/data/synthetic.py)."""
+
+    seed: int = 0
+    identities: int = 40
+    samples_per_identity: int = 10
+    groups: int = 2  # classes of the `group` attribute
+    # How the `group` label is carried: by every modality, by one only, or only by face+voice together.
+    carry: Literal["redundant", "face", "voice", "text", "synergy"] = "redundant"
+    noise: float = 0.3  # 0 = clean, 1 = traits mostly buried in per-sample noise
+    missing: float = 0.0  # probability that each modality of a sample is absent
+
+
+@dataclass
+class DataConfig:
+    dataset: str = "synthetic"  # "synthetic" or the path of a manifest (.csv / .jsonl)
+    root: str = ".cache/datasets"  # where generated datasets are written and cached
+    target: Literal["identity", "age", "gender", "group"] = "identity"
+    split: Literal["closed", "open"] = "closed"  # open = identity-disjoint train / val / test
+    image_size: int = 32  # faces are rendered (synthetic) and resized (loader) to this
+    sample_rate: int = 16000  # voices must have this rate
+    voice_seconds: float = 1.0  # voices are cropped (random in training) or padded to this length
+    text_len: int = 24  # tokens per transcript
+    tokenizer: str = "minilm"  # "minilm" (the packaged all-MiniLM-L6-v2) or a local tokenizer path
+    on_error: Literal["raise", "skip"] = "raise"  # skip = drop and count unreadable samples
+    batch_size: int = 32
+    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+
+
+@dataclass
+class ModelConfig:
+    modalities: tuple[Modality, ...] = ("face", "voice", "text")
+    fusion: Literal["early", "stack", "cross_attn", "late", "gated"] = "cross_attn"
+    dim: int = 64  # width of every encoder's tokens and of the fused embedding
+    face: Literal["face_cnn", "face_vit"] = "face_cnn"
+    voice: Literal["voice_ecapa", "voice_vit"] = "voice_ecapa"
+    text: Literal["text_tiny", "text_hf"] = "text_tiny"
+    text_path: str = "minilm"  # text_hf: "minilm" or a local Hugging Face model folder
+    freeze_text: bool = False
+    layers: int = 2  # encoder transformer depth (ViTs, tiny text encoder)
+    fusion_layers: int = 2
+    heads: int = 4
+    dropout: float = 0.1
+    combine: Literal["mean", "product", "learned"] = "mean"  # late fusion score combination
+    spec_augment: bool = True  # voice: SpecAugment masks in training
+
+
+@dataclass
+class LossConfig:
+    name: Literal["softmax"] = "softmax"
+    label_smoothing: float = 0.0
+    class_weights: Literal["none", "balanced"] = "none"  # balanced = inverse train frequency
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 2e-3
+    weight_decay: float = 0.05
+    epochs: int = 8
+    warmup_epochs: float = 1.0
+    clip: float = 1.0  # max global gradient norm; 0 disables clipping
+    bf16: bool = False  # bf16 autocast of the forward pass
+
+
+@dataclass
+class EvalConfig:
+    trials: int = 4000  # verification trials per split (half target, half non-target), fixed by run.seed
+    as_norm: bool = False  # adaptive score normalisation with a cohort of training identities
+    as_norm_top_k: int = 20
+    plots: bool = True  # PNG plots in the run directory (and W&B media)
+
+
+@dataclass
+class RunConfig:
+    backend: Literal["torch"] = "torch"
+    seed: int = 0
+    device: str = "auto"  # auto = cuda when available, else cpu
+    out: str = "runs"  # every run writes to out/name
+    name: str = ""  # empty = a name made from the config and time
+    # auto = online when logged in to W&B (API key in the environment or ~/.netrc), else offline.
+    wandb: Literal["auto", "offline", "online", "disabled"] = "auto"
+    project: str = "fusion-research"
+    group: str = ""
+    tags: tuple[str, ...] = ()
+    progress: bool = True
+    stop_after_epoch: int = 0  # > 0: stop after this epoch as if interrupted (tests resume)
+    resume: bool = True  # continue from out/name/last.safetensors when it exists
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+
+# Short flags for the common axes -> dotted field.
+SHORT_FLAGS = {
+    "fusion": "model.fusion",
+    "loss": "loss.name",
+    "backend": "run.backend",
+    "modalities": "model.modalities",
+    "dataset": "data.dataset",
+    "seed": "run.seed",
+    "epochs": "optim.epochs",
+    "lr": "optim.lr",
+}
+
+
+class ConfigError(ValueError):
+    """A key or value the schema does not accept."""
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """Nested plain dict of a config (tuples become lists), for logs and run records."""
+    return dataclasses.asdict(cfg)
+
+
+def from_dict(d: dict[str, Any]) -> Config:
+    """Rebuild a Config from `to_dict` output, checking every key and value."""
+    cfg = Config()
+    for key, value in _flatten(d):
+        set_value(cfg, key, value)
+    return cfg
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    items = []
+    for k, v in d.items():
+        if isinstance(v, dict):
+            items += _flatten(v, f"{prefix}{k}.")
+        else:
+            items.append((f"{prefix}{k}", v))
+    return items
+
+
+def set_value(cfg: Config, key: str, value: Any) -> None:
+    """Set a dotted field, parsing strings by the field's type; raise ConfigError naming the key."""
+    key = SHORT_FLAGS.get(key, key)
+    *path, name = key.split(".")
+    node = cfg
+    for part in path:
+        if not dataclasses.is_dataclass(node) or part not in _fields(node):
+            raise ConfigError(f"unknown config key '{key}'")
+        node = getattr(node, part)
+    if not dataclasses.is_dataclass(node) or name not in _fields(node):
+        allowed = ", ".join(sorted(_fields(node))) if dataclasses.is_dataclass(node) else ""
+        raise ConfigError(f"unknown config key '{key}'" + (f" (known here: {allowed})" if allowed else ""))
+    hint = typing.get_type_hints(type(node))[name]
+    if dataclasses.is_dataclass(hint):
+        raise ConfigError(f"config key '{key}' is a section; set one of its fields")
+    setattr(node, name, _parse(key, hint, value))
+
+
+def _fields(node: Any) -> dict[str, dataclasses.Field]:
+    return {f.name: f for f in dataclasses.fields(node)}
+
+
+def _parse(key: str, hint: Any, value: Any) -> Any:
+    origin = typing.get_origin(hint)
+    if origin is Literal:
+        allowed = typing.get_args(hint)
+        if value not in allowed:
+            raise ConfigError(f"bad value {value!r} for '{key}': allowed values are {', '.join(map(str, allowed))}")
+        return value
+    if origin is tuple:
+        items = value.split(",") if isinstance(value, str) else list(value)
+        items = [s.strip() for s in items if str(s).strip()]
+        (item_hint, _) = typing.get_args(hint)
+        parsed = tuple(_parse(key, item_hint, s) for s in items)
+        if key == "model.modalities" and (not parsed or len(set(parsed)) != len(parsed)):
+            raise ConfigError(f"bad value {value!r} for '{key}': give a non-empty list of distinct modalities")
+        return parsed
+    try:
+        if hint is bool:
+            return _parse_bool(value)
+        if hint is int and isinstance(value, float) and not value.is_integer():
+            raise ValueError(value)
+        return hint(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"bad value {value!r} for '{key}': expected {hint.__name__}") from None
+
+
+def _parse_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(value)
+
+
+def apply_overrides(cfg: Config, args: list[str]) -> Config:
+    """Apply `--key=value`, `--key value` and short flags, in order."""
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if not arg.startswith("--") or arg == "--":
+            raise ConfigError(f"unexpected argument '{arg}': use --key=value")
+        key, eq, value = arg[2:].partition("=")
+        if not eq:
+            if i + 1 >= len(args) or args[i + 1].startswith("--"):
+                raise ConfigError(f"missing value for '--{key}'")
+            value = args[i + 1]
+            i += 1
+        set_value(cfg, key, value)
+        i += 1
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: Config) -> None:
+    """Cross-field checks that no single field's type can express."""
+    checks = [
+        (cfg.data.batch_size > 0, "data.batch_size must be positive"),
+        (cfg.optim.epochs > 0, "optim.epochs must be positive"),
+        (cfg.optim.lr > 0, "optim.lr must be positive"),
+        (cfg.model.dim % cfg.model.heads == 0, "model.dim must be divisible by model.heads"),
+        (0.0 <= cfg.data.synthetic.missing < 1.0, "data.synthetic.missing must be in [0, 1)"),
+        (0.0 <= cfg.loss.label_smoothing < 1.0, "loss.label_smoothing must be in [0, 1)"),
+        (cfg.data.synthetic.identities >= 4, "data.synthetic.identities must be at least 4"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(message)
