@@ -1,0 +1,209 @@
+"""Load a manifest into memory and serve batches as dicts of NumPy arrays.
+
+Every file is decoded once, eagerly, when the data is loaded, so a bad file fails before training;
+the decoded arrays stay in memory. Batch order and voice crops are a pure function of (seed, epoch),
+which is what makes a resumed run see exactly the batches it would have seen.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from research.config import DataConfig
+from research.data import decode, manifest, synthetic
+from research.data.manifest import AGE_BINS, GENDERS, SPLITS, DataError, Row
+from research.data.text import Tokenizer
+
+log = logging.getLogger(__name__)
+MODALITIES = ("face", "voice", "text")
+LABELS = ("identity", "age", "gender", "group", "subject")
+
+
+class Decoded(NamedTuple):
+    """One row with its decoded files (None = modality missing)."""
+
+    row: Row
+    face: np.ndarray | None  # (3, H, W) uint8
+    voice: np.ndarray | None  # (S,) float32
+    text: str | None
+
+
+@dataclass
+class SampleSet:
+    """The decoded samples of one split. Missing modalities are zeros with `present[m]` False."""
+
+    ids: list[str]
+    face: np.ndarray  # (N, 3, H, W) uint8
+    voice: list[np.ndarray]  # N float32 waveforms of any length (empty when missing)
+    text_ids: np.ndarray  # (N, L) int64
+    text_mask: np.ndarray  # (N, L) bool
+    present: dict[str, np.ndarray]  # modality -> (N,) bool
+    label: dict[str, np.ndarray]  # identity, age, gender, group, subject, target -> (N,) int64
+    voice_samples: int  # S: voices are cropped or zero-padded to this many samples
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def labels(self, name: str) -> np.ndarray:
+        """Class indices (N,) int64 of one label; identity is -1 for identities unseen in training."""
+        return self.label[name]
+
+    def batches(self, batch_size: int, *, shuffle: bool, seed: int, epoch: int, train: bool) -> Iterator[dict]:
+        """Batches in an order fixed by (seed, epoch); train=True crops voices at random, else at the start."""
+        order = np.random.default_rng([seed, epoch]).permutation(len(self)) if shuffle else np.arange(len(self))
+        starts = self._crop_starts(seed, epoch) if train else np.zeros(len(self), dtype=np.int64)
+        for begin in range(0, len(self), batch_size):
+            idx = order[begin : begin + batch_size]
+            yield self._batch(idx, starts[idx])
+
+    def _crop_starts(self, seed: int, epoch: int) -> np.ndarray:
+        """One random crop offset per sample, drawn for the whole set so it does not depend on batching."""
+        lengths = np.array([len(v) for v in self.voice], dtype=np.int64)
+        room = np.maximum(lengths - self.voice_samples, 0) + 1
+        u = np.random.default_rng([seed, epoch, 1]).random(len(self))
+        return np.floor(u * room).astype(np.int64)
+
+    def _batch(self, idx: np.ndarray, starts: np.ndarray) -> dict[str, np.ndarray]:
+        voice = np.zeros((len(idx), self.voice_samples), dtype=np.float32)  # (B, S)
+        voice_len = np.zeros(len(idx), dtype=np.int64)
+        for b, (i, start) in enumerate(zip(idx, starts, strict=True)):
+            clip = self.voice[i][start : start + self.voice_samples]
+            voice[b, : len(clip)] = clip
+            voice_len[b] = len(clip)
+        batch = {
+            "face": self.face[idx].astype(np.float32) / 255.0,  # (B, 3, H, W)
+            "voice": voice,
+            "voice_len": voice_len,
+            "text_ids": self.text_ids[idx],  # (B, L)
+            "text_mask": self.text_mask[idx],
+        }
+        batch |= {f"{m}_present": self.present[m][idx] for m in MODALITIES}
+        batch |= {name: values[idx] for name, values in self.label.items()}
+        return batch
+
+
+@dataclass
+class Splits:
+    train: SampleSet
+    val: SampleSet
+    test: SampleSet
+    classes: dict[str, list[str]]  # label name -> class names (index = position)
+    skipped: int  # samples dropped for unreadable files (data.on_error = "skip")
+    vocab_size: int
+
+
+def load(cfg: DataConfig) -> Splits:
+    """Read the manifest of cfg.dataset ("synthetic" is generated and cached first) and decode it all."""
+    path = synthetic.ensure(cfg) if cfg.dataset == "synthetic" else Path(cfg.dataset)
+    rows = manifest.read(path)
+    if cfg.split == "open" and rows[0].open_split is None:
+        raise DataError(f"manifest {path} has no open_split column: the open (identity-disjoint) split is unavailable")
+    split_of = {r.id: r.split if cfg.split == "closed" else r.open_split for r in rows}
+    classes = _classes(path, rows, split_of, cfg.split)
+    index = {name: {c: i for i, c in enumerate(names)} for name, names in classes.items()}
+    labels = {r.id: _labels(path, r, index, cfg.split == "open") for r in rows}
+    samples, problems = _decode_all(path, rows, cfg)
+    if problems:
+        shown = "; ".join(problems[:3]) + ("; ..." if len(problems) > 3 else "")
+        log.warning("skipped %d of %d samples of %s with unreadable files: %s", len(problems), len(rows), path, shown)
+    tokenizer = Tokenizer(cfg.tokenizer)
+    sets = {}
+    for split in SPLITS:
+        chosen = [s for s in samples if split_of[s.row.id] == split]
+        sets[split] = _sample_set(chosen, labels, cfg, tokenizer)
+    return Splits(**sets, classes=classes, skipped=len(problems), vocab_size=tokenizer.vocab_size)
+
+
+def _classes(path: Path, rows: list[Row], split_of: dict[str, str], split: str) -> dict[str, list[str]]:
+    """Class names per label: identities and groups are those of the training split."""
+    train = [r for r in rows if split_of[r.id] == "train"]
+    if not train:
+        raise DataError(f"manifest {path} has no training samples in the {split} split")
+    if split == "open":
+        parts: dict[str, set[str]] = {}
+        for r in rows:
+            parts.setdefault(r.subject, set()).add(r.open_split)
+        for subject, seen in parts.items():
+            if len(seen) > 1:
+                raise DataError(f"manifest {path}: subject '{subject}' is in several open splits ({sorted(seen)})")
+    return {
+        "identity": sorted({r.subject for r in train}, key=_natural),
+        "age": list(AGE_BINS),
+        "gender": list(GENDERS),
+        "group": sorted({r.group for r in train}, key=_natural),
+        "subject": sorted({r.subject for r in rows}, key=_natural),
+    }
+
+
+def _labels(path: Path, row: Row, index: dict[str, dict[str, int]], open_set: bool) -> dict[str, int]:
+    """Class indices of one row. Unseen identities are -1 in the open split and an error in the closed one."""
+    where = f"manifest {path} line {row.line}"
+    if row.group not in index["group"]:
+        raise DataError(f"{where}: group '{row.group}' does not occur in the train split")
+    if row.subject not in index["identity"] and not open_set:
+        raise DataError(f"{where}: subject '{row.subject}' does not occur in the train split")
+    return {
+        "identity": index["identity"].get(row.subject, -1),
+        "age": index["age"][row.age],
+        "gender": index["gender"][row.gender],
+        "group": index["group"][row.group],
+        "subject": index["subject"][row.subject],
+    }
+
+
+def _decode_all(path: Path, rows: list[Row], cfg: DataConfig) -> tuple[list[Decoded], list[str]]:
+    """Decode every row's files -> (samples, problems); raise on a bad file, or skip it and say why."""
+    samples, problems = [], []
+    for row in rows:
+        try:
+            face = decode.read_face(path.parent / row.face, cfg.image_size) if row.face else None
+            voice = decode.read_voice(path.parent / row.voice, cfg.sample_rate) if row.voice else None
+            text = decode.read_text(path.parent / row.text) if row.text else None
+        except DataError as err:
+            message = f"{err} (manifest {path} line {row.line}, sample '{row.id}')"
+            if cfg.on_error == "raise":
+                raise DataError(message) from None
+            problems.append(message)
+            continue
+        samples.append(Decoded(row, face, voice, text))
+    return samples, problems
+
+
+def _sample_set(samples: list[Decoded], labels: dict[str, dict], cfg: DataConfig, tokenizer: Tokenizer) -> SampleSet:
+    """Stack decoded samples; missing modalities become zeros."""
+    n, size = len(samples), cfg.image_size
+    present = {m: np.array([getattr(s, m) is not None for s in samples], dtype=bool) for m in MODALITIES}
+    face = np.zeros((n, 3, size, size), dtype=np.uint8)
+    for i, s in enumerate(samples):
+        if s.face is not None:
+            face[i] = s.face
+    text_ids = np.zeros((n, cfg.text_len), dtype=np.int64)
+    text_mask = np.zeros((n, cfg.text_len), dtype=bool)
+    if present["text"].any():
+        texts = [s.text for s in samples if s.text is not None]
+        text_ids[present["text"]], text_mask[present["text"]] = tokenizer.encode(texts, cfg.text_len)
+    label = {name: np.array([labels[s.row.id][name] for s in samples], dtype=np.int64) for name in LABELS}
+    label["target"] = label[cfg.target].copy()
+    empty = np.zeros(0, dtype=np.float32)
+    return SampleSet(
+        ids=[s.row.id for s in samples],
+        face=face,
+        voice=[empty if s.voice is None else s.voice for s in samples],
+        text_ids=text_ids,
+        text_mask=text_mask,
+        present=present,
+        label=label,
+        voice_samples=round(cfg.voice_seconds * cfg.sample_rate),
+    )
+
+
+def _natural(name: str) -> list:
+    """Sort key that orders "g2" before "g10"."""
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
