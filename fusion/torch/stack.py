@@ -1,0 +1,58 @@
+"""Channel stacking: the input-level early-fusion baseline."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from encoders import EncoderOutput
+from fusion.torch.blocks import OneStream
+
+
+def masked_adaptive_pool(x: torch.Tensor, keep: torch.Tensor, positions: int) -> torch.Tensor:
+    """Resample the valid tokens of x (B, N, D) to `positions` tokens -> (B, T, D).
+
+    Adaptive average pooling (as torch's adaptive_avg_pool1d) over the kept tokens only, taken in
+    order: with L kept tokens, output t is the mean of kept tokens r with
+    floor(t L / T) <= r < ceil((t + 1) L / T). A row with no kept token gives zeros.
+    """
+    T = positions
+    L = keep.sum(1, keepdim=True)  # (B, 1)
+    rank = keep.cumsum(1) - 1  # (B, N): index of each kept token among the kept ones
+    t = torch.arange(T, device=x.device)  # (T,)
+    start = (t * L) // T  # (B, T)
+    end = ((t + 1) * L + T - 1) // T  # (B, T), ceil division
+    r = rank[:, None, :]  # (B, 1, N)
+    member = keep[:, None, :] & (r >= start[..., None]) & (r < end[..., None])  # (B, T, N)
+    w = member.to(x.dtype)
+    w = w / w.sum(-1, keepdim=True).clamp_min(1)
+    return w @ torch.where(keep[..., None], x, 0.0)  # (B, T, D)
+
+
+class Stack(OneStream):
+    """Each modality's tokens are resampled to `tokens` positions and stacked along channels with a
+    presence flag per modality: (B, T, M * (D + 1)). A per-position MLP maps the channels to D and the
+    positions are averaged. A missing modality's channels are zero and its flag is 0, so the MLP can tell
+    "absent" from "present with small features"."""
+
+    def __init__(self, dim: int, modalities: Sequence[str], tokens: int):
+        super().__init__()
+        self.modalities = tuple(sorted(modalities))
+        self.tokens = tokens
+        channels = len(self.modalities) * (dim + 1)
+        self.mlp = nn.Sequential(
+            nn.LayerNorm(channels), nn.Linear(channels, 2 * dim), nn.GELU(), nn.Linear(2 * dim, dim)
+        )
+
+    def forward(self, outputs: dict[str, EncoderOutput], present: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """-> {"fused": (B, D)}."""
+        channels = []
+        for m in self.modalities:
+            x = masked_adaptive_pool(outputs[m].tokens, outputs[m].mask, self.tokens)  # (B, T, D)
+            flag = present[m][:, None, None]  # (B, 1, 1)
+            channels.append(torch.where(flag, x, 0.0))
+            channels.append(flag.to(x.dtype).expand(-1, self.tokens, 1))  # (B, T, 1)
+        x = torch.cat(channels, -1)  # (B, T, M * (D + 1))
+        return {"fused": self.mlp(x).mean(1)}  # (B, D)
