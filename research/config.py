@@ -66,9 +66,64 @@ class ModelConfig:
 
 @dataclass
 class LossConfig:
-    name: Literal["softmax"] = "softmax"
-    label_smoothing: float = 0.0
-    class_weights: Literal["none", "balanced"] = "none"  # balanced = inverse train frequency
+    """The classification head and its hyper-parameters (docs/losses.md). Each margin head has a section
+    named like the head whose fields are its keyword arguments, with the published defaults
+    (`--loss.arcface.margin=0.4`); the model passes the section of `name` only."""
+
+    @dataclass
+    class Sphereface:  # A-Softmax, Liu et al. 2017
+        margin: int = 4
+        scale: float = 0.0  # 0 = logits scaled by the feature norm (original); > 0 = normalised features * s
+        lambda_base: float = 1000.0  # annealing: lambda = max(lambda_min, base (1 + gamma step)^-power)
+        lambda_gamma: float = 0.12
+        lambda_power: float = 1.0
+        lambda_min: float = 5.0
+
+    @dataclass
+    class SpherefaceR:  # SphereFace-R, Liu et al. 2022 (OpenSphere config)
+        version: Literal["v0", "v1", "v2"] = "v2"
+        normalization: Literal["none", "hard", "soft"] = "hard"
+        margin: float = 1.4
+        scale: float = 60.0
+        penalty: float = 0.01  # soft normalisation: weight of | ||x|| - scale |
+
+    @dataclass
+    class Sphereface2:  # SphereFace2, Wen et al. 2022 (m = 0.5 for type A, 1.7 for type M)
+        margin_type: Literal["C", "A", "M"] = "C"
+        lamb: float = 0.7
+        scale: float = 40.0
+        margin: float = 0.4
+        t: float = 3.0
+
+    @dataclass
+    class Cosface:  # Wang et al. 2018
+        scale: float = 64.0
+        margin: float = 0.35
+
+    @dataclass
+    class Arcface:  # Deng et al. 2019
+        scale: float = 64.0
+        margin: float = 0.5
+        easy_margin: bool = False
+
+    @dataclass
+    class MaskProxy:  # Lian et al. 2021; multinomial = MMP
+        multinomial: bool = False
+        lamb: float = 0.5
+        scale_init: float = 10.0
+        bias_init: float = -5.0
+
+    name: Literal["softmax", "sphereface", "sphereface_r", "sphereface2", "cosface", "arcface", "mask_proxy"] = (
+        "softmax"
+    )
+    label_smoothing: float = 0.0  # softmax-type heads only (sphereface2 and mask_proxy reject it)
+    class_weights: Literal["none", "balanced"] = "none"  # balanced = inverse train frequency; same heads
+    sphereface: Sphereface = field(default_factory=Sphereface)
+    sphereface_r: SpherefaceR = field(default_factory=SpherefaceR)
+    sphereface2: Sphereface2 = field(default_factory=Sphereface2)
+    cosface: Cosface = field(default_factory=Cosface)
+    arcface: Arcface = field(default_factory=Arcface)
+    mask_proxy: MaskProxy = field(default_factory=MaskProxy)
 
 
 @dataclass

@@ -1,0 +1,86 @@
+"""ArcFace: additive angular margin.
+
+Deng et al., "ArcFace: Additive Angular Margin Loss for Deep Face Recognition", CVPR 2019 (arXiv 1801.07698),
+following the authors' insightface code for the target logit.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from losses.torch.common import centres, cosine, upcast
+from losses.torch.softmax import softmax_loss
+
+
+def arcface_target(cos: torch.Tensor, margin: float, easy_margin: bool = False) -> torch.Tensor:
+    """The target cosine with margin, elementwise on cos theta_y.
+
+    phi = cos(theta + m) = cos theta cos m - sin theta sin m while theta + m <= pi. Past that point
+    cos(theta + m) turns back up (it is not monotonic in theta), so insightface switches branch:
+        default:      phi = cos theta - m sin m    when theta > pi - m  (cos theta <= cos(pi - m))
+        easy_margin:  phi = cos theta              when theta > pi / 2  (cos theta <= 0)
+    The default keeps phi decreasing in theta (it steps down at theta = pi - m, from -1 to -cos m - m sin m);
+    easy_margin jumps back up at pi / 2 (from -sin m to 0), i.e. drops the margin for hard samples.
+    Gradients are real (no detachment). sin theta = sqrt(1 - cos^2) has an infinite derivative at
+    cos = +-1; the clamp at 1e-12 keeps it finite there (value error <= 1e-6 sin m) and changes nothing
+    elsewhere in float32, where 1 - cos^2 >= 1.2e-7 for any cos != +-1.
+    """
+    sin = ((1.0 - cos) * (1.0 + cos)).clamp_min(1e-12).sqrt()
+    phi = cos * math.cos(margin) - sin * math.sin(margin)
+    if easy_margin:
+        return torch.where(cos > 0, phi, cos)
+    return torch.where(cos > math.cos(math.pi - margin), phi, cos - math.sin(math.pi - margin) * margin)
+
+
+def arcface_loss(
+    cos: torch.Tensor,
+    labels: torch.Tensor,
+    scale: float = 64.0,
+    margin: float = 0.5,
+    easy_margin: bool = False,
+    label_smoothing: float = 0.0,
+    class_weights: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cross-entropy of s cos theta_j with the target replaced by s phi(theta_y) -> (loss, logits (B, C)).
+
+    L = -log( e^{s cos(theta_y + m)} / (e^{s cos(theta_y + m)} + sum_{j != y} e^{s cos theta_j}) ),
+    with the theta + m > pi treatment of `arcface_target`.
+    """
+    cos = upcast(cos)  # (B, C)
+    target = arcface_target(cos.gather(1, labels[:, None]), margin, easy_margin)  # (B, 1)
+    logits = scale * cos.scatter(1, labels[:, None], target)
+    return softmax_loss(logits, labels, label_smoothing, class_weights)
+
+
+class Arcface(nn.Module):
+    """ArcFace head. Defaults s = 64, m = 0.5, easy_margin = False (paper and insightface)."""
+
+    def __init__(
+        self,
+        dim: int,
+        classes: int,
+        scale: float = 64.0,
+        margin: float = 0.5,
+        easy_margin: bool = False,
+        label_smoothing: float = 0.0,
+        class_weights: torch.Tensor | None = None,
+    ):
+        super().__init__()
+        self.weight = centres(classes, dim)  # (C, D)
+        self.scale, self.margin, self.easy_margin = scale, margin, easy_margin
+        self.label_smoothing = label_smoothing
+        weights = None if class_weights is None else torch.as_tensor(class_weights, dtype=torch.float32)
+        self.register_buffer("class_weights", weights, persistent=False)
+
+    def scores(self, embedding: torch.Tensor) -> torch.Tensor:
+        """(B, D) -> (B, C) s cos theta."""
+        return self.scale * cosine(embedding, self.weight)[0]
+
+    def forward(self, embedding: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        cos, _ = cosine(embedding, self.weight)  # (B, C)
+        return arcface_loss(
+            cos, labels, self.scale, self.margin, self.easy_margin, self.label_smoothing, self.class_weights
+        )

@@ -1,0 +1,68 @@
+"""Helpers shared by the heads in this folder (not a loss: nothing here is built by `losses.build`).
+
+Every head computes its loss in at least float32 whatever the input dtype: `upcast` lifts bf16/fp16 to
+float32 (float64 stays, so gradcheck runs in double), and `cosine` runs its matmul with autocast off so a
+surrounding `torch.autocast` cannot push it back to bf16.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def upcast(x: torch.Tensor) -> torch.Tensor:
+    """Floating tensors to at least float32 (bf16/fp16 -> fp32, fp64 kept); other dtypes unchanged."""
+    if not x.is_floating_point():
+        return x
+    return x.to(torch.promote_types(x.dtype, torch.float32))
+
+
+def scalar(value: torch.Tensor | float, like: torch.Tensor) -> torch.Tensor:
+    """A number or 0-dim tensor in the dtype and device of `like` (a tensor keeps its gradient)."""
+    return torch.as_tensor(value, dtype=like.dtype, device=like.device)
+
+
+def polar(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(..., D) -> (unit vectors (..., D), norms (..., 1)), finite for zero and for huge norms.
+
+    `F.normalize` squares the entries first, so a float32 vector of norm ~1e20 overflows to inf and comes
+    out as zeros. Dividing by the largest |entry| first (a constant for autograd: the direction is
+    scale-invariant, so the gradient is exactly that of x / ||x||) keeps every square <= 1. A zero vector
+    maps to direction 0 and norm 0.
+    """
+    peak = x.detach().abs().amax(dim=-1, keepdim=True)
+    peak = torch.where(peak > 0, peak, torch.ones_like(peak))
+    y = x / peak  # max |y| = 1
+    return F.normalize(y, dim=-1), peak * torch.linalg.vector_norm(y, dim=-1, keepdim=True)
+
+
+def cosine(embedding: torch.Tensor, centres: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cosines between embeddings (B, D) and class centres (C, D): (cos (B, C), feature norms (B, 1)).
+
+    Computed with autocast off in at least float32. The centres are normalised inside the graph (as in
+    CosFace/ArcFace code), not renormalised in place (as OpenSphere does): same forward value, and the
+    gradient reaching W is its tangent projection. Dividing the (B, C) product by the centre norms, instead
+    of materialising normalised centres (C, D), saves a pass and a copy of W when C is large; centres are
+    parameters of unit norm at initialisation, so their norms need no overflow guard.
+    """
+    with torch.autocast(embedding.device.type, enabled=False):
+        x, norms = polar(upcast(embedding))
+        w = upcast(centres)
+        inverse_norms = 1.0 / torch.linalg.vector_norm(w, dim=1).clamp_min(1e-12)  # (C,)
+        return (x @ w.T) * inverse_norms, norms  # (B, C), (B, 1)
+
+
+def centres(classes: int, dim: int) -> nn.Parameter:
+    """Class centres (C, D) with unit-norm rows drawn uniformly on the sphere."""
+    w = torch.randn(classes, dim)
+    return nn.Parameter(w / w.norm(dim=1, keepdim=True))
+
+
+def reject_unsupported(head: str, class_weights: torch.Tensor | None, label_smoothing: float) -> None:
+    """Heads whose loss is not a softmax cross-entropy cannot honour these two options."""
+    if class_weights is not None:
+        raise ValueError(f"{head} does not support class_weights; set loss.class_weights=none")
+    if label_smoothing != 0.0:
+        raise ValueError(f"{head} does not support label_smoothing; set loss.label_smoothing=0")

@@ -1,0 +1,51 @@
+"""Softmax cross-entropy head: a linear classifier with optional class weights and label smoothing.
+
+The margin heads (sphereface, sphereface_r, cosface, arcface) reuse `softmax_loss` on their margin logits.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from losses.torch.common import upcast
+
+
+def softmax_loss(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    label_smoothing: float = 0.0,
+    class_weights: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cross-entropy of logits (B, C) against labels (B,), in at least float32 -> (loss, logits).
+
+    With smoothing e and class weights w (torch's definition, Szegedy et al. 2016 for the smoothing):
+        l_n = -(1 - e) w[y_n] log p[n, y_n] - (e / C) sum_c w[c] log p[n, c]
+        loss = sum_n l_n / sum_n w[y_n]
+    which is the plain mean of -log p[n, y_n] when e = 0 and w = 1.
+    """
+    logits = upcast(logits)
+    weight = None if class_weights is None else class_weights.to(logits)
+    loss = F.cross_entropy(logits, labels, weight=weight, label_smoothing=label_smoothing)
+    return loss, logits
+
+
+class Softmax(nn.Module):
+    """Linear layer + softmax cross-entropy; `scores` are the plain linear logits."""
+
+    def __init__(self, dim: int, classes: int, label_smoothing: float = 0.0, class_weights: torch.Tensor | None = None):
+        super().__init__()
+        self.linear = nn.Linear(dim, classes)
+        self.label_smoothing = label_smoothing
+        # A buffer follows .to(device); not persistent: the assembly recomputes it from the training split.
+        weights = None if class_weights is None else torch.as_tensor(class_weights, dtype=torch.float32)
+        self.register_buffer("class_weights", weights, persistent=False)
+
+    def scores(self, embedding: torch.Tensor) -> torch.Tensor:
+        """(B, D) -> (B, C) linear logits, in at least float32."""
+        with torch.autocast(embedding.device.type, enabled=False):
+            return F.linear(upcast(embedding), upcast(self.linear.weight), upcast(self.linear.bias))
+
+    def forward(self, embedding: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return softmax_loss(self.scores(embedding), labels, self.label_smoothing, self.class_weights)
