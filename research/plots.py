@@ -1,0 +1,150 @@
+"""Evaluation figures: one function per plot; each writes a PNG to `path` and returns the path.
+
+Figures are built with matplotlib's object API (`Figure`, rendered by the Agg backend) rather than pyplot,
+so nothing depends on a display or leaks open figures in long runs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from matplotlib import colormaps
+from matplotlib.figure import Figure
+from scipy.stats import norm
+from sklearn.manifold import TSNE
+from threadpoolctl import threadpool_limits
+
+from research.metrics.verification import eer, roc
+
+DET_TICKS = np.array([0.001, 0.01, 0.05, 0.2, 0.5, 0.8, 0.95])
+
+
+def _save(fig: Figure, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    return path
+
+
+def training_curves(history: list[dict[str, float]], path: str | Path) -> Path:
+    """One panel per metric ("loss", "acc", "lr", ...), one line per split ("train/loss", "val/loss")."""
+    panels: dict[str, list[str]] = {}
+    for key in sorted({k for row in history for k in row} - {"epoch"}):
+        panels.setdefault(key.split("/")[-1], []).append(key)
+    fig = Figure(figsize=(4 * max(len(panels), 1), 3))
+    for n, (metric, keys) in enumerate(panels.items()):
+        ax = fig.add_subplot(1, len(panels), n + 1)
+        for key in keys:
+            rows = [row for row in history if key in row]
+            ax.plot([row["epoch"] for row in rows], [row[key] for row in rows], marker=".", label=key)
+        ax.set(title=metric, xlabel="epoch")
+        ax.legend(fontsize="small")
+    return _save(fig, path)
+
+
+def confusion(matrix: np.ndarray, class_names: list[str], path: str | Path) -> Path:
+    """Row-normalised confusion matrix (row = true class); counts written in the cells up to 20 classes."""
+    rates = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)  # (C, C)
+    size = min(3 + 0.4 * len(class_names), 20)
+    fig = Figure(figsize=(size, size))
+    ax = fig.add_subplot()
+    image = ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
+    fig.colorbar(image, ax=ax, fraction=0.046)
+    ticks = np.arange(len(class_names))
+    ax.set_xticks(ticks, class_names, rotation=90, fontsize="small")
+    ax.set_yticks(ticks, class_names, fontsize="small")
+    ax.set(xlabel="predicted", ylabel="true")
+    if len(class_names) <= 20:
+        for (r, c), count in np.ndenumerate(matrix):
+            colour = "white" if rates[r, c] > 0.5 else "black"
+            ax.text(c, r, str(count), ha="center", va="center", fontsize="x-small", color=colour)
+    return _save(fig, path)
+
+
+def roc_det(scores: np.ndarray, labels: np.ndarray, path: str | Path) -> Path:
+    """ROC (TPR vs FPR, log FPR axis) and DET (FNR vs FPR on normal-deviate axes), EER point marked."""
+    fpr, tpr, _ = roc(scores, labels)
+    rate, _ = eer(scores, labels)
+    fig = Figure(figsize=(9, 4))
+    ax = fig.add_subplot(1, 2, 1)
+    ax.plot(fpr, tpr)
+    ax.set(xscale="log", xlim=(1e-4, 1), ylim=(0, 1.01), xlabel="false accept rate", ylabel="true accept rate")
+    ax.set_title("ROC")
+    det = fig.add_subplot(1, 2, 2)
+    det.plot(_probit(fpr), _probit(1 - tpr))
+    det.plot(_probit(rate), _probit(rate), "o", label=f"EER {rate:.2%}")
+    tick_labels = [f"{t:g}" for t in DET_TICKS * 100]
+    det.set_xticks(_probit(DET_TICKS), tick_labels)
+    det.set_yticks(_probit(DET_TICKS), tick_labels)
+    limits = _probit(np.array([5e-4, 0.99]))
+    det.set(xlim=limits, ylim=limits, xlabel="false accept rate (%)", ylabel="false reject rate (%)", title="DET")
+    det.legend()
+    return _save(fig, path)
+
+
+def _probit(p: np.ndarray) -> np.ndarray:
+    """Normal deviate of a rate, the DET axis scale (rates clipped to [1e-4, 1 - 1e-4])."""
+    return norm.ppf(np.clip(p, 1e-4, 1 - 1e-4))
+
+
+def score_histograms(scores: np.ndarray, labels: np.ndarray, path: str | Path) -> Path:
+    """Densities of target and non-target trial scores on shared bins."""
+    labels = np.asarray(labels, bool)
+    bins = np.histogram_bin_edges(scores, bins=50)
+    fig = Figure(figsize=(5, 3.5))
+    ax = fig.add_subplot()
+    ax.hist(scores[labels], bins=bins, density=True, alpha=0.6, label=f"target ({labels.sum()})")
+    ax.hist(scores[~labels], bins=bins, density=True, alpha=0.6, label=f"non-target ({(~labels).sum()})")
+    ax.set(xlabel="score", ylabel="density")
+    ax.legend()
+    return _save(fig, path)
+
+
+def embedding_map(
+    emb: np.ndarray,
+    colour_by: dict[str, np.ndarray],
+    path: str | Path,
+    names: dict[str, list[str]] | None = None,
+    max_points: int = 500,
+    seed: int = 0,
+) -> Path:
+    """t-SNE map of embeddings (N, E), one panel per colouring label (N,) (identity, gender, ...).
+    At most max_points samples, drawn with the seed, keep it to seconds; legends up to 10 classes."""
+    rng = np.random.default_rng(seed)
+    keep = np.sort(rng.choice(len(emb), min(max_points, len(emb)), replace=False))
+    perplexity = min(30.0, (len(keep) - 1) / 3)
+    # One OpenMP thread: on a busy machine, t-SNE's threads spin-wait and run 10-20x slower than one.
+    with threadpool_limits(1, user_api="openmp"):
+        xy = TSNE(perplexity=perplexity, init="pca", random_state=seed).fit_transform(emb[keep])  # (n, 2)
+    fig = Figure(figsize=(4.5 * len(colour_by), 4))
+    for n, (key, values) in enumerate(colour_by.items()):
+        ax = fig.add_subplot(1, len(colour_by), n + 1)
+        values = np.asarray(values)[keep]
+        classes = np.unique(values)
+        palette = colormaps["tab10" if len(classes) <= 10 else "tab20"]  # beyond 20 classes colours repeat
+        for c in classes:
+            label = names[key][c] if names and key in names else str(c)
+            ax.scatter(*xy[values == c].T, s=8, label=label, color=palette(int(c) % palette.N))
+        if len(classes) <= 10:
+            ax.legend(fontsize="small", markerscale=2)
+        ax.set(title=f"t-SNE by {key}", xticks=[], yticks=[])
+    return _save(fig, path)
+
+
+def subgroup_bars(table: dict[str, dict[str, dict[str, float]]], metric: str, path: str | Path) -> Path:
+    """Horizontal bars of `metric` per subgroup (sample count in brackets), one panel per attribute,
+    three panels a row; `table` is a fairness.breakdown table."""
+    attrs = [a for a, rows in table.items() if any(metric in row for row in rows.values())]
+    n_rows = max(1, -(-len(attrs) // 3))
+    fig = Figure(figsize=(13.5, 3.5 * n_rows))
+    for n, attr in enumerate(attrs):
+        rows = {g: row for g, row in table[attr].items() if metric in row}
+        ax = fig.add_subplot(n_rows, 3, n + 1)
+        bars = ax.barh([f"{g} ({row['n']})" for g, row in rows.items()], [row[metric] for row in rows.values()])
+        ax.bar_label(bars, fmt="%.3g", fontsize="small")
+        ax.invert_yaxis()
+        ax.set(title=attr, xlabel=metric)
+        ax.tick_params(axis="y", labelsize="small")
+    return _save(fig, path)
