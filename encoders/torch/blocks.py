@@ -1,0 +1,85 @@
+"""Pieces shared by the torch encoders: masked mean pooling and a pre-norm transformer.
+
+Masks are bool, True = a real token. Masked entries are removed with `torch.where`, never by
+multiplying with zero, so a padded value cannot leak into the output even when it is not finite.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import nn
+
+from encoders import EncoderOutput
+
+
+def summarised(tokens: torch.Tensor, mask: torch.Tensor, pooled: torch.Tensor) -> EncoderOutput:
+    """EncoderOutput whose first token is the pooled summary (B, 1 + N, D), valid where any token is.
+
+    Every encoder returns its summary among its tokens (as a ViT's CLS), so a token-level fusion
+    (early, cross-attention, stacking) trains the pooling layers too, and pooled-level fusion (late,
+    gated) trains everything that produces the tokens: the whole encoder learns from any fusion.
+    """
+    tokens = torch.cat([pooled[:, None].to(tokens.dtype), tokens], 1)  # (B, 1 + N, D)
+    return EncoderOutput(tokens, torch.cat([mask.any(1, keepdim=True), mask], 1), pooled)
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of x (B, N, D) over the positions where mask (B, N) is True -> (B, D); zeros where none is."""
+    total = torch.where(mask[..., None], x, 0.0).sum(1)  # (B, D)
+    count = mask.sum(1, keepdim=True).clamp_min(1)  # (B, 1)
+    return total / count
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention over the tokens where mask is True (Vaswani et al. 2017)."""
+
+    def __init__(self, dim: int, heads: int):
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"dim {dim} is not divisible by heads {heads}")
+        self.heads = heads
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.out = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """x (B, N, D), mask (B, N) -> (B, N, D)."""
+        # A sample with no real token (a missing modality) attends to all of them: finite, and unused
+        # downstream, instead of the NaN of a softmax over nothing (NaN would poison the gradients).
+        mask = mask | ~mask.any(1, keepdim=True)
+        q, k, v = rearrange(self.qkv(x), "b n (three h d) -> three b h n d", three=3, h=self.heads)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask[:, None, None, :])  # (B, H, N, Dh)
+        return self.out(rearrange(y, "b h n d -> b n (h d)"))
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block: x + Attn(LN(x)), then x + MLP(LN(x)) (Xiong et al. 2020)."""
+
+    def __init__(self, dim: int, heads: int, dropout: float):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = Attention(dim, heads)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(), nn.Linear(4 * dim, dim))
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """x (B, N, D), mask (B, N) -> (B, N, D)."""
+        x = x + self.drop(self.attn(self.norm1(x), mask))
+        return x + self.drop(self.mlp(self.norm2(x)))
+
+
+class Transformer(nn.Module):
+    """A stack of pre-norm blocks and the final LayerNorm that pre-norm needs."""
+
+    def __init__(self, dim: int, layers: int, heads: int, dropout: float):
+        super().__init__()
+        self.blocks = nn.ModuleList(Block(dim, heads, dropout) for _ in range(layers))
+        self.norm = nn.LayerNorm(dim)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """x (B, N, D), mask (B, N) -> (B, N, D)."""
+        for block in self.blocks:
+            x = block(x, mask)
+        return self.norm(x)

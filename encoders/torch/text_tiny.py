@@ -1,0 +1,33 @@
+"""A small randomly initialised transformer text encoder."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from encoders import EncoderOutput
+from encoders.torch.blocks import Transformer, masked_mean, summarised
+
+
+class TextTiny(nn.Module):
+    """text_ids (B, L) with text_mask (B, L) -> tokens (B, 1 + L, dim), pooled = masked mean.
+
+    Token embeddings plus learned positions (L <= max_len), then a pre-norm transformer whose
+    attention ignores padded positions. Pooled is the mean of the real tokens' outputs, so padding
+    never changes it.
+    """
+
+    def __init__(self, dim: int, vocab_size: int, max_len: int, layers: int, heads: int, dropout: float):
+        super().__init__()
+        self.embed = nn.Embedding(vocab_size, dim)
+        self.pos = nn.Parameter(0.02 * torch.randn(max_len, dim))
+        self.drop = nn.Dropout(dropout)
+        self.transformer = Transformer(dim, layers, heads, dropout)
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> EncoderOutput:
+        ids, mask = batch["text_ids"], batch["text_mask"].bool()  # (B, L)
+        if ids.shape[1] > self.pos.shape[0]:
+            raise ValueError(f"text_tiny: {ids.shape[1]} tokens exceed max_len {self.pos.shape[0]}")
+        x = self.embed(ids) + self.pos[: ids.shape[1]]  # (B, L, D)
+        x = self.transformer(self.drop(x), mask)
+        return summarised(x, mask, masked_mean(x, mask))
