@@ -37,6 +37,7 @@ def evaluate(
     plots: bool = True,
     target: str | None = None,
     n_trials: int = 10000,
+    top_k: int = 200,
     min_group: int = 5,
 ) -> dict[str, float]:
     """Run every protocol that the arrays in `preds` allow; return flat scalar metrics.
@@ -46,7 +47,8 @@ def evaluate(
     "face_embedding" and "voice_embedding" (N, E). classes: attribute -> class names; `target` names the
     attribute that preds["target"] copies (class names of the confusion matrix). train_subjects switches
     on open-set verification (refused if a subject overlaps); cohort = (embeddings, subjects) of training
-    identities for AS-norm. Subgroups smaller than min_group samples are left out of the fairness figures.
+    identities for AS-norm (top_k cohort scores per side). Subgroups smaller than min_group samples are
+    left out of the fairness figures.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -64,7 +66,7 @@ def evaluate(
     trials = None
     if train_subjects is not None:
         found, details["verification"], trials = _open_set(
-            preds, groups, train_subjects, cohort, n_trials, seed, min_group
+            preds, groups, train_subjects, cohort, n_trials, top_k, seed, min_group
         )
         scalars |= found
         _write_trials(out / "trials.csv", preds["subject"], trials)
@@ -110,11 +112,13 @@ def _open_set(
     train_subjects: np.ndarray,
     cohort: tuple[np.ndarray, np.ndarray] | None,
     n_trials: int,
+    top_k: int,
     seed: int,
     min_group: int,
 ) -> tuple[dict[str, float], dict, dict[str, np.ndarray]]:
     """Verification over all trials, then per subgroup over the trials whose two samples are in it."""
-    scalars, trials = verification.verify(preds["embedding"], preds["subject"], train_subjects, n_trials, seed, cohort)
+    emb, subjects = preds["embedding"], preds["subject"]
+    scalars, trials = verification.verify(emb, subjects, train_subjects, n_trials, seed, cohort, top_k)
     i, j, is_target, scores = trials["i"], trials["j"], trials["target"], trials["score"]
 
     def within(mask: np.ndarray) -> dict[str, float]:

@@ -1,0 +1,103 @@
+"""Train and evaluate one fusion model.
+
+    python experiments/run.py --fusion cross_attn                     # embedded dataset, CPU
+    python experiments/run.py --config synergy --fusion late --optim.lr=3e-4
+    python experiments/run.py --help                                  # every key, default and choice
+
+Arguments are `--key=value` or `--key value`, where key is a dotted config field (research/config.py) or
+a short flag (--fusion, --loss, --backend, --modalities, --dataset, --seed, --epochs, --lr). This is
+also the form `wandb agent` passes sweep parameters in. `--config NAME` (first) picks a preset from
+experiments/configs/. Rerunning with the same --run.name resumes an interrupted run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import sys
+import time
+import typing
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, for experiments.configs
+
+from experiments.configs import preset  # noqa: E402
+from research.config import SHORT_FLAGS, Config, ConfigError, apply_overrides  # noqa: E402
+
+
+def parse(argv: list[str]) -> Config:
+    """`--config NAME` (optional, first) then overrides, applied in order."""
+    name = "default"
+    if argv and argv[0].startswith("--config"):
+        key, eq, value = argv[0].partition("=")
+        name, argv = (value, argv[1:]) if eq else (argv[1] if len(argv) > 1 else "", argv[2:])
+    try:
+        cfg = preset(name)
+    except ModuleNotFoundError:
+        raise ConfigError(f"unknown preset '{name}' (see experiments/configs/)") from None
+    return apply_overrides(cfg, argv)
+
+
+def run_name(cfg: Config) -> str:
+    mods = "+".join(sorted(cfg.model.modalities))
+    return f"{cfg.model.fusion}-{cfg.loss.name}-{mods}-s{cfg.run.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def usage(node=None, prefix: str = "") -> list[str]:
+    """One line per config key: `--key (type) = default`."""
+    node = Config() if node is None else node
+    lines = []
+    hints = typing.get_type_hints(type(node))
+    for f in dataclasses.fields(node):
+        value = getattr(node, f.name)
+        if dataclasses.is_dataclass(value):
+            lines += usage(value, f"{prefix}{f.name}.")
+            continue
+        hint = hints[f.name]
+        kind = "|".join(map(str, typing.get_args(hint))) if typing.get_origin(hint) is typing.Literal else str(hint)
+        lines.append(f"  --{prefix}{f.name} = {value!r}   ({kind.replace('typing.', '')})")
+    return lines
+
+
+def print_results(summary: dict, run_dir: Path) -> None:
+    keys = [k for k in summary if k.split("/")[0] in ("val", "test") and k.count("/") == 1]
+    keys += ["params", "best_epoch", "wall_time_s"]
+    width = max(len(k) for k in keys)
+    print("\nresults")
+    for k in keys:
+        if k in summary:
+            v = summary[k]
+            print(f"  {k:<{width}}  {v:.4f}" if isinstance(v, float) else f"  {k:<{width}}  {v}")
+    print(f"\nrun files: {run_dir}  (record.json, best.safetensors, eval/, wandb/)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if "--help" in argv or "-h" in argv:
+        print(__doc__)
+        print("short flags: " + ", ".join(f"--{k} -> {v}" for k, v in SHORT_FLAGS.items()))
+        print("keys:\n" + "\n".join(usage()))
+        return 0
+    try:
+        cfg = parse(argv)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    name = cfg.run.name or run_name(cfg)
+    run_dir = Path(cfg.run.out) / name
+    trainer = importlib.import_module(f"research.{cfg.run.backend}.trainer")
+    print(f"run {name} ({cfg.model.fusion} fusion of {', '.join(cfg.model.modalities)}; backend {cfg.run.backend})")
+    try:
+        summary = trainer.train_and_evaluate(cfg, run_dir, name)
+    except trainer.NonFiniteLoss as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    if summary.get("status") == "interrupted":
+        print(f"stopped after epoch {summary['epoch']}; rerun with --run.name={name} to resume")
+        return 0
+    print_results(summary, run_dir)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,46 @@
+"""Config -> constructor keywords of encoders, fusion modules and heads, shared by the torch and jax
+model assembly so one config builds either backend (docs/architecture.md lists the keywords)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from research.config import Config
+
+
+def encoder_kwargs(cfg: Config, modality: str, vocab_size: int) -> tuple[str, dict[str, Any]]:
+    """(encoder name, keywords) for one modality."""
+    m, d = cfg.model, cfg.data
+    transformer = {"layers": m.layers, "heads": m.heads, "dropout": m.dropout}
+    name = getattr(m, modality)
+    kwargs: dict[str, Any] = {
+        "face_cnn": {"image_size": d.image_size},
+        "face_vit": {"image_size": d.image_size, **transformer},
+        "voice_ecapa": {"sample_rate": d.sample_rate, "spec_augment": m.spec_augment},
+        "voice_vit": {"sample_rate": d.sample_rate, "spec_augment": m.spec_augment, **transformer},
+        "text_tiny": {"vocab_size": vocab_size, "max_len": d.text_len, **transformer},
+        "text_hf": {"path": m.text_path, "freeze": m.freeze_text},
+    }[name]
+    return name, {"dim": m.dim, **kwargs}
+
+
+def fusion_kwargs(cfg: Config) -> dict[str, Any]:
+    m = cfg.model
+    modalities = tuple(sorted(m.modalities))
+    transformer = {"layers": m.fusion_layers, "heads": m.heads, "dropout": m.dropout}
+    kwargs: dict[str, Any] = {
+        "early": transformer,
+        "cross_attn": transformer,
+        "stack": {"tokens": 8},
+        "gated": {},
+        "late": {"combine": m.combine},
+    }[m.fusion]
+    return {"dim": m.dim, "modalities": modalities, **kwargs}
+
+
+def head_kwargs(cfg: Config, classes: int) -> dict[str, Any]:
+    """Keywords of the classification head named by cfg.loss.name (class weights are added by the caller)."""
+    section = getattr(cfg.loss, cfg.loss.name, None)
+    hyper = dataclasses.asdict(section) if dataclasses.is_dataclass(section) else {}
+    return {"dim": cfg.model.dim, "classes": classes, "label_smoothing": cfg.loss.label_smoothing, **hyper}

@@ -1,0 +1,53 @@
+"""Per-sample predictions of a model over one split, as NumPy arrays for research/evaluation.py."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from research.config import Config
+from research.data.loader import SampleSet
+from research.torch.model import FusionModel
+
+
+def to_device(batch: dict[str, np.ndarray], device: torch.device) -> dict[str, torch.Tensor]:
+    return {k: torch.from_numpy(v).to(device) for k, v in batch.items()}
+
+
+@torch.no_grad()
+def predict(model: FusionModel, data: SampleSet, cfg: Config, device: torch.device, drop: str = "") -> dict:
+    """Per-sample arrays of one split: log_probs, embedding, labels, presence, {m}_embedding, and the loss.
+
+    `drop` names a modality to remove at test time (its presence flags are set to False).
+    """
+    model.eval()
+    parts: dict[str, list[np.ndarray]] = {}
+    losses, weights = [], []
+    for batch in data.batches(cfg.data.batch_size, shuffle=False, seed=cfg.run.seed, epoch=0, train=False):
+        if drop:
+            batch = {**batch, f"{drop}_present": np.zeros_like(batch[f"{drop}_present"])}
+        tensors = to_device(batch, device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.optim.bf16):
+            out = model(tensors)
+        known = int((batch["target"] >= 0).sum())
+        losses.append(out["loss"].item() * known)
+        weights.append(known)
+        arrays = {"log_probs": out["log_probs"], "embedding": out["embedding"]}
+        arrays |= {f"{s}_embedding": v for s, v in out["streams"].items() if s in cfg.model.modalities}
+        for key, value in arrays.items():
+            parts.setdefault(key, []).append(value.float().cpu().numpy())
+        for key, value in batch.items():
+            if value.ndim == 1:
+                parts.setdefault(key, []).append(value)
+    preds = {k: np.concatenate(v) for k, v in parts.items()}
+    preds["loss"] = np.float64(sum(losses) / max(sum(weights), 1))
+    return preds
+
+
+def quick_metrics(preds: dict) -> dict[str, float]:
+    """Loss and accuracy over samples whose class was seen in training (per-epoch validation)."""
+    known = preds["target"] >= 0
+    if not known.any():
+        return {}
+    correct = preds["log_probs"][known].argmax(-1) == preds["target"][known]
+    return {"loss": float(preds["loss"]), "acc": float(correct.mean())}

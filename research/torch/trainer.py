@@ -1,0 +1,165 @@
+"""Torch trainer: `train_and_evaluate(cfg, run_dir, name)` trains encoders + fusion + heads jointly.
+
+A thin loop: AdamW, linear warm-up then cosine decay per step, gradient clipping, optional bf16
+autocast, validation every epoch, the best epoch kept by the validation metric, and a `last`
+checkpoint after every epoch from which a rerun resumes exactly (same batches, same dropout masks).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from research.config import Config
+from research.data.loader import SampleSet, load
+from research.metrics.verification import verify
+from research.torch import checkpoint
+from research.torch.model import build_model, parameter_report
+from research.torch.predict import predict, quick_metrics, to_device
+from research.torch.report import final_report
+from research.tracking import Tracker
+
+
+class NonFiniteLoss(RuntimeError):
+    """The loss became NaN or Inf; the last good checkpoint is left untouched."""
+
+
+def pick_device(requested: str) -> torch.device:
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(requested)
+
+
+def class_weights(cfg: Config, labels: np.ndarray, classes: int) -> torch.Tensor | None:
+    """`balanced`: w_c = N / (C * n_c) over the training labels (classes absent from train get weight 0)."""
+    if cfg.loss.class_weights == "none":
+        return None
+    counts = np.bincount(labels[labels >= 0], minlength=classes).astype(np.float64)
+    weights = np.where(counts > 0, counts.sum() / (classes * np.maximum(counts, 1)), 0.0)
+    return torch.tensor(weights, dtype=torch.float32)
+
+
+def make_optimizer(model: torch.nn.Module, cfg: Config) -> torch.optim.Optimizer:
+    """AdamW with weight decay on matrices only (not on biases, norms and embeddings of one dimension)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [
+        {"params": [p for p in params if p.ndim >= 2], "weight_decay": cfg.optim.weight_decay},
+        {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=cfg.optim.lr)
+
+
+def warmup_cosine(optimizer: torch.optim.Optimizer, warmup: int, total: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """lr factor: linear from 1/warmup to 1 over `warmup` steps, then cosine to 0 at `total`."""
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, total - warmup)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def train_epoch(model, optimizer, scheduler, data: SampleSet, cfg: Config, epoch: int, device, last: Path) -> float:
+    """One pass over the training set; returns the mean loss. Raises NonFiniteLoss before a bad step."""
+    model.train()
+    total, count = 0.0, 0
+    steps = math.ceil(len(data) / cfg.data.batch_size)
+    batches = data.batches(cfg.data.batch_size, shuffle=True, seed=cfg.run.seed, epoch=epoch, train=True)
+    bar = tqdm(
+        batches, total=steps, desc=f"epoch {epoch}/{cfg.optim.epochs}", disable=not cfg.run.progress, leave=False
+    )
+    for step, batch in enumerate(bar):
+        batch = to_device(batch, device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.optim.bf16):
+            loss = model(batch)["loss"]
+        value = loss.item()
+        if not math.isfinite(value):
+            raise NonFiniteLoss(
+                f"non-finite loss ({value}) at epoch {epoch}, step {step}: stopped before updating the weights; "
+                f"the last good checkpoint is {last if last.exists() else 'none (first epoch)'}"
+            )
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.optim.clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.clip)
+        optimizer.step()
+        scheduler.step()
+        n = len(batch["target"])
+        total, count = total + value * n, count + n
+        bar.set_postfix(loss=f"{total / count:.4f}")
+    return total / max(count, 1)
+
+
+def val_metrics(preds: dict, train_subjects: np.ndarray, cfg: Config) -> dict[str, float]:
+    """Accuracy when the split's classes were seen in training, else open-set verification EER."""
+    metrics = quick_metrics(preds)
+    if not metrics:
+        result, _ = verify(
+            preds["embedding"], preds["subject"], train_subjects, n_trials=cfg.eval.trials, seed=cfg.run.seed
+        )
+        metrics = {"loss": float("nan"), "eer": result["eer"]}
+    return metrics
+
+
+def is_better(value: float, best: float | None, key: str) -> bool:
+    return best is None or (value < best if key == "eer" else value > best)
+
+
+def train_and_evaluate(cfg: Config, run_dir: Path, name: str) -> dict:
+    """Train, select the best validation epoch, evaluate it on val and test; return the run summary."""
+    started = time.time()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.run.seed)
+    device = pick_device(cfg.run.device)
+    splits = load(cfg.data)
+    classes = len(splits.classes[cfg.data.target])
+    weights = class_weights(cfg, splits.train.labels("target"), classes)
+    model = build_model(cfg, classes, splits.vocab_size, weights).to(device)
+    optimizer = make_optimizer(model, cfg)
+    steps = math.ceil(len(splits.train) / cfg.data.batch_size)
+    scheduler = warmup_cosine(optimizer, round(cfg.optim.warmup_epochs * steps), cfg.optim.epochs * steps)
+    tracker = Tracker(cfg, run_dir, name)
+    last, best_path = run_dir / "last.safetensors", run_dir / "best.safetensors"
+    state = {"epoch": 0, "best": None, "best_epoch": 0, "selection": ""}
+    if cfg.run.resume and last.exists():
+        state = checkpoint.load(last, model, optimizer, scheduler)
+        tracker.truncate(state["epoch"])
+    train_subjects = np.unique(splits.train.labels("subject"))
+    try:
+        for epoch in range(state["epoch"] + 1, cfg.optim.epochs + 1):
+            train_loss = train_epoch(model, optimizer, scheduler, splits.train, cfg, epoch, device, last)
+            val = val_metrics(predict(model, splits.val, cfg, device), train_subjects, cfg)
+            key = "acc" if "acc" in val else "eer"
+            if is_better(val[key], state["best"], key):
+                state.update(best=val[key], best_epoch=epoch, selection=f"val/{key}")
+                checkpoint.save(best_path, model, {"epoch": epoch, f"val/{key}": val[key]})
+            state["epoch"] = epoch
+            checkpoint.save(last, model, state, optimizer, scheduler)
+            metrics = {"train/loss": train_loss, "lr": scheduler.get_last_lr()[0]}
+            tracker.log(metrics | {f"val/{k}": v for k, v in val.items()}, epoch)
+            if epoch == cfg.run.stop_after_epoch and epoch < cfg.optim.epochs:
+                tracker.finish("interrupted")
+                return {"status": "interrupted", "epoch": epoch}
+    except KeyboardInterrupt:
+        tracker.finish("interrupted", error=f"interrupted; rerun with --run.name={name} to resume")
+        raise
+    except Exception as err:
+        tracker.finish("failed", error=f"{type(err).__name__}: {err}")
+        raise
+    checkpoint.load(best_path, model)
+    summary = final_report(model, splits, cfg, device, run_dir, tracker)
+    summary |= parameter_report(model) | {
+        "best_epoch": state["best_epoch"],
+        "selection": state["selection"],
+        "skipped_samples": splits.skipped,
+        "wall_time_s": time.time() - started,
+    }
+    tracker.finish("finished", summary)
+    return summary

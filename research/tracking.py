@@ -1,0 +1,148 @@
+"""Run tracking: W&B (offline by default) plus a local JSON run record that tables are built from.
+
+The record (docs/architecture.md) is rewritten after every epoch, so a killed run still leaves its
+history; W&B is optional and never needed by tests.
+"""
+
+from __future__ import annotations
+
+import datetime
+import importlib.metadata
+import json
+import netrc
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from research.config import Config, to_dict
+
+PACKAGES = ("numpy", "torch", "torchaudio", "transformers", "jax", "flax", "optax", "wandb", "fusion-research")
+
+
+def wandb_mode(requested: str) -> str:
+    """`auto` = online when the user is logged in (API key in the environment or ~/.netrc), else offline."""
+    if requested != "auto":
+        return requested
+    if os.environ.get("WANDB_API_KEY"):
+        return "online"
+    try:
+        logged_in = netrc.netrc().authenticators("api.wandb.ai") is not None
+    except (FileNotFoundError, netrc.NetrcParseError):
+        logged_in = False
+    return "online" if logged_in else "offline"
+
+
+class Tracker:
+    """Logs metrics to W&B and to `run_dir/record.json`; `history` survives resume through the record."""
+
+    def __init__(self, cfg: Config, run_dir: Path, name: str):
+        self.path = run_dir / "record.json"
+        previous = json.loads(self.path.read_text()) if self.path.exists() and cfg.run.resume else {}
+        self.record: dict[str, Any] = {
+            "name": name,
+            "status": "running",
+            "error": None,
+            "config": to_dict(cfg),
+            "history": previous.get("history", []),
+            "summary": {},
+            **environment(),
+            "started_at": previous.get("started_at", _now()),
+            "finished_at": None,
+        }
+        self.wandb = self._start_wandb(cfg, run_dir, name, resumed=bool(previous))
+        self.write()
+
+    @staticmethod
+    def _start_wandb(cfg: Config, run_dir: Path, name: str, resumed: bool) -> Any:
+        mode = wandb_mode(cfg.run.wandb)
+        if mode == "disabled":
+            return None
+        import wandb
+
+        # One W&B run per run directory: its id is the run name, so a resumed run continues it.
+        return wandb.init(
+            project=cfg.run.project,
+            name=name,
+            id=name.replace("/", "-"),
+            resume="allow" if resumed else None,
+            group=cfg.run.group or None,
+            tags=list(cfg.run.tags),
+            config=to_dict(cfg),
+            dir=str(run_dir),
+            mode=mode,
+        )
+
+    def log(self, metrics: dict[str, float], epoch: int) -> None:
+        """Append one epoch's metrics to the history (dropping a replayed epoch) and log them."""
+        history = [h for h in self.record["history"] if h["epoch"] < epoch]
+        self.record["history"] = history + [{"epoch": epoch, **metrics}]
+        if self.wandb is not None:
+            self.wandb.log({"epoch": epoch, **metrics})
+        self.write()
+
+    def truncate(self, epoch: int) -> None:
+        """Forget history after `epoch` (a resume restarts from the checkpoint of that epoch)."""
+        self.record["history"] = [h for h in self.record["history"] if h["epoch"] <= epoch]
+        self.write()
+
+    def images(self, paths: dict[str, Path]) -> None:
+        if self.wandb is not None and paths:
+            import wandb
+
+            self.wandb.log({key: wandb.Image(str(path)) for key, path in paths.items()})
+
+    def finish(self, status: str, summary: dict[str, Any] | None = None, error: str | None = None) -> None:
+        self.record.update(status=status, error=error, finished_at=_now())
+        self.record["summary"].update(summary or {})
+        if self.wandb is not None:
+            self.wandb.summary.update(self.record["summary"])
+            self.wandb.finish(exit_code=0 if status in ("finished", "interrupted") else 1)
+        self.write()
+
+    def write(self) -> None:
+        tmp = self.path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(self.record, indent=1, default=_jsonable))
+        tmp.replace(self.path)
+
+
+def environment() -> dict[str, Any]:
+    """Git commit, package versions, Python and platform: what a reader needs to rerun the run."""
+    return {
+        "git_commit": _git_commit(),
+        "packages": {name: _version(name) for name in PACKAGES if _version(name)},
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+    }
+
+
+def _git_commit() -> str:
+    root = Path(__file__).resolve().parents[1]
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5)
+        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    commit = out.stdout.strip() or "unknown"
+    return commit + ("+dirty" if dirty.stdout.strip() else "")
+
+
+def _version(name: str) -> str | None:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+
+
+def _jsonable(value: Any) -> Any:
+    if hasattr(value, "item"):
+        return value.item()
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    return str(value)
