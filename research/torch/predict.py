@@ -1,4 +1,5 @@
-"""Per-sample predictions of a model over one split, as NumPy arrays for research/evaluation.py."""
+"""Per-sample predictions of a model over one split, as NumPy arrays for research/evaluation.py,
+and the device helpers they need."""
 
 from __future__ import annotations
 
@@ -8,6 +9,12 @@ import torch
 from research.config import Config
 from research.data.loader import SampleSet
 from research.torch.model import FusionModel
+
+
+def pick_device(requested: str) -> torch.device:
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(requested)
 
 
 def to_device(batch: dict[str, np.ndarray], device: torch.device) -> dict[str, torch.Tensor]:

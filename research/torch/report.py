@@ -11,17 +11,17 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from research import plots
-from research.config import Config
-from research.data.loader import SampleSet, Splits
+from research.config import Config, from_dict
+from research.data.loader import SampleSet, Splits, load
 from research.evaluation import evaluate
 from research.metrics.verification import class_means
-from research.torch.model import FusionModel
-from research.torch.predict import predict, quick_metrics, to_device
-from research.tracking import Tracker
+from research.torch import checkpoint
+from research.torch.model import FusionModel, build_model
+from research.torch.predict import pick_device, predict, quick_metrics, to_device
 
 
-def final_report(model: FusionModel, splits: Splits, cfg: Config, device, run_dir: Path, tracker: Tracker) -> dict:
-    """Evaluate the loaded (best) model; returns summary metrics named `val/...` and `test/...`."""
+def final_report(model: FusionModel, splits: Splits, cfg: Config, device, out: Path, history: list[dict]) -> dict:
+    """Evaluate the loaded (best) model into `out`; returns summary metrics named `val/...` and `test/...`."""
     train_subjects = np.unique(splits.train.labels("subject"))
     open_set = cfg.data.split == "open"
     cohort = training_cohort(model, splits.train, cfg, device) if open_set and cfg.eval.as_norm else None
@@ -31,7 +31,7 @@ def final_report(model: FusionModel, splits: Splits, cfg: Config, device, run_di
         metrics = evaluate(
             preds,
             splits.classes,
-            run_dir / "eval" / split,
+            out / split,
             train_subjects=train_subjects if open_set else None,
             cohort=cohort,
             seed=cfg.run.seed,
@@ -45,11 +45,21 @@ def final_report(model: FusionModel, splits: Splits, cfg: Config, device, run_di
             summary[f"{split}/loss"] = float(preds["loss"])
     summary |= modality_ablation(model, splits.test, cfg, device)
     summary["flops_per_sample"] = flops_per_sample(model, splits.test, cfg, device)
-    if cfg.eval.plots:
-        curve = plots.training_curves(tracker.record["history"], run_dir / "eval" / "training_curves.png")
-        tracker.images({"plots/training_curves": curve, **test_images(run_dir / "eval" / "test")})
-    (run_dir / "eval" / "summary.json").write_text(json.dumps(summary, indent=1))
+    if cfg.eval.plots and history:
+        plots.training_curves(history, out / "training_curves.png")
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
     return summary
+
+
+def evaluate_checkpoint(run_dir: Path, out: Path, device: str = "auto") -> dict:
+    """Rebuild a finished run's model from its record, load best.safetensors and evaluate it again."""
+    record = json.loads((run_dir / "record.json").read_text())
+    cfg = from_dict(record["config"])
+    device = pick_device(device)
+    splits = load(cfg.data)
+    model = build_model(cfg, len(splits.classes[cfg.data.target]), splits.vocab_size, None).to(device)
+    checkpoint.load(run_dir / "best.safetensors", model)
+    return final_report(model, splits, cfg, device, out, record["history"])
 
 
 def training_cohort(model: FusionModel, train: SampleSet, cfg: Config, device) -> tuple[np.ndarray, np.ndarray]:
@@ -79,5 +89,6 @@ def flops_per_sample(model: FusionModel, data: SampleSet, cfg: Config, device) -
     return counter.get_total_flops() / len(batch["target"])
 
 
-def test_images(folder: Path) -> dict[str, Path]:
-    return {f"plots/{p.stem}": p for p in sorted(folder.glob("*.png"))}
+def images(out: Path) -> dict[str, Path]:
+    """The report's plots, keyed for W&B media: `plots/training_curves`, `plots/test/roc_det`, ..."""
+    return {f"plots/{p.relative_to(out).with_suffix('').as_posix()}": p for p in sorted(out.rglob("*.png"))}

@@ -20,19 +20,13 @@ from research.data.loader import SampleSet, load
 from research.metrics.verification import verify
 from research.torch import checkpoint
 from research.torch.model import build_model, parameter_report
-from research.torch.predict import predict, quick_metrics, to_device
-from research.torch.report import final_report
+from research.torch.predict import pick_device, predict, quick_metrics, to_device
+from research.torch.report import final_report, images
 from research.tracking import Tracker
 
 
 class NonFiniteLoss(RuntimeError):
     """The loss became NaN or Inf; the last good checkpoint is left untouched."""
-
-
-def pick_device(requested: str) -> torch.device:
-    if requested == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(requested)
 
 
 def class_weights(cfg: Config, labels: np.ndarray, classes: int) -> torch.Tensor | None:
@@ -154,7 +148,8 @@ def train_and_evaluate(cfg: Config, run_dir: Path, name: str) -> dict:
         tracker.finish("failed", error=f"{type(err).__name__}: {err}")
         raise
     checkpoint.load(best_path, model)
-    summary = final_report(model, splits, cfg, device, run_dir, tracker)
+    summary = final_report(model, splits, cfg, device, run_dir / "eval", tracker.record["history"])
+    tracker.images(images(run_dir / "eval"))
     summary |= parameter_report(model) | {
         "best_epoch": state["best_epoch"],
         "selection": state["selection"],

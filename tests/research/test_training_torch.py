@@ -103,3 +103,22 @@ def run_dir(cfg):
 
 def record(cfg):
     return json.loads((run_dir(cfg) / "record.json").read_text())
+
+
+def test_evaluating_the_saved_checkpoint_reproduces_the_end_of_run_metrics(tiny):
+    cfg = tiny("--run.name=evaluated", "--data.split=open", "--data.target=gender", "--eval.as_norm=true")
+    summary = train_and_evaluate(cfg, run_dir(cfg), "evaluated")
+    assert {"test/acc", "test/eer", "test/min_dcf_0.01", "test/without_face/acc"} <= set(summary)
+    out = subprocess.run(
+        [sys.executable, "experiments/evaluate.py", "--run", str(run_dir(cfg)), "--out", str(run_dir(cfg) / "again")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    again = json.loads((run_dir(cfg) / "again" / "summary.json").read_text())
+    recorded = record(cfg)["summary"]
+    metrics = [k for k in again if k.startswith(("val/", "test/"))]
+    assert len(metrics) > 20
+    for key in metrics:
+        assert again[key] == pytest.approx(recorded[key], abs=1e-6), key
