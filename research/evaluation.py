@@ -133,9 +133,12 @@ def _open_set(
 
 
 def _cross_modal(preds: dict[str, np.ndarray], seed: int) -> dict[str, float]:
-    """1:2 matching and retrieval both ways, on the samples that have both a face and a voice."""
+    """1:2 matching and retrieval both ways, on the samples that have both a face and a voice (none when no
+    sample has both, e.g. in the test-time ablation of face or voice)."""
     n = len(preds["subject"])
     both = preds.get("face_present", np.ones(n, bool)) & preds.get("voice_present", np.ones(n, bool))
+    if not both.any():
+        return {}
     face, voice, subjects = preds["face_embedding"][both], preds["voice_embedding"][both], preds["subject"][both]
     scalars = {f"match/{k}": v for k, v in crossmodal.matching_1to2(face, voice, subjects, seed=seed).items()}
     scalars |= {f"retrieval/v2f/{k}": v for k, v in crossmodal.retrieval(voice, face, subjects, subjects).items()}

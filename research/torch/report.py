@@ -17,7 +17,9 @@ from research.evaluation import evaluate
 from research.metrics.verification import class_means
 from research.torch import checkpoint
 from research.torch.model import FusionModel, build_model
-from research.torch.predict import pick_device, predict, quick_metrics, to_device
+from research.torch.predict import pick_device, predict, to_device
+
+ABLATION_METRICS = ("acc", "macro_f1", "eer", "min_dcf_0.01")  # reported per removed modality
 
 
 def final_report(model: FusionModel, splits: Splits, cfg: Config, device, out: Path, history: list[dict]) -> dict:
@@ -25,25 +27,22 @@ def final_report(model: FusionModel, splits: Splits, cfg: Config, device, out: P
     train_subjects = np.unique(splits.train.labels("subject"))
     open_set = cfg.data.split == "open"
     cohort = training_cohort(model, splits.train, cfg, device) if open_set and cfg.eval.as_norm else None
+    protocol = dict(
+        train_subjects=train_subjects if open_set else None,
+        cohort=cohort,
+        seed=cfg.run.seed,
+        target=cfg.data.target,
+        n_trials=cfg.eval.trials,
+        top_k=cfg.eval.as_norm_top_k,
+    )
     summary: dict[str, float] = {}
     for split, data in (("val", splits.val), ("test", splits.test)):
         preds = predict(model, data, cfg, device)
-        metrics = evaluate(
-            preds,
-            splits.classes,
-            out / split,
-            train_subjects=train_subjects if open_set else None,
-            cohort=cohort,
-            seed=cfg.run.seed,
-            plots=cfg.eval.plots,
-            target=cfg.data.target,
-            n_trials=cfg.eval.trials,
-            top_k=cfg.eval.as_norm_top_k,
-        )
+        metrics = evaluate(preds, splits.classes, out / split, plots=cfg.eval.plots, **protocol)
         summary |= {f"{split}/{k}": v for k, v in metrics.items()}
         if np.isfinite(preds["loss"]) and (preds["target"] >= 0).any():
             summary[f"{split}/loss"] = float(preds["loss"])
-    summary |= modality_ablation(model, splits.test, cfg, device)
+    summary |= modality_ablation(model, splits, cfg, device, out, protocol)
     summary["flops_per_sample"] = flops_per_sample(model, splits.test, cfg, device)
     if cfg.eval.plots and history:
         plots.training_curves(history, out / "training_curves.png")
@@ -68,15 +67,16 @@ def training_cohort(model: FusionModel, train: SampleSet, cfg: Config, device) -
     return class_means(preds["embedding"], preds["subject"])  # (S, E), (S,)
 
 
-def modality_ablation(model: FusionModel, test: SampleSet, cfg: Config, device) -> dict[str, float]:
-    """The same model on the test split with one modality removed (masked as missing) at a time."""
+def modality_ablation(model: FusionModel, splits: Splits, cfg: Config, device, out: Path, protocol: dict) -> dict:
+    """The same model on the test split with one modality removed (masked as missing) at a time, through
+    the same protocols (no plots) into out/test_without_{m}/; returns the headline metrics of each."""
     if len(cfg.model.modalities) < 2:
         return {}
     result = {}
     for m in sorted(cfg.model.modalities):
-        metrics = quick_metrics(predict(model, test, cfg, device, drop=m))
-        if "acc" in metrics:
-            result[f"test/without_{m}/acc"] = metrics["acc"]
+        preds = predict(model, splits.test, cfg, device, drop=m)
+        metrics = evaluate(preds, splits.classes, out / f"test_without_{m}", plots=False, **protocol)
+        result |= {f"test/without_{m}/{k}": metrics[k] for k in ABLATION_METRICS if k in metrics}
     return result
 
 

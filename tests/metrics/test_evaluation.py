@@ -108,3 +108,11 @@ def test_minimal_preds(tmp_path):
     preds = {k: full[k] for k in ("log_probs", "target", "embedding", "subject")}
     result = evaluate(preds, {}, tmp_path, plots=False)
     assert set(result) == {"acc", "balanced_acc", "macro_f1", "subject_acc", "subject_balanced_acc", "subject_macro_f1"}
+
+
+def test_cross_modal_matching_runs_only_on_samples_with_a_face_and_a_voice(tmp_path):
+    preds = synthetic_preds(np.repeat(np.arange(12), 5))
+    assert "match/v2f" in evaluate(preds, CLASSES, tmp_path / "both", plots=False)
+    preds["face_present"][:] = False  # the test-time ablation of the face
+    result = evaluate(preds, CLASSES, tmp_path / "no_face", plots=False)
+    assert "acc" in result and not [k for k in result if k.startswith(("match/", "retrieval/"))]

@@ -108,7 +108,11 @@ def record(cfg):
 def test_evaluating_the_saved_checkpoint_reproduces_the_end_of_run_metrics(tiny):
     cfg = tiny("--run.name=evaluated", "--data.split=open", "--data.target=gender", "--eval.as_norm=true")
     summary = train_and_evaluate(cfg, run_dir(cfg), "evaluated")
-    assert {"test/acc", "test/eer", "test/min_dcf_0.01", "test/without_face/acc"} <= set(summary)
+    assert {"test/acc", "test/eer", "test/min_dcf_0.01", "test/without_face/acc", "test/without_face/eer"} <= set(
+        summary
+    )
+    ablated = json.loads((run_dir(cfg) / "eval" / "test_without_face" / "metrics.json").read_text())
+    assert summary["test/without_face/eer"] == ablated["metrics"]["eer"] and ablated["dataset"]["missing"]["face"] == 1
     out = subprocess.run(
         [sys.executable, "experiments/evaluate.py", "--run", str(run_dir(cfg)), "--out", str(run_dir(cfg) / "again")],
         capture_output=True,
