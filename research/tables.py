@@ -1,0 +1,300 @@
+"""Ablation tables from run records: one row per value of the swept config keys, statistics over seeds.
+
+A cell is the mean ± sample standard deviation (ddof=1) of a summary metric over the row's finished
+runs, one per `run.seed`. A row that lacks a finished run for any seed is marked incomplete (never
+averaged silently), not ranked, and its missing seeds are named in the notes. With a baseline row, each
+row gets the difference of means and a two-sided paired t-test over the seeds both rows finished.
+Renderers: LaTeX (booktabs), Markdown and CSV rows; the bar chart is drawn by experiments/ablate.py.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+# Metric names that contain one of these are better when lower (`test/eer`, `val/loss`, `wall_time_s`).
+LOWER_IS_BETTER = ("eer", "loss", "dcf", "error", "wall_time", "params", "flops", "gap", "std")
+ALPHA = 0.05  # significance level of the dagger
+
+
+class TableError(ValueError):
+    """The records cannot make the requested table (the message says why)."""
+
+
+@dataclass
+class Cell:
+    values: dict[int, float]  # seed -> metric value of a finished run
+    complete: bool  # every expected seed has a value
+    mean: float = math.nan
+    std: float = math.nan  # nan with fewer than two values
+    rank: int | None = None  # 0 = best, 1 = second best in its column (complete rows only)
+    delta: float | None = None  # mean - baseline mean
+    p: float | None = None  # paired t-test against the baseline; None = no test
+
+
+@dataclass
+class Row:
+    label: tuple[str, ...]  # formatted values of the table's keys
+    runs: dict[int, str]  # seed -> record status, or "missing"
+    cells: dict[str, Cell] = field(default_factory=dict)
+
+
+@dataclass
+class Table:
+    keys: list[str]
+    metrics: list[tuple[str, str]]  # (name, "max" | "min")
+    seeds: list[int]
+    rows: list[Row]
+    baseline: int | None = None  # index of the baseline row
+
+
+def config_value(config: dict[str, Any], key: str) -> Any:
+    """A dotted key of a nested config, or None. `{k}` inside the key is first replaced by the value of
+    k, so `loss.{loss.name}.margin` reads the margin of each run's own loss. Flat dotted keys (as a W&B
+    sweep adds them to run.config) are the fallback."""
+    key = re.sub(r"\{([^}]+)\}", lambda m: str(config_value(config, m.group(1))), key)
+    node: Any = config
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return config.get(key)
+        node = node[part]
+    return node
+
+
+def label(value: Any) -> str:
+    """How a config value prints and matches: lists as `a+b` (sorted), absent as `-`."""
+    if isinstance(value, (list, tuple)):
+        return "+".join(sorted(map(str, value)))
+    return "-" if value is None else str(value)
+
+
+def _order(value: Any) -> tuple:
+    """Sort key: lists by length then name (unimodal rows first), numbers by value."""
+    if isinstance(value, (list, tuple)):
+        return (len(value), label(value), 0.0)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return (0, "", float(value))
+    return (0, label(value), 0.0)
+
+
+def direction(metric: str) -> str:
+    """ "min" for metrics where lower is better (by name), else "max"; `name:min` / `name:max` overrides."""
+    return "min" if any(word in metric for word in LOWER_IS_BETTER) else "max"
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat = {}
+    for k, v in d.items():
+        flat |= _flatten(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v}
+    return flat
+
+
+def swept_keys(records: list[dict[str, Any]]) -> list[str]:
+    """Config keys whose value differs between records, except `run.*` (seed, name, group ...)."""
+    flat = [_flatten(r["config"]) for r in records]
+    keys = sorted({k for f in flat for k in f if not k.startswith("run.")})
+    return [k for k in keys if len({label(f.get(k)) for f in flat}) > 1]
+
+
+def _pick(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Of several records of one row and seed (a rerun), the finished one, else the latest."""
+    return max(records, key=lambda r: (r.get("status") == "finished", r.get("finished_at") or "", r["started_at"]))
+
+
+def build_table(
+    records: list[dict[str, Any]],
+    keys: list[str],
+    metrics: list[tuple[str, str]],
+    baseline: dict[str, str] | None = None,
+    seeds: list[int] | None = None,
+) -> Table:
+    """Group records by `keys`, one run per seed; `seeds` defaults to every seed seen in the records."""
+    groups: dict[tuple[str, ...], dict[int, list]] = {}
+    order: dict[tuple[str, ...], tuple] = {}
+    for record in records:
+        values = [config_value(record["config"], k) for k in keys]
+        order[tuple(map(label, values))] = tuple(map(_order, values))
+        seed = int(config_value(record["config"], "run.seed") or 0)
+        groups.setdefault(tuple(map(label, values)), {}).setdefault(seed, []).append(record)
+    seeds = sorted(seeds if seeds is not None else {s for runs in groups.values() for s in runs})
+    rows = []
+    for key in sorted(groups, key=order.get):
+        picked = {s: _pick(groups[key][s]) for s in seeds if s in groups[key]}
+        row = Row(key, {s: picked[s].get("status", "unknown") if s in picked else "missing" for s in seeds})
+        for name, _ in metrics:
+            found = {s: r.get("summary", {}).get(name) for s, r in picked.items() if row.runs[s] == "finished"}
+            values = {s: float(v) for s, v in found.items() if isinstance(v, (int, float)) and math.isfinite(v)}
+            data = np.array(list(values.values()))
+            row.cells[name] = Cell(
+                values,
+                complete=len(values) == len(seeds),
+                mean=float(data.mean()) if len(data) else math.nan,
+                std=float(data.std(ddof=1)) if len(data) > 1 else math.nan,
+            )
+        rows.append(row)
+    table = Table(list(keys), list(metrics), seeds, rows)
+    _rank(table)
+    if baseline:
+        _compare(table, baseline)
+    return table
+
+
+def _rank(table: Table) -> None:
+    """Best and second-best distinct mean per metric among complete rows (ties share the rank)."""
+    for name, goal in table.metrics:
+        cells = [row.cells[name] for row in table.rows if row.cells[name].complete]
+        means = sorted({c.mean for c in cells}, reverse=goal == "max")
+        for cell in cells:
+            rank = means.index(cell.mean)
+            cell.rank = rank if rank < 2 else None
+
+
+def _compare(table: Table, baseline: dict[str, str]) -> None:
+    """Difference of means and paired t-test (seeds both rows finished) of every row against the baseline."""
+    if set(baseline) - set(table.keys):
+        raise TableError(f"baseline {baseline} must name table keys ({table.keys})")
+    column = {k: table.keys.index(k) for k in baseline}
+    matches = [i for i, r in enumerate(table.rows) if all(r.label[column[k]] == v for k, v in baseline.items())]
+    if len(matches) != 1:
+        raise TableError(f"baseline {baseline} matches {len(matches)} rows, not one")
+    table.baseline = matches[0]
+    for name, _ in table.metrics:
+        base = table.rows[table.baseline].cells[name]
+        for i, row in enumerate(table.rows):
+            cell = row.cells[name]
+            if i == table.baseline or not cell.values or not base.values:
+                continue
+            cell.delta = cell.mean - base.mean
+            paired = sorted(set(cell.values) & set(base.values))
+            if len(paired) >= 2:
+                with warnings.catch_warnings():  # identical values: scipy warns and returns nan (no test)
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    p = stats.ttest_rel([cell.values[s] for s in paired], [base.values[s] for s in paired]).pvalue
+                cell.p = None if math.isnan(p) else float(p)
+
+
+def notes(table: Table) -> list[str]:
+    """The footnotes that say what the numbers and marks mean."""
+    seeds = ", ".join(map(str, table.seeds))
+    lines = [
+        f"Mean ± sample standard deviation over seeds {seeds}; Seeds = finished runs / expected runs.",
+        "Bold: best, underlined: second best per column among complete rows (↑ higher / ↓ lower is better).",
+    ]
+    if table.baseline is not None:
+        base = " / ".join(table.rows[table.baseline].label)
+        lines.append(
+            f"Δ: difference of means to the baseline row ({base}); †: p < {ALPHA} in a two-sided paired t-test "
+            "across the seeds both rows finished (no test, and no mark, with fewer than 2 paired seeds"
+            " or identical values)."
+        )
+        untested = [
+            " / ".join(r.label)
+            for r in table.rows
+            if any(c.delta is not None and c.p is None for c in r.cells.values())
+        ]
+        lines += [f"No test for: {'; '.join(untested)}."] if untested else []
+    for row in table.rows:
+        if not all(c.complete for c in row.cells.values()):
+            gaps = ", ".join(f"seed {s} {st}" for s, st in row.runs.items() if st != "finished")
+            lines.append(
+                f"‡ {' / '.join(row.label)}: incomplete ({gaps or 'a finished run lacks the metric'}); "
+                "the mean is over the finished seeds only and the row is not ranked."
+            )
+    return lines
+
+
+# Renderers. Each format says how to write a number, bold, second best and the two marks.
+MARKDOWN = {"pm": " ± ", "bold": "**{}**", "second": "<ins>{}</ins>", "dagger": "†", "ddagger": " ‡", "dash": "–"}
+LATEX = {"pm": r" \pm ", "bold": r"\mathbf{{{}}}", "second": r"\underline{{{}}}", "dash": "--"}
+LATEX |= {"dagger": r"^\dagger", "ddagger": r"^\ddagger"}
+
+
+def _body(table: Table, style: dict[str, str], digits: int) -> list[list[str]]:
+    """Table cells as strings: keys, seeds, then per metric the value (and Δ with a baseline)."""
+    math_mode = "{}" if style is MARKDOWN else "${}$"
+    body = []
+    for i, row in enumerate(table.rows):
+        finished = sum(status == "finished" for status in row.runs.values())
+        cells = [*row.label, f"{finished}/{len(table.seeds)}"]
+        for name, _ in table.metrics:
+            c = row.cells[name]
+            text = f"{c.mean:.{digits}f}" + ("" if math.isnan(c.std) else f"{style['pm']}{c.std:.{digits}f}")
+            text = style["bold" if c.rank == 0 else "second"].format(text) if c.rank is not None else text
+            text += style["ddagger"] if c.values and not c.complete else ""
+            cells.append(math_mode.format(text) if c.values else style["dash"])
+            if table.baseline is not None:
+                mark = style["dagger"] if c.p is not None and c.p < ALPHA else ""
+                delta = None if c.delta is None else math_mode.format(f"{c.delta:+.{digits}f}{mark}")
+                cells.append("baseline" if i == table.baseline else delta or style["dash"])
+        body.append(cells)
+    return body
+
+
+def _header(table: Table, arrows: tuple[str, str], delta: str) -> list[str]:
+    """Key names (last dotted part), Seeds, metric names with their direction, Δ columns."""
+    header = [re.sub(r"\{[^}]*\}", "", k).split(".")[-1].capitalize() for k in table.keys] + ["Seeds"]
+    for name, goal in table.metrics:
+        header.append(f"{name} {arrows[0] if goal == 'max' else arrows[1]}")
+        header += [f"{delta} {name}"] if table.baseline is not None else []
+    return header
+
+
+def to_markdown(table: Table, digits: int = 3) -> str:
+    header = _header(table, ("↑", "↓"), "Δ")
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cells) + " |" for cells in _body(table, MARKDOWN, digits)]
+    return "\n".join(lines + [""] + notes(table)) + "\n"
+
+
+def latex_escape(text: str) -> str:
+    """Plain text for LaTeX: special characters escaped, the table's symbols as math."""
+    text = re.sub(r"([&%$#_{}])", r"\\\1", text)
+    symbols = {"±": r"$\pm$", "Δ": r"$\Delta$", "†": r"$^\dagger$", "‡": r"$^\ddagger$", "↑": r"$\uparrow$"}
+    for symbol, tex in (symbols | {"↓": r"$\downarrow$", "–": "--", "<": "$<$", ">": "$>$"}).items():
+        text = text.replace(symbol, tex)
+    return text
+
+
+def to_latex(table: Table, caption: str, tag: str, digits: int = 3) -> str:
+    """A booktabs `table` environment, ready to \\input; the notes sit under the tabular."""
+    header = [latex_escape(h) for h in _header(table, ("↑", "↓"), "Δ")]
+    keys = "l" * len(table.keys)
+    lines = [
+        r"\begin{table}[t]",
+        r"\centering",
+        rf"\caption{{{latex_escape(caption)}}}",
+        rf"\label{{tab:{tag}}}",
+        rf"\begin{{tabular}}{{{keys}r{'c' * (len(header) - len(keys) - 1)}}}",
+        r"\toprule",
+        " & ".join(header) + r" \\",
+        r"\midrule",
+    ]
+    for cells in _body(table, LATEX, digits):
+        lines.append(" & ".join(latex_escape(c) if j < len(table.keys) else c for j, c in enumerate(cells)) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}", r"\par\smallskip", r"{\footnotesize"]
+    lines += [latex_escape(note) + r"\par" for note in notes(table)]
+    return "\n".join(lines + ["}", r"\end{table}"]) + "\n"
+
+
+def to_csv(table: Table) -> list[list[str]]:
+    """Rows for csv.writer: full-precision numbers, one column per statistic, empty = none."""
+    header = [*table.keys, "seeds_finished", "seeds_expected", "runs"]
+    for name, _ in table.metrics:
+        header += [f"{name} mean", f"{name} std", f"{name} n", f"{name} delta", f"{name} p"]
+    out = [header]
+    for row in table.rows:
+        finished = sum(status == "finished" for status in row.runs.values())
+        cells = [*row.label, str(finished), str(len(table.seeds))]
+        cells.append(" ".join(f"{s}:{status}" for s, status in row.runs.items()))
+        for name, _ in table.metrics:
+            c = row.cells[name]
+            numbers = [c.mean, c.std, len(c.values), c.delta, c.p]
+            cells += ["" if v is None or (isinstance(v, float) and math.isnan(v)) else repr(v) for v in numbers]
+        out.append(cells)
+    return out

@@ -1,0 +1,127 @@
+"""Sweep files: W&B's own argument formatting, the parameter specs, and the shipped studies against the
+real config schema (every grid point a valid run.py command line, without running it)."""
+
+import json
+import math
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.trial import TrialState
+from wandb.sdk.launch.sweeps.utils import create_sweep_command_args
+
+from research import sweeps
+from research.config import Config, apply_overrides
+
+ROOT = Path(__file__).resolve().parents[2]
+SHIPPED = sorted((ROOT / "experiments" / "sweeps").glob("*.yaml"))
+
+
+def test_arguments_are_formatted_as_wandb_agent_formats_them():
+    params = {"model.modalities": "face,voice", "eval.plots": False, "optim.lr": 1e-05, "run.seed": 2, "x": None}
+    expected = create_sweep_command_args({"args": {k: {"value": v} for k, v in params.items()}})["args"]
+    assert sweeps.agent_args(params) == expected
+    assert expected[:3] == ["--model.modalities=face,voice", "--eval.plots=False", "--optim.lr=1e-05"]
+
+
+def test_command_macros_expand_like_the_agent_and_unknown_ones_are_refused():
+    sweep = {"program": "experiments/run.py"}
+    assert sweeps.command_line(sweep, {"a": 1}, "py") == ["py", "experiments/run.py", "--a=1"]
+    sweep["command"] = ["${env}", "${interpreter}", "-u", "${program}", "--config=synergy", "${args}"]
+    assert sweeps.command_line(sweep, {"a": 1}, "py") == ["py", "-u", "experiments/run.py", "--config=synergy", "--a=1"]
+    sweep["command"] = ["${interpreter}", "${program}", "${args_json}"]
+    with pytest.raises(sweeps.SweepError, match="args_json"):
+        sweeps.command_line(sweep, {"a": 1})
+
+
+def test_parameter_specs_map_to_optuna_distributions():
+    d = sweeps.distribution
+    assert d("a", {"values": ["x", "y"]}) == CategoricalDistribution(["x", "y"])
+    assert d("a", {"min": 1, "max": 4}) == IntDistribution(1, 4)  # W&B: integer bounds = int_uniform
+    assert d("a", {"min": 0.0, "max": 1}) == FloatDistribution(0.0, 1.0)
+    assert d("a", {"distribution": "log_uniform_values", "min": 1e-4, "max": 1e-2}) == FloatDistribution(
+        1e-4, 1e-2, log=True
+    )
+    assert d("a", {"distribution": "q_uniform", "min": 0, "max": 1, "q": 0.25}) == FloatDistribution(0, 1, step=0.25)
+    with pytest.raises(sweeps.SweepError, match="log_uniform"):
+        d("a", {"distribution": "log_uniform", "min": -9, "max": -2})  # W&B's exponent form: not offline
+
+
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ({"method": "hyperband"}, "method"),
+        ({"parameters": {"m": {"values": [["face", "voice"]]}}}, "comma strings"),
+        ({"metric": {}}, "metric"),
+        ({"parameters": {"lr": {"min": 0.1, "max": 1.0}}}, "grid sweep takes"),
+    ],
+)
+def test_a_sweep_file_the_runner_cannot_run_is_refused_with_the_reason(tmp_path, spec, message):
+    base = {"program": "p.py", "method": "grid", "metric": {"name": "val/acc"}, "parameters": {"a": {"value": 1}}}
+    path = tmp_path / "s.yaml"
+    path.write_text(json.dumps(base | spec))  # JSON is YAML
+    with pytest.raises(sweeps.SweepError, match=message):
+        sweeps.load_sweep(path)
+
+
+def test_run_names_are_valid_wandb_ids_and_the_same_for_the_same_parameters():
+    sweep = {"name": "s"}
+    name = sweeps.run_name(sweep, {"model.modalities": "face,voice", "run.seed": 1})
+    assert name == "s-model.modalities=face+voice-run.seed=1"
+    assert not set(":;,#?/'") & set(name)
+    assert sweeps.run_name(sweep, {"model.modalities": "face,text"}) != sweeps.run_name(
+        sweep, {"model.modalities": "face"}
+    )
+
+
+@pytest.mark.parametrize(
+    "returncode, record, expected",
+    [
+        (0, {"status": "finished", "summary": {"val/acc": 0.5}}, (TrialState.COMPLETE, 0.5)),
+        (0, {"status": "finished", "summary": {"val/acc": math.nan}}, (TrialState.FAIL, None)),
+        (0, {"status": "finished", "summary": {}}, (TrialState.FAIL, None)),
+        (0, {"status": "interrupted", "summary": {"val/acc": 0.5}}, (TrialState.FAIL, None)),
+        (1, {"status": "failed", "summary": {}}, (TrialState.FAIL, None)),
+        (-9, None, (TrialState.FAIL, None)),
+    ],
+)
+def test_a_trial_completes_only_with_a_finished_record_and_a_finite_metric(tmp_path, returncode, record, expected):
+    if record is not None:
+        (tmp_path / "record.json").write_text(json.dumps(record))
+    assert sweeps.outcome(tmp_path, "val/acc", returncode)[:2] == expected
+
+
+def sampled_points(sweep: dict) -> list[dict]:
+    if sweep["method"] == "grid":
+        return sweeps.grid_points(sweep)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    return [study.ask(sweeps.search_space(sweep)).params for _ in range(20)]
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
+def test_every_shipped_sweep_point_is_a_valid_run_py_command_line(path):
+    sweep = sweeps.load_sweep(path)
+    assert sweep["program"] == "experiments/run.py" and (ROOT / sweep["program"]).exists()
+    assert "${args}" in sweep["command"] and sweep["metric"] == {"name": "val/acc", "goal": "maximize"}
+    constants = sweeps.constants(sweep)
+    assert constants["run.group"] == sweeps.group(sweep) and sweeps.group(sweep) in constants["run.tags"]
+    for point in sampled_points(sweep):
+        args = sweeps.agent_args(sweeps.trial_params(sweep, point))
+        cfg = apply_overrides(Config(), args)  # raises ConfigError on an unknown key or a bad value
+        assert cfg.run.group == sweeps.group(sweep)
+
+
+def test_the_fusion_modality_study_runs_every_subset_and_unimodal_rows_once():
+    points = []
+    for name in ("unimodal", "fusion_modality"):
+        sweep = sweeps.load_sweep(ROOT / "experiments" / "sweeps" / f"{name}.yaml")
+        points += [
+            apply_overrides(Config(), sweeps.agent_args(sweeps.trial_params(sweep, p))) for p in sampled_points(sweep)
+        ]
+    cells = {(tuple(sorted(c.model.modalities)), c.model.fusion) for c in points}
+    subsets = {m for m, _ in cells}
+    assert len(subsets) == 7 and len(points) == 3 * len(cells)  # 3 seeds of every cell
+    assert {f for m, f in cells if len(m) == 1} == {"late"}
+    assert {f for m, f in cells if len(m) > 1} == {"late", "early", "cross_attn"}
+    assert len(points) == 45

@@ -1,0 +1,155 @@
+"""Ablation tables: every number is checked against NumPy / SciPy computed here from the records, or
+against a hand-worked example."""
+
+import csv
+import io
+import math
+import re
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from research import tables
+
+
+def record(seed: int, status: str = "finished", **values) -> dict:
+    """A run record: `fusion`, `modalities`, `loss` go to the config, metric names with / to the summary."""
+    config = {"model": {"fusion": values.pop("fusion", "late"), "modalities": values.pop("modalities", ["face"])}}
+    config |= {"loss": values.pop("loss", {"name": "softmax"}), "run": {"seed": seed, "name": f"r{seed}"}}
+    summary = {k.replace("_", "/", 1): v for k, v in values.items()} if status == "finished" else {}
+    return {"status": status, "config": config, "summary": summary, "started_at": "2026", "finished_at": "2026"}
+
+
+def csv_rows(table: tables.Table) -> list[dict]:
+    text = io.StringIO()
+    csv.writer(text).writerows(tables.to_csv(table))
+    return list(csv.DictReader(io.StringIO(text.getvalue())))
+
+
+def test_cells_differences_and_p_values_equal_numpy_and_scipy_on_the_records():
+    rng = np.random.default_rng(0)
+    acc = {f: rng.uniform(0.5, 0.9, 3) for f in ("late", "early", "cross_attn")}
+    eer = {f: rng.uniform(0.05, 0.2, 3) for f in acc}
+    records = [record(s, fusion=f, test_acc=acc[f][s], test_eer=eer[f][s]) for f in acc for s in range(3)]
+    metrics = [("test/acc", "max"), ("test/eer", "min")]
+    table = tables.build_table(records, ["model.fusion"], metrics, baseline={"model.fusion": "late"})
+    rows = {r["model.fusion"]: r for r in csv_rows(table)}
+    assert [r.label for r in table.rows] == [("cross_attn",), ("early",), ("late",)]
+    for f in acc:
+        for name, values in (("test/acc", acc[f]), ("test/eer", eer[f])):
+            base = acc["late"] if name == "test/acc" else eer["late"]
+            assert float(rows[f][f"{name} mean"]) == pytest.approx(np.mean(values), abs=1e-12)
+            assert float(rows[f][f"{name} std"]) == pytest.approx(np.std(values, ddof=1), abs=1e-12)
+            assert rows[f][f"{name} n"] == "3" and rows[f]["seeds_finished"] == "3"
+            if f != "late":
+                assert float(rows[f][f"{name} delta"]) == pytest.approx(np.mean(values) - np.mean(base), abs=1e-12)
+                assert float(rows[f][f"{name} p"]) == pytest.approx(stats.ttest_rel(values, base).pvalue, rel=1e-9)
+    assert rows["late"]["test/acc p"] == rows["late"]["test/acc delta"] == ""
+
+
+def test_the_paired_t_test_matches_a_hand_worked_example_and_daggers_only_below_005():
+    base = [0.5, 0.6, 0.7]
+    close = [b + d for b, d in zip(base, [0.1, 0.2, 0.3], strict=True)]  # d: mean 0.2, sd 0.1 -> t = 3.464
+    far = [b + d for b, d in zip(base, [0.10, 0.11, 0.09], strict=True)]  # mean 0.1, sd 0.01 -> t = 17.32
+    records = [
+        record(s, fusion=f, test_acc=v[s])
+        for f, v in (("late", base), ("early", close), ("gated", far))
+        for s in range(3)
+    ]
+    table = tables.build_table(records, ["model.fusion"], [("test/acc", "max")], {"model.fusion": "late"})
+    p = {row.label[0]: row.cells["test/acc"].p for row in table.rows}
+    assert p["early"] == pytest.approx(2 * stats.t.sf(0.2 / (0.1 / math.sqrt(3)), df=2), rel=1e-6)  # 0.0742
+    assert p["gated"] == pytest.approx(2 * stats.t.sf(0.1 / (0.01 / math.sqrt(3)), df=2), rel=1e-6)  # 0.0033
+    lines = {line.split(" | ")[0].strip("| "): line for line in tables.to_markdown(table).splitlines()}
+    assert "+0.200 |" in lines["early"] and "+0.200†" not in lines["early"]
+    assert "+0.100† |" in lines["gated"] and "| baseline |" in lines["late"]
+
+
+def test_best_is_bold_and_second_underlined_in_the_direction_of_each_metric():
+    values = {"a": (0.9, 0.3), "b": (0.8, 0.1), "c": (0.7, 0.2)}
+    records = [record(s, fusion=f, test_acc=acc, test_eer=eer) for f, (acc, eer) in values.items() for s in range(2)]
+    metrics = [("test/acc", tables.direction("test/acc")), ("test/eer", tables.direction("test/eer"))]
+    assert [goal for _, goal in metrics] == ["max", "min"]
+    text = tables.to_markdown(tables.build_table(records, ["model.fusion"], metrics))
+    cells = {
+        line.split(" | ")[0].strip("| "): line.split(" | ")[2:4] for line in text.splitlines() if line.startswith("| ")
+    }
+    assert cells["a"] == ["**0.900 ± 0.000**", "0.300 ± 0.000 |"]
+    assert cells["b"] == ["<ins>0.800 ± 0.000</ins>", "**0.100 ± 0.000** |"]
+    assert cells["c"] == ["0.700 ± 0.000", "<ins>0.200 ± 0.000</ins> |"]
+    latex = tables.to_latex(tables.build_table(records, ["model.fusion"], metrics), "Caption", "t")
+    assert r"$\mathbf{0.900 \pm 0.000}$" in latex and r"$\underline{0.800 \pm 0.000}$" in latex
+
+
+def test_a_failed_or_missing_seed_is_shown_and_the_row_is_not_ranked():
+    records = [record(s, fusion="late", test_acc=0.5 + 0.01 * s) for s in range(3)]
+    records += [record(s, fusion="early", test_acc=0.9) for s in (0, 1)] + [record(2, "failed", fusion="early")]
+    records += [record(s, fusion="gated", test_acc=0.95) for s in (0, 2)]  # seed 1 never ran
+    table = tables.build_table(records, ["model.fusion"], [("test/acc", "max")], {"model.fusion": "late"})
+    rows = {r["model.fusion"]: r for r in csv_rows(table)}
+    assert rows["early"]["runs"] == "0:finished 1:finished 2:failed" and rows["early"]["test/acc n"] == "2"
+    assert rows["gated"]["runs"] == "0:finished 1:missing 2:finished" and rows["gated"]["seeds_finished"] == "2"
+    text = tables.to_markdown(table)
+    assert "| early | 2/3 | 0.900 ± 0.000 ‡ |" in text and "| gated | 2/3 | 0.950 ± 0.000 ‡ |" in text
+    assert "| late | 3/3 | **0.510 ± 0.010** |" in text  # the only complete row is the best one
+    assert "‡ early: incomplete (seed 2 failed)" in text and "‡ gated: incomplete (seed 1 missing)" in text
+
+
+def test_fewer_than_two_paired_seeds_give_no_test_and_say_so():
+    records = [record(s, fusion="late", test_acc=0.5 + 0.1 * s) for s in (0, 1)]
+    records += [record(s, fusion="early", test_acc=0.7 + 0.1 * s) for s in (1, 2)]
+    table = tables.build_table(records, ["model.fusion"], [("test/acc", "max")], {"model.fusion": "late"})
+    early = table.rows[[r.label for r in table.rows].index(("early",))].cells["test/acc"]
+    assert early.p is None and early.delta == pytest.approx(np.mean([0.8, 0.9]) - np.mean([0.5, 0.6]))
+    assert "No test for: early." in tables.notes(table)
+
+
+def test_rows_come_from_dotted_and_templated_keys_in_a_natural_order():
+    margin = {"arcface": {"margin": 0.5}, "cosface": {"margin": 0.35}}
+    records = [
+        record(0, loss={"name": "arcface", **margin, "arcface": {"margin": 0.3}}, test_acc=0.1),
+        record(0, loss={"name": "cosface", **margin}, test_acc=0.2),
+        record(0, loss={"name": "softmax", **margin}, test_acc=0.3),
+        record(0, loss={"name": "softmax", **margin}, modalities=["voice", "face"], test_acc=0.4),
+    ]
+    assert tables.swept_keys(records) == ["loss.arcface.margin", "loss.name", "model.modalities"]
+    table = tables.build_table(
+        records, ["loss.name", "loss.{loss.name}.margin", "model.modalities"], [("test/acc", "max")]
+    )
+    assert [r.label for r in table.rows] == [
+        ("arcface", "0.3", "face"),
+        ("cosface", "0.35", "face"),
+        ("softmax", "-", "face"),  # softmax has no margin section
+        ("softmax", "-", "face+voice"),  # more modalities after fewer
+    ]
+    assert tables.config_value({"model.fusion": "late", "model": {}}, "model.fusion") == "late"  # W&B flat keys
+
+
+def test_latex_is_a_booktabs_table_with_escaped_text_and_aligned_columns():
+    records = [
+        record(s, fusion=f, test_acc=0.5 + 0.1 * s + (f == "cross_attn") * 0.05)
+        for f in ("late", "cross_attn")
+        for s in range(3)
+    ]
+    records.append(record(3, "failed", fusion="cross_attn"))
+    table = tables.build_table(records, ["model.fusion"], [("test/acc", "max")], {"model.fusion": "late"})
+    latex = tables.to_latex(table, "Fusion 100% synthetic", "fusion")
+    lines = latex.splitlines()
+    assert lines[0] == r"\begin{table}[t]" and lines[-1] == r"\end{table}"
+    for command in (
+        r"\toprule",
+        r"\midrule",
+        r"\bottomrule",
+        r"\label{tab:fusion}",
+        r"\caption{Fusion 100\% synthetic}",
+    ):
+        assert command in lines
+    header, body = (
+        lines[lines.index(r"\toprule") + 1],
+        lines[lines.index(r"\midrule") + 1 : lines.index(r"\bottomrule")],
+    )
+    columns = re.search(r"\\begin\{tabular\}\{(\w+)\}", latex).group(1)
+    assert len(body) == 2 and all(row.count("&") == header.count("&") == len(columns) - 1 for row in body)
+    assert body[0].startswith(r"cross\_attn & 3/4 & $0.650 \pm 0.100^\ddagger$")
+    assert not re.search(r"[±Δ†‡↑↓<]", latex.replace("$<$", ""))  # every symbol written as LaTeX math
