@@ -53,6 +53,11 @@ class Attention(nn.Module):
         return self.out(rearrange(y, "b h n d -> b n (h d)"))
 
 
+def mlp(dim: int) -> nn.Sequential:
+    """The transformer feed-forward: D -> 4D -> D with GELU."""
+    return nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(), nn.Linear(4 * dim, dim))
+
+
 class Block(nn.Module):
     """Pre-norm transformer block: x + Attn(LN(x)), then x + MLP(LN(x)) (Xiong et al. 2020)."""
 
@@ -61,7 +66,7 @@ class Block(nn.Module):
         self.norm1 = nn.LayerNorm(dim)
         self.attn = Attention(dim, heads)
         self.norm2 = nn.LayerNorm(dim)
-        self.mlp = nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(), nn.Linear(4 * dim, dim))
+        self.mlp = mlp(dim)
         self.drop = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -1,5 +1,6 @@
-"""Pieces shared by the torch fusion modules: masked pooling, attention with a null key, a pre-norm
-transformer block, and the base of the modules that return one "fused" stream.
+"""Pieces shared by the torch fusion modules: masked softmax, attention with a null key, a pre-norm
+transformer block, and the base of the modules that return one "fused" stream. Masked mean pooling and
+the MLP are the encoders' (encoders/torch/blocks.py).
 
 Masks are bool, True = keep. Masked entries are removed with `torch.where`, never by multiplying with
 zero, so that an excluded value cannot leak into the output even when it is huge or not finite.
@@ -11,12 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-
-def masked_mean(x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-    """Mean of x (B, N, D) over the positions where keep (B, N) is True -> (B, D); zeros where none is."""
-    total = torch.where(keep[..., None], x, 0.0).sum(1)  # (B, D)
-    count = keep.sum(1, keepdim=True).clamp_min(1)  # (B, 1)
-    return total / count
+from encoders.torch.blocks import mlp
 
 
 def masked_softmax(logits: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
@@ -53,11 +49,6 @@ class Attention(nn.Module):
         k, v = self.kv(context).view(B, -1, 2, H, D // H).permute(2, 0, 3, 1, 4)  # 2 x (B, H, 1+Nk, Dh)
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=keep[:, None, None, :])  # (B, H, Nq, Dh)
         return self.out(y.transpose(1, 2).reshape(B, Nq, D))
-
-
-def mlp(dim: int) -> nn.Sequential:
-    """The transformer feed-forward: D -> 4D -> D with GELU."""
-    return nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(), nn.Linear(4 * dim, dim))
 
 
 class Block(nn.Module):

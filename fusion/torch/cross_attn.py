@@ -8,7 +8,8 @@ import torch
 from torch import nn
 
 from encoders import EncoderOutput
-from fusion.torch.blocks import Attention, Block, OneStream, masked_mean
+from encoders.torch.blocks import masked_mean
+from fusion.torch.blocks import Attention, Block, OneStream
 
 
 class CrossLayer(nn.Module):

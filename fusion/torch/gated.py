@@ -8,7 +8,8 @@ import torch
 from torch import nn
 
 from encoders import EncoderOutput
-from fusion.torch.blocks import OneStream, masked_mean, masked_softmax
+from encoders.torch.blocks import masked_mean
+from fusion.torch.blocks import OneStream, masked_softmax
 
 
 class Gated(OneStream):

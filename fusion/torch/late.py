@@ -9,7 +9,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from encoders import EncoderOutput
-from fusion.torch.blocks import masked_softmax, mlp
+from encoders.torch.blocks import mlp
+from fusion.torch.blocks import masked_softmax
 
 
 class Late(nn.Module):
