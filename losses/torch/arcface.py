@@ -11,7 +11,7 @@ import math
 import torch
 from torch import nn
 
-from losses.torch.common import centres, cosine, upcast
+from losses.torch.common import centres, cosine, register_class_weights, upcast
 from losses.torch.softmax import softmax_loss
 
 
@@ -72,8 +72,7 @@ class Arcface(nn.Module):
         self.weight = centres(classes, dim)  # (C, D)
         self.scale, self.margin, self.easy_margin = scale, margin, easy_margin
         self.label_smoothing = label_smoothing
-        weights = None if class_weights is None else torch.as_tensor(class_weights, dtype=torch.float32)
-        self.register_buffer("class_weights", weights, persistent=False)
+        register_class_weights(self, class_weights)
 
     def scores(self, embedding: torch.Tensor) -> torch.Tensor:
         """(B, D) -> (B, C) s cos theta."""

@@ -60,6 +60,16 @@ def centres(classes: int, dim: int) -> nn.Parameter:
     return nn.Parameter(w / w.norm(dim=1, keepdim=True))
 
 
+def register_class_weights(head: nn.Module, class_weights: torch.Tensor | None) -> None:
+    """Store per-class cross-entropy weights (C,) (or None) on `head` as the buffer `class_weights`.
+
+    A buffer follows `.to(device)`; it is not persistent because the assembly recomputes it from the
+    training split, so checkpoints do not carry it.
+    """
+    weights = None if class_weights is None else torch.as_tensor(class_weights, dtype=torch.float32)
+    head.register_buffer("class_weights", weights, persistent=False)
+
+
 def reject_unsupported(head: str, class_weights: torch.Tensor | None, label_smoothing: float) -> None:
     """Heads whose loss is not a softmax cross-entropy cannot honour these two options."""
     if class_weights is not None:

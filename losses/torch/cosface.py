@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from losses.torch.common import centres, cosine, upcast
+from losses.torch.common import centres, cosine, register_class_weights, upcast
 from losses.torch.softmax import softmax_loss
 
 
@@ -47,8 +47,7 @@ class Cosface(nn.Module):
         super().__init__()
         self.weight = centres(classes, dim)  # (C, D)
         self.scale, self.margin, self.label_smoothing = scale, margin, label_smoothing
-        weights = None if class_weights is None else torch.as_tensor(class_weights, dtype=torch.float32)
-        self.register_buffer("class_weights", weights, persistent=False)
+        register_class_weights(self, class_weights)
 
     def scores(self, embedding: torch.Tensor) -> torch.Tensor:
         """(B, D) -> (B, C) s cos theta."""

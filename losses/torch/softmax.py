@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from losses.torch.common import upcast
+from losses.torch.common import register_class_weights, upcast
 
 
 def softmax_loss(
@@ -38,9 +38,7 @@ class Softmax(nn.Module):
         super().__init__()
         self.linear = nn.Linear(dim, classes)
         self.label_smoothing = label_smoothing
-        # A buffer follows .to(device); not persistent: the assembly recomputes it from the training split.
-        weights = None if class_weights is None else torch.as_tensor(class_weights, dtype=torch.float32)
-        self.register_buffer("class_weights", weights, persistent=False)
+        register_class_weights(self, class_weights)
 
     def scores(self, embedding: torch.Tensor) -> torch.Tensor:
         """(B, D) -> (B, C) linear logits, in at least float32."""

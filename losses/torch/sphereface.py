@@ -11,7 +11,7 @@ import math
 import torch
 from torch import nn
 
-from losses.torch.common import centres, cosine, upcast
+from losses.torch.common import centres, cosine, register_class_weights, upcast
 from losses.torch.softmax import softmax_loss
 
 
@@ -93,8 +93,7 @@ class Sphereface(nn.Module):
         self.lambda_base, self.lambda_gamma = lambda_base, lambda_gamma
         self.lambda_power, self.lambda_min = lambda_power, lambda_min
         self.register_buffer("step", torch.zeros((), dtype=torch.long))
-        weights = None if class_weights is None else torch.as_tensor(class_weights, dtype=torch.float32)
-        self.register_buffer("class_weights", weights, persistent=False)
+        register_class_weights(self, class_weights)
 
     def lamb(self) -> torch.Tensor:
         """The current annealing weight lambda (a 0-dim tensor, no host sync)."""

@@ -11,7 +11,7 @@ import math
 import torch
 from torch import nn
 
-from losses.torch.common import centres, cosine, upcast
+from losses.torch.common import centres, cosine, register_class_weights, upcast
 from losses.torch.softmax import softmax_loss
 
 VERSIONS = ("v0", "v1", "v2")
@@ -102,8 +102,7 @@ class SpherefaceR(nn.Module):
         self.weight = centres(classes, dim)  # (C, D)
         self.version, self.normalization = version, normalization
         self.margin, self.scale, self.penalty, self.label_smoothing = margin, scale, penalty, label_smoothing
-        weights = None if class_weights is None else torch.as_tensor(class_weights, dtype=torch.float32)
-        self.register_buffer("class_weights", weights, persistent=False)
+        register_class_weights(self, class_weights)
 
     def scores(self, embedding: torch.Tensor) -> torch.Tensor:
         """(B, D) -> (B, C) plain logits r cos theta (r = s for hard normalisation, else ||x||)."""
