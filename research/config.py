@@ -196,19 +196,17 @@ def to_dict(cfg: Any) -> dict[str, Any]:
 def from_dict(d: dict[str, Any]) -> Config:
     """Rebuild a Config from `to_dict` output, checking every key and value."""
     cfg = Config()
-    for key, value in _flatten(d):
+    for key, value in flatten(d).items():
         set_value(cfg, key, value)
     return cfg
 
 
-def _flatten(d: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
-    items = []
+def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A nested dict as {dotted key: leaf value}: {"optim": {"lr": 1e-3}} -> {"optim.lr": 1e-3}."""
+    flat = {}
     for k, v in d.items():
-        if isinstance(v, dict):
-            items += _flatten(v, f"{prefix}{k}.")
-        else:
-            items.append((f"{prefix}{k}", v))
-    return items
+        flat |= flatten(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v}
+    return flat
 
 
 def set_value(cfg: Config, key: str, value: Any) -> None:

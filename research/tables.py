@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
+from research.config import flatten
+
 # Metric names that contain one of these are better when lower (`test/eer`, `val/loss`, `wall_time_s`).
 LOWER_IS_BETTER = ("eer", "loss", "dcf", "error", "wall_time", "params", "flops", "gap", "std")
 ALPHA = 0.05  # significance level of the dagger
@@ -88,16 +90,9 @@ def direction(metric: str) -> str:
     return "min" if any(word in metric for word in LOWER_IS_BETTER) else "max"
 
 
-def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat = {}
-    for k, v in d.items():
-        flat |= _flatten(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v}
-    return flat
-
-
 def swept_keys(records: list[dict[str, Any]]) -> list[str]:
     """Config keys whose value differs between records, except `run.*` (seed, name, group ...)."""
-    flat = [_flatten(r["config"]) for r in records]
+    flat = [flatten(r["config"]) for r in records]
     keys = sorted({k for f in flat for k in f if not k.startswith("run.")})
     return [k for k in keys if len({label(f.get(k)) for f in flat}) > 1]
 
