@@ -46,6 +46,11 @@ class Row:
     runs: dict[int, str]  # seed -> record status, or "missing"
     cells: dict[str, Cell] = field(default_factory=dict)
 
+    @property
+    def finished(self) -> int:
+        """Seeds with a finished run."""
+        return sum(status == "finished" for status in self.runs.values())
+
 
 @dataclass
 class Table:
@@ -114,9 +119,10 @@ def build_table(
     order: dict[tuple[str, ...], tuple] = {}
     for record in records:
         values = [config_value(record["config"], k) for k in keys]
-        order[tuple(map(label, values))] = tuple(map(_order, values))
+        row = tuple(map(label, values))
+        order[row] = tuple(map(_order, values))
         seed = int(config_value(record["config"], "run.seed") or 0)
-        groups.setdefault(tuple(map(label, values)), {}).setdefault(seed, []).append(record)
+        groups.setdefault(row, {}).setdefault(seed, []).append(record)
     seeds = sorted(seeds if seeds is not None else {s for runs in groups.values() for s in runs})
     rows = []
     for key in sorted(groups, key=order.get):
@@ -206,42 +212,41 @@ def notes(table: Table) -> list[str]:
 
 # Renderers. Each format says how to write a number, bold, second best and the two marks.
 MARKDOWN = {"pm": " ± ", "bold": "**{}**", "second": "<ins>{}</ins>", "dagger": "†", "ddagger": " ‡", "dash": "–"}
+MARKDOWN |= {"math": "{}"}
 LATEX = {"pm": r" \pm ", "bold": r"\mathbf{{{}}}", "second": r"\underline{{{}}}", "dash": "--"}
-LATEX |= {"dagger": r"^\dagger", "ddagger": r"^\ddagger"}
+LATEX |= {"dagger": r"^\dagger", "ddagger": r"^\ddagger", "math": "${}$"}
 
 
 def _body(table: Table, style: dict[str, str], digits: int) -> list[list[str]]:
     """Table cells as strings: keys, seeds, then per metric the value (and Δ with a baseline)."""
-    math_mode = "{}" if style is MARKDOWN else "${}$"
     body = []
     for i, row in enumerate(table.rows):
-        finished = sum(status == "finished" for status in row.runs.values())
-        cells = [*row.label, f"{finished}/{len(table.seeds)}"]
+        cells = [*row.label, f"{row.finished}/{len(table.seeds)}"]
         for name, _ in table.metrics:
             c = row.cells[name]
             text = f"{c.mean:.{digits}f}" + ("" if math.isnan(c.std) else f"{style['pm']}{c.std:.{digits}f}")
             text = style["bold" if c.rank == 0 else "second"].format(text) if c.rank is not None else text
             text += style["ddagger"] if c.values and not c.complete else ""
-            cells.append(math_mode.format(text) if c.values else style["dash"])
+            cells.append(style["math"].format(text) if c.values else style["dash"])
             if table.baseline is not None:
                 mark = style["dagger"] if c.p is not None and c.p < ALPHA else ""
-                delta = None if c.delta is None else math_mode.format(f"{c.delta:+.{digits}f}{mark}")
+                delta = None if c.delta is None else style["math"].format(f"{c.delta:+.{digits}f}{mark}")
                 cells.append("baseline" if i == table.baseline else delta or style["dash"])
         body.append(cells)
     return body
 
 
-def _header(table: Table, arrows: tuple[str, str], delta: str) -> list[str]:
+def _header(table: Table) -> list[str]:
     """Key names (last dotted part), Seeds, metric names with their direction, Δ columns."""
     header = [re.sub(r"\{[^}]*\}", "", k).split(".")[-1].capitalize() for k in table.keys] + ["Seeds"]
     for name, goal in table.metrics:
-        header.append(f"{name} {arrows[0] if goal == 'max' else arrows[1]}")
-        header += [f"{delta} {name}"] if table.baseline is not None else []
+        header.append(f"{name} {'↑' if goal == 'max' else '↓'}")
+        header += [f"Δ {name}"] if table.baseline is not None else []
     return header
 
 
 def to_markdown(table: Table, digits: int = 3) -> str:
-    header = _header(table, ("↑", "↓"), "Δ")
+    header = _header(table)
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(cells) + " |" for cells in _body(table, MARKDOWN, digits)]
     return "\n".join(lines + [""] + notes(table)) + "\n"
@@ -258,7 +263,7 @@ def latex_escape(text: str) -> str:
 
 def to_latex(table: Table, caption: str, tag: str, digits: int = 3) -> str:
     """A booktabs `table` environment, ready to \\input; the notes sit under the tabular."""
-    header = [latex_escape(h) for h in _header(table, ("↑", "↓"), "Δ")]
+    header = [latex_escape(h) for h in _header(table)]
     keys = "l" * len(table.keys)
     lines = [
         r"\begin{table}[t]",
@@ -284,8 +289,7 @@ def to_csv(table: Table) -> list[list[str]]:
         header += [f"{name} mean", f"{name} std", f"{name} n", f"{name} delta", f"{name} p"]
     out = [header]
     for row in table.rows:
-        finished = sum(status == "finished" for status in row.runs.values())
-        cells = [*row.label, str(finished), str(len(table.seeds))]
+        cells = [*row.label, str(row.finished), str(len(table.seeds))]
         cells.append(" ".join(f"{s}:{status}" for s, status in row.runs.items()))
         for name, _ in table.metrics:
             c = row.cells[name]
