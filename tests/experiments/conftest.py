@@ -41,15 +41,13 @@ record.update(status="finished", summary={"val/acc": 10 * float(args["x"]) + flo
 """
 
 
-def stub_value(params: dict) -> float:
-    """What the stub reports for its parameters, written independently of it."""
-    return 10 * float(params["x"]) + float(params.get("run.seed", 0))
-
-
 class Stub:
     """The stub program in one test's folder, and helpers to write sweep files, run sweep.py, read calls."""
 
-    value = staticmethod(stub_value)
+    @staticmethod
+    def value(params: dict) -> float:
+        """What the stub reports for its parameters, written independently of it."""
+        return 10 * float(params["x"]) + float(params.get("run.seed", 0))
 
     def __init__(self, folder: Path):
         self.folder, self.out, self.log = folder, folder / "runs", folder / "calls.jsonl"
