@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository r
 
 from experiments.configs import preset  # noqa: E402
 from research.config import SHORT_FLAGS, Config, ConfigError, apply_overrides  # noqa: E402
+from research.data.manifest import DataError  # noqa: E402
 
 
 def parse(argv: list[str]) -> Config:
@@ -31,9 +32,12 @@ def parse(argv: list[str]) -> Config:
     if argv and argv[0].startswith("--config"):
         key, eq, value = argv[0].partition("=")
         name, argv = (value, argv[1:]) if eq else (argv[1] if len(argv) > 1 else "", argv[2:])
+    module = f"experiments.configs.{name}"
     try:
         cfg = preset(name)
-    except ModuleNotFoundError:
+    except ModuleNotFoundError as err:
+        if not (module == err.name or module.startswith(f"{err.name}.")):
+            raise  # the preset exists; an import inside it failed
         raise ConfigError(f"unknown preset '{name}' (see experiments/configs/)") from None
     return apply_overrides(cfg, argv)
 
@@ -89,6 +93,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"run {name} ({cfg.model.fusion} fusion of {', '.join(cfg.model.modalities)}; backend {cfg.run.backend})")
     try:
         summary = trainer.train_and_evaluate(cfg, run_dir, name)
+    except DataError as err:  # a bad manifest or sample file: the message names it, a traceback adds nothing
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     except trainer.NonFiniteLoss as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

@@ -1,0 +1,37 @@
+"""run.py's error handling: bad data and unknown presets end with `error: ...` and exit 2, while a preset
+that exists but fails to import is reported as its own error."""
+
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+import experiments.configs  # noqa: E402
+from experiments import run  # noqa: E402
+
+
+def test_a_dataset_error_prints_error_and_exits_2(tmp_path, capsys):
+    manifest = tmp_path / "people.csv"
+    manifest.write_text("this is not a manifest\n")
+    code = run.main([f"--dataset={manifest}", f"--run.out={tmp_path}", "--run.wandb=disabled", "--run.name=bad"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("error: ") and str(manifest) in err
+    assert "Traceback" not in err
+
+
+def test_an_unknown_preset_is_a_config_error(capsys):
+    assert run.main(["--config", "no_such_preset"]) == 2
+    assert "unknown preset 'no_such_preset'" in capsys.readouterr().err
+
+
+def test_a_failing_import_inside_an_existing_preset_is_not_called_unknown(tmp_path, monkeypatch):
+    (tmp_path / "broken.py").write_text("import no_such_package_xyz\n")
+    monkeypatch.setattr(experiments.configs, "__path__", [*experiments.configs.__path__, str(tmp_path)])
+    with pytest.raises(ModuleNotFoundError) as err:
+        run.main(["--config=broken"])
+    assert err.value.name == "no_such_package_xyz"
+    sys.modules.pop("experiments.configs.broken", None)
