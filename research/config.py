@@ -34,10 +34,10 @@ class SyntheticConfig:
 class DataConfig:
     dataset: str = "synthetic"  # "synthetic" or the path of a manifest (.csv / .jsonl)
     root: str = ".cache/datasets"  # where generated datasets are written and cached
-    target: Literal["identity", "age", "gender", "group"] = "identity"
+    target: str = "identity"  # identity or any attribute of the manifest (age, gender, group, ethnicity, ...)
     split: Literal["closed", "open"] = "closed"  # open = identity-disjoint train / val / test
     image_size: int = 32  # faces are rendered (synthetic) and resized (loader) to this
-    sample_rate: int = 16000  # voices must have this rate
+    sample_rate: int = 16000  # voices are resampled to this rate
     voice_seconds: float = 1.0  # voices are cropped (random in training) or padded to this length
     text_len: int = 24  # tokens per transcript
     tokenizer: str = "minilm"  # "minilm" (the packaged all-MiniLM-L6-v2) or a local tokenizer path

@@ -1,46 +1,128 @@
-"""Decode one face / voice / transcript file; every failure is a DataError that names the file."""
+"""Decode one face / voice / transcript file; every failure is a DataError that names the file.
+
+Voices: WAV, FLAC, OGG (and any libsndfile format) through soundfile; M4A/AAC and the audio track of
+MP4 and other containers through PyAV (FFmpeg). Any sample rate and channel count: channels are
+averaged to mono, then the signal is resampled to the requested rate with a polyphase filter
+(scipy.signal.resample_poly). Faces: JPEG/PNG (any Pillow format), or one frame of a video through
+PyAV, cropped by a box when given, then resized.
+"""
 
 from __future__ import annotations
 
+from math import gcd
 from pathlib import Path
 
+import av
 import numpy as np
 import soundfile
 from PIL import Image, UnidentifiedImageError
+from scipy.signal import resample_poly
 
 from research.data.manifest import DataError
 
+VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi")
+AV_AUDIO_SUFFIXES = (".m4a", ".aac", ".mp3", *VIDEO_SUFFIXES)  # decoded with PyAV rather than libsndfile
 
-def read_face(path: Path, size: int) -> np.ndarray:
-    """PNG (or any Pillow format) -> uint8 (3, size, size) RGB, resized with bilinear filtering."""
-    try:
-        with Image.open(path) as image:
-            image = image.convert("RGB")
-            if image.size != (size, size):
-                image = image.resize((size, size), Image.Resampling.BILINEAR)
-            pixels = np.asarray(image, dtype=np.uint8)  # (H, W, 3)
-    except FileNotFoundError:
-        raise DataError(f"missing face file {path}") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
-        raise DataError(f"unreadable face file {path}: {err}") from None
+
+def read_face(path: Path, size: int, box: list[float] | None = None, frame: float | None = None) -> np.ndarray:
+    """Image (or the frame at `frame` seconds of a video) -> uint8 (3, size, size) RGB.
+
+    `box` = [x, y, w, h] in pixels crops the face first (clipped to the image); then a bilinear resize.
+    """
+    if frame is not None:
+        image = _video_frame(path, frame)
+    else:
+        try:
+            with Image.open(path) as opened:
+                image = opened.convert("RGB")
+        except FileNotFoundError:
+            raise DataError(f"missing face file {path}") from None
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+            raise DataError(f"unreadable face file {path}: {err}") from None
+    if box is not None:
+        x, y, w, h = box
+        left, top = max(0, round(x)), max(0, round(y))
+        right, bottom = min(image.width, round(x + w)), min(image.height, round(y + h))
+        if right <= left or bottom <= top:
+            raise DataError(f"face box {box} lies outside the {image.width}x{image.height} image {path}")
+        image = image.crop((left, top, right, bottom))
+    if image.size != (size, size):
+        image = image.resize((size, size), Image.Resampling.BILINEAR)
+    pixels = np.asarray(image, dtype=np.uint8)  # (H, W, 3)
     return np.ascontiguousarray(pixels.transpose(2, 0, 1))
 
 
-def read_voice(path: Path, sample_rate: int) -> np.ndarray:
-    """WAV (or any libsndfile format) -> float32 (S,) mono in [-1, 1]; the rate must match."""
+def _video_frame(path: Path, seconds: float) -> Image.Image:
+    """The first decoded frame at or after `seconds` (the last frame when the video is shorter)."""
+    if not path.is_file():
+        raise DataError(f"missing face file {path}")
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise DataError(f"face file {path} has no video stream")
+            stream = container.streams.video[0]
+            container.seek(int(seconds / stream.time_base), stream=stream, any_frame=False, backward=True)
+            found = None
+            for found in container.decode(stream):
+                if found.time is not None and found.time + 1e-6 >= seconds:
+                    break
+            if found is None:
+                raise DataError(f"face file {path} has no frame at {seconds} s")
+            return found.to_image()
+    except av.FFmpegError as err:
+        raise DataError(f"unreadable face file {path}: {err}") from None
+
+
+def read_voice(path: Path, sample_rate: int, segment: list[float] | None = None) -> np.ndarray:
+    """Audio file -> float32 (S,) mono at `sample_rate`; `segment` = [start, end] seconds cuts it first."""
     if not path.is_file():
         raise DataError(f"missing voice file {path}")
+    if path.suffix.lower() in AV_AUDIO_SUFFIXES:
+        audio, rate = _read_av(path)
+    else:
+        audio, rate = _read_soundfile(path)
+    if segment is not None:
+        audio = audio[round(segment[0] * rate) : round(segment[1] * rate)]
+    if len(audio) == 0:
+        raise DataError(f"voice file {path} has no samples" + (f" in segment {segment}" if segment else ""))
+    return resample(audio.mean(axis=1), rate, sample_rate)
+
+
+def resample(audio: np.ndarray, rate: int, target: int) -> np.ndarray:
+    """Polyphase resampling (Kaiser-windowed FIR) from `rate` to `target` Hz; float32 out, clipped to [-1, 1]."""
+    if rate == target:
+        return audio.astype(np.float32)
+    g = gcd(rate, target)
+    out = resample_poly(audio.astype(np.float64), target // g, rate // g)
+    return np.clip(out, -1.0, 1.0).astype(np.float32)
+
+
+def _read_soundfile(path: Path) -> tuple[np.ndarray, int]:
     try:
         audio, rate = soundfile.read(path, dtype="float32", always_2d=True)  # (S, channels)
     except (RuntimeError, OSError, ValueError) as err:  # soundfile.LibsndfileError is a RuntimeError
         raise DataError(f"unreadable voice file {path}: {err}") from None
     if _truncated_wav(path):
         raise DataError(f"unreadable voice file {path}: truncated (its data chunk is longer than the file)")
-    if rate != sample_rate:
-        raise DataError(f"voice file {path} has sample rate {rate} Hz, expected {sample_rate} Hz")
-    if len(audio) == 0:
+    return audio, rate
+
+
+def _read_av(path: Path) -> tuple[np.ndarray, int]:
+    """The first audio stream of a container (M4A, MP4, ...) as float32 (S, channels) and its rate."""
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.audio:
+                raise DataError(f"voice file {path} has no audio stream")
+            stream = container.streams.audio[0]
+            to_float = av.AudioResampler(format="fltp")  # planar float, same rate and layout
+            chunks = [f.to_ndarray() for frame in container.decode(stream) for f in to_float.resample(frame)]
+            chunks += [f.to_ndarray() for f in to_float.resample(None)]  # flush
+            rate = stream.rate
+    except av.FFmpegError as err:
+        raise DataError(f"unreadable voice file {path}: {err}") from None
+    if not chunks:
         raise DataError(f"voice file {path} has no samples")
-    return audio.mean(axis=1)
+    return np.concatenate(chunks, axis=1).T, rate  # (S, channels)
 
 
 def _truncated_wav(path: Path) -> bool:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
@@ -18,12 +18,12 @@ import numpy as np
 
 from research.config import DataConfig
 from research.data import decode, manifest, synthetic
-from research.data.manifest import AGE_BINS, GENDERS, SPLITS, DataError, Row
+from research.data.manifest import SPLITS, DataError, Meta, Row, numbers
 from research.data.text import Tokenizer
 
 log = logging.getLogger(__name__)
 MODALITIES = ("face", "voice", "text")
-LABELS = ("identity", "age", "gender", "group", "subject")
+Trials = tuple[np.ndarray, np.ndarray, np.ndarray]  # (i, j, target) indices into one SampleSet, (T,) each
 
 
 class Decoded(NamedTuple):
@@ -45,14 +45,15 @@ class SampleSet:
     text_ids: np.ndarray  # (N, L) int64
     text_mask: np.ndarray  # (N, L) bool
     present: dict[str, np.ndarray]  # modality -> (N,) bool
-    label: dict[str, np.ndarray]  # identity, age, gender, group, subject, target -> (N,) int64
+    label: dict[str, np.ndarray]  # identity, age, gender, group, subject, attributes, target -> (N,) int64
     voice_samples: int  # S: voices are cropped or zero-padded to this many samples
+    trials: dict[str, Trials] = field(default_factory=dict)  # official trial lists whose samples are all here
 
     def __len__(self) -> int:
         return len(self.ids)
 
     def labels(self, name: str) -> np.ndarray:
-        """Class indices (N,) int64 of one label; identity is -1 for identities unseen in training."""
+        """Class indices (N,) int64 of one label; -1 = unknown (identity: unseen in training)."""
         return self.label[name]
 
     def batches(self, batch_size: int, *, shuffle: bool, seed: int, epoch: int, train: bool) -> Iterator[dict]:
@@ -102,13 +103,18 @@ class Splits:
 def load(cfg: DataConfig) -> Splits:
     """Read the manifest of cfg.dataset ("synthetic" is generated and cached first) and decode it all."""
     path = synthetic.ensure(cfg) if cfg.dataset == "synthetic" else Path(cfg.dataset)
-    rows = manifest.read(path)
+    rows, meta = manifest.read(path), manifest.read_meta(path)
     if cfg.split == "open" and rows[0].open_split is None:
         raise DataError(f"manifest {path} has no open_split column: the open (identity-disjoint) split is unavailable")
     split_of = {r.id: r.split if cfg.split == "closed" else r.open_split for r in rows}
-    classes = _classes(path, rows, split_of, cfg.split)
+    classes = _classes(path, rows, meta, split_of, cfg.split)
+    if cfg.target not in classes or cfg.target == "subject":
+        names = ", ".join(c for c in classes if c != "subject")
+        raise DataError(f"data.target '{cfg.target}' is not a label of manifest {path} (labels: {names})")
     index = {name: {c: i for i, c in enumerate(names)} for name, names in classes.items()}
     labels = {r.id: _labels(path, r, index, cfg.split == "open") for r in rows}
+    if all(labels[r.id][cfg.target] < 0 for r in rows if split_of[r.id] == "train"):
+        raise DataError(f"manifest {path}: no training sample has a known '{cfg.target}' (data.target)")
     samples, problems = _decode_all(path, rows, cfg)
     if problems:
         shown = "; ".join(problems[:3]) + ("; ..." if len(problems) > 3 else "")
@@ -117,12 +123,15 @@ def load(cfg: DataConfig) -> Splits:
     sets = {}
     for split in SPLITS:
         chosen = [s for s in samples if split_of[s.row.id] == split]
-        sets[split] = _sample_set(chosen, labels, cfg, tokenizer)
+        sets[split] = _sample_set(chosen, labels, cfg, tokenizer, list(classes))
+        sets[split].trials = _trials(path, meta, sets[split].ids, {r.id for r in rows})
     return Splits(**sets, classes=classes, skipped=len(problems), vocab_size=tokenizer.vocab_size)
 
 
-def _classes(path: Path, rows: list[Row], split_of: dict[str, str], split: str) -> dict[str, list[str]]:
-    """Class names per label: identities and groups are those of the training split."""
+def _classes(path: Path, rows: list[Row], meta: Meta, split_of: dict[str, str], split: str) -> dict[str, list[str]]:
+    """Class names per label: identities are those of the training split; an attribute's classes are the
+    sidecar's list (age and gender default to the project's), else its values in training (group) or
+    in the whole manifest (other attributes)."""
     train = [r for r in rows if split_of[r.id] == "train"]
     if not train:
         raise DataError(f"manifest {path} has no training samples in the {split} split")
@@ -133,29 +142,56 @@ def _classes(path: Path, rows: list[Row], split_of: dict[str, str], split: str) 
         for subject, seen in parts.items():
             if len(seen) > 1:
                 raise DataError(f"manifest {path}: subject '{subject}' is in several open splits ({sorted(seen)})")
-    return {
-        "identity": sorted({r.subject for r in train}, key=_natural),
-        "age": list(AGE_BINS),
-        "gender": list(GENDERS),
-        "group": sorted({r.group for r in train}, key=_natural),
-        "subject": sorted({r.subject for r in rows}, key=_natural),
-    }
+    classes = {"identity": sorted({r.subject for r in train}, key=_natural)}
+    for name in ("age", "gender", "group", *sorted({a for r in rows for a in r.attributes})):
+        found = meta.class_list(name)
+        if found is None:
+            values = {_value(r, name) for r in (train if name == "group" else rows)} - {""}
+            found = sorted(values, key=_natural)
+        classes[name] = found
+    classes["subject"] = sorted({r.subject for r in rows}, key=_natural)
+    return classes
+
+
+def _value(row: Row, name: str) -> str:
+    """A row's value of a label column: age, gender, group or an attribute ("" = unknown)."""
+    return getattr(row, name) if name in ("age", "gender", "group") else row.attributes.get(name, "")
 
 
 def _labels(path: Path, row: Row, index: dict[str, dict[str, int]], open_set: bool) -> dict[str, int]:
-    """Class indices of one row. Unseen identities are -1 in the open split and an error in the closed one."""
+    """Class indices of one row (-1 = unknown). Unseen identities are -1 in the open split and an error in
+    the closed one."""
     where = f"manifest {path} line {row.line}"
     if row.group not in index["group"]:
         raise DataError(f"{where}: group '{row.group}' does not occur in the train split")
     if row.subject not in index["identity"] and not open_set:
         raise DataError(f"{where}: subject '{row.subject}' does not occur in the train split")
-    return {
-        "identity": index["identity"].get(row.subject, -1),
-        "age": index["age"][row.age],
-        "gender": index["gender"][row.gender],
-        "group": index["group"][row.group],
-        "subject": index["subject"][row.subject],
-    }
+    found = {"identity": index["identity"].get(row.subject, -1), "subject": index["subject"][row.subject]}
+    for name in index.keys() - {"identity", "subject"}:
+        value = _value(row, name)
+        if value and value not in index[name]:  # the manifest reader checked listed classes already
+            raise DataError(f"{where}: unknown {name} '{value}'")
+        found[name] = index[name].get(value, -1)
+    return found
+
+
+def _trials(path: Path, meta: Meta, ids: list[str], known: set[str]) -> dict[str, Trials]:
+    """The official trial lists of the sidecar whose samples are all in this split, as index arrays."""
+    position = {sample: k for k, sample in enumerate(ids)}
+    found = {}
+    for name, pairs in meta.trials.items():
+        for t, (_, a, b) in enumerate(pairs, start=1):
+            for sample in (a, b):
+                if sample not in known:
+                    raise DataError(
+                        f"{manifest.meta_path(path)}: trial {t} of list '{name}' names '{sample}', "
+                        f"which is not in the manifest"
+                    )
+        if all(a in position and b in position for _, a, b in pairs):
+            i = np.array([position[a] for _, a, _ in pairs], dtype=np.int64)
+            j = np.array([position[b] for _, _, b in pairs], dtype=np.int64)
+            found[name] = (i, j, np.array([t == 1 for t, _, _ in pairs], dtype=bool))
+    return found
 
 
 def _decode_all(path: Path, rows: list[Row], cfg: DataConfig) -> tuple[list[Decoded], list[str]]:
@@ -163,20 +199,28 @@ def _decode_all(path: Path, rows: list[Row], cfg: DataConfig) -> tuple[list[Deco
     samples, problems = [], []
     for row in rows:
         try:
-            face = decode.read_face(path.parent / row.face, cfg.image_size) if row.face else None
-            voice = decode.read_voice(path.parent / row.voice, cfg.sample_rate) if row.voice else None
-            text = decode.read_text(path.parent / row.text) if row.text else None
+            samples.append(decode_row(path.parent, row, cfg.image_size, cfg.sample_rate))
         except DataError as err:
             message = f"{err} (manifest {path} line {row.line}, sample '{row.id}')"
             if cfg.on_error == "raise":
                 raise DataError(message) from None
             problems.append(message)
-            continue
-        samples.append(Decoded(row, face, voice, text))
     return samples, problems
 
 
-def _sample_set(samples: list[Decoded], labels: dict[str, dict], cfg: DataConfig, tokenizer: Tokenizer) -> SampleSet:
+def decode_row(folder: Path, row: Row, image_size: int, sample_rate: int) -> Decoded:
+    """Decode one row's files (paths relative to `folder`): face cropped by its box, voice cut to its segment."""
+    box = numbers(row.box) or None
+    frame = numbers(row.frame)[0] if row.frame else None
+    face = decode.read_face(folder / row.face, image_size, box, frame) if row.face else None
+    voice = decode.read_voice(folder / row.voice, sample_rate, numbers(row.segment) or None) if row.voice else None
+    text = decode.read_text(folder / row.text) if row.text else (row.transcript or None)
+    return Decoded(row, face, voice, text)
+
+
+def _sample_set(
+    samples: list[Decoded], labels: dict[str, dict], cfg: DataConfig, tokenizer: Tokenizer, names: list[str]
+) -> SampleSet:
     """Stack decoded samples; missing modalities become zeros."""
     n, size = len(samples), cfg.image_size
     present = {m: np.array([getattr(s, m) is not None for s in samples], dtype=bool) for m in MODALITIES}
@@ -189,7 +233,7 @@ def _sample_set(samples: list[Decoded], labels: dict[str, dict], cfg: DataConfig
     if present["text"].any():
         texts = [s.text for s in samples if s.text is not None]
         text_ids[present["text"]], text_mask[present["text"]] = tokenizer.encode(texts, cfg.text_len)
-    label = {name: np.array([labels[s.row.id][name] for s in samples], dtype=np.int64) for name in LABELS}
+    label = {name: np.array([labels[s.row.id][name] for s in samples], dtype=np.int64) for name in names}
     label["target"] = label[cfg.target].copy()
     empty = np.zeros(0, dtype=np.float32)
     return SampleSet(

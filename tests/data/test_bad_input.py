@@ -24,10 +24,6 @@ def garbage(path):
     path.write_bytes(b"this is not a media file" * 10)
 
 
-def wrong_rate(path):
-    soundfile.write(path, np.zeros(2000, dtype=np.float32), 8000, subtype="PCM_16")
-
-
 def empty(path):
     path.write_bytes(b"")
 
@@ -39,7 +35,6 @@ DAMAGE = [
     ("voice", garbage, "unreadable voice file"),
     ("voice", truncate, "unreadable voice file"),
     ("voice", lambda p: p.unlink(), "missing voice file"),
-    ("voice", wrong_rate, "sample rate 8000 Hz, expected 16000 Hz"),
     ("voice", lambda p: soundfile.write(p, np.zeros(0, np.float32), 16000), "has no samples"),
     ("text", empty, "empty transcript"),
     ("text", lambda p: p.write_text(" \n\t \n"), "empty transcript"),
@@ -61,7 +56,7 @@ def test_a_bad_file_is_an_error_naming_the_file_and_row(tiny, data_config, modal
 
 def test_skip_drops_and_counts_samples_with_bad_files(tiny, data_config, caplog):
     damaged = []
-    for modality, split, damage in [("face", "train", garbage), ("voice", "test", wrong_rate), ("text", "val", empty)]:
+    for modality, split, damage in [("face", "train", garbage), ("voice", "test", garbage), ("text", "val", empty)]:
         row = first_row(tiny, modality, split)
         damage(tiny / getattr(row, modality))
         damaged.append(row)
