@@ -39,6 +39,7 @@ def evaluate(
     n_trials: int = 10000,
     top_k: int = 200,
     min_group: int = 5,
+    official: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None,
 ) -> dict[str, float]:
     """Run every protocol that the arrays in `preds` allow; return flat scalar metrics.
 
@@ -48,11 +49,14 @@ def evaluate(
     attribute that preds["target"] copies (class names of the confusion matrix). train_subjects switches
     on open-set verification (refused if a subject overlaps); cohort = (embeddings, subjects) of training
     identities for AS-norm (top_k cohort scores per side). Subgroups smaller than min_group samples are
-    left out of the fairness figures.
+    left out of the fairness figures. official: name -> (i, j, target) official trial lists (e.g. VoxCeleb1-O)
+    scored exactly as listed, reported as `{name}/eer` etc. Attributes of the manifest beyond gender, age
+    and group take part in the fairness breakdown; an attribute unknown (-1) for some sample does not.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    attrs = [a for a in ATTRIBUTES if a in preds]
+    extra = sorted(set(classes) - {*ATTRIBUTES, "identity", "subject"})
+    attrs = [a for a in (*ATTRIBUTES, *extra) if a in preds and (np.asarray(preds[a]) >= 0).all()]
     groups = fairness.subgroups({a: preds[a] for a in attrs}, {a: classes[a] for a in attrs})
     present = {m: preds[f"{m}_present"] for m in MODALITIES if f"{m}_present" in preds}
     details = {}
@@ -70,6 +74,10 @@ def evaluate(
         )
         scalars |= found
         _write_trials(out / "trials.csv", preds["subject"], trials)
+    for name, listed in (official or {}).items():
+        subjects = np.array([]) if train_subjects is None else train_subjects
+        found, _ = verification.verify(preds["embedding"], preds["subject"], subjects, trials=listed)
+        scalars |= {f"{name}/{k}": v for k, v in found.items()}
     if "face_embedding" in preds and "voice_embedding" in preds:
         scalars |= _cross_modal(preds, seed)
     if plots:

@@ -172,11 +172,14 @@ def verify(
     seed: int = 0,
     cohort: tuple[np.ndarray, np.ndarray] | None = None,
     top_k: int = 200,
+    trials: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
 ) -> tuple[dict[str, float], dict[str, np.ndarray]]:
     """Open-set verification of embeddings (N, E) on identities never seen in training.
 
     Refuses (ValueError) a split that shares a subject with `train_subjects`, and an AS-norm cohort
     (embeddings (K, E), their subjects (K,), e.g. from `class_means`) holding a non-training subject.
+    `trials` = (i, j, target) scores exactly those pairs (an official list such as VoxCeleb1-O) instead
+    of a balanced list drawn by `make_trials`.
     Returns the metrics of `verification_metrics` and the trials {"i", "j", "target", "score"}.
     """
     overlap = np.intersect1d(subjects, train_subjects)
@@ -185,7 +188,7 @@ def verify(
             f"open-set verification needs identities unseen in training, but {overlap.size} evaluated "
             f"subjects are training subjects (e.g. {overlap[:5].tolist()})"
         )
-    i, j, target = make_trials(subjects, n_trials, seed)
+    i, j, target = make_trials(subjects, n_trials, seed) if trials is None else trials
     scores = cosine_scores(emb, i, j)
     if cohort is not None:
         cohort_emb, cohort_subjects = cohort

@@ -38,7 +38,7 @@ def final_report(model: FusionModel, splits: Splits, cfg: Config, device, out: P
     summary: dict[str, float] = {}
     for split, data in (("val", splits.val), ("test", splits.test)):
         preds = predict(model, data, cfg, device)
-        metrics = evaluate(preds, splits.classes, out / split, plots=cfg.eval.plots, **protocol)
+        metrics = evaluate(preds, splits.classes, out / split, plots=cfg.eval.plots, official=data.trials, **protocol)
         summary |= {f"{split}/{k}": v for k, v in metrics.items()}
         if np.isfinite(preds["loss"]) and (preds["target"] >= 0).any():
             summary[f"{split}/loss"] = float(preds["loss"])
