@@ -1,4 +1,5 @@
-"""Pieces shared by the torch encoders: masked mean pooling and a pre-norm transformer.
+"""Pieces shared by the torch encoders and fusion modules: masked mean pooling, masked attention (with an
+optional learned null key), the transformer MLP and a pre-norm transformer.
 
 Masks are bool, True = a real token. Masked entries are removed with `torch.where`, never by
 multiplying with zero, so a padded value cannot leak into the output even when it is not finite.
@@ -33,23 +34,37 @@ def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 class Attention(nn.Module):
-    """Multi-head self-attention over the tokens where mask is True (Vaswani et al. 2017)."""
+    """Multi-head attention from queries x (B, Nq, D) to the context tokens (B, Nk, D) where mask is True
+    (Vaswani et al. 2017); self-attention when the context is x.
 
-    def __init__(self, dim: int, heads: int):
+    A query whose context is all masked (a missing modality) needs somewhere to look, or the softmax over
+    nothing gives NaN, which would poison the gradients. With null_key=True a learned null key/value is
+    prepended to the context and never masked: such a query attends to it, and any query can take "no
+    information" from the context (fusion's cross-modal attention). With null_key=False such a query
+    attends to all context tokens instead: finite, and unused downstream (encoders' self-attention).
+    """
+
+    def __init__(self, dim: int, heads: int, null_key: bool = False):
         super().__init__()
         if dim % heads:
             raise ValueError(f"dim {dim} is not divisible by heads {heads}")
         self.heads = heads
-        self.qkv = nn.Linear(dim, 3 * dim)
+        self.q = nn.Linear(dim, dim)
+        self.kv = nn.Linear(dim, 2 * dim)
         self.out = nn.Linear(dim, dim)
+        self.null = nn.Parameter(0.02 * torch.randn(1, 1, dim)) if null_key else None
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """x (B, N, D), mask (B, N) -> (B, N, D)."""
-        # A sample with no real token (a missing modality) attends to all of them: finite, and unused
-        # downstream, instead of the NaN of a softmax over nothing (NaN would poison the gradients).
-        mask = mask | ~mask.any(1, keepdim=True)
-        q, k, v = rearrange(self.qkv(x), "b n (three h d) -> three b h n d", three=3, h=self.heads)
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask[:, None, None, :])  # (B, H, N, Dh)
+    def forward(self, x: torch.Tensor, context: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """x (B, Nq, D) attends to context (B, Nk, D) where mask (B, Nk) -> (B, Nq, D)."""
+        B, Nq, D = x.shape
+        if self.null is None:
+            mask = mask | ~mask.any(1, keepdim=True)  # (B, Nk)
+        else:
+            context = torch.cat([self.null.expand(B, 1, D), context], 1)  # (B, 1 + Nk, D)
+            mask = torch.cat([mask.new_ones(B, 1), mask], 1)  # (B, 1 + Nk)
+        q = rearrange(self.q(x), "b n (h d) -> b h n d", h=self.heads)  # (B, H, Nq, Dh)
+        k, v = rearrange(self.kv(context), "b n (two h d) -> two b h n d", two=2, h=self.heads)  # (B, H, Nk, Dh)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask[:, None, None, :])  # (B, H, Nq, Dh)
         return self.out(rearrange(y, "b h n d -> b n (h d)"))
 
 
@@ -59,19 +74,20 @@ def mlp(dim: int) -> nn.Sequential:
 
 
 class Block(nn.Module):
-    """Pre-norm transformer block: x + Attn(LN(x)), then x + MLP(LN(x)) (Xiong et al. 2020)."""
+    """Pre-norm transformer block: x + SelfAttn(LN(x)), then x + MLP(LN(x)) (Xiong et al. 2020)."""
 
-    def __init__(self, dim: int, heads: int, dropout: float):
+    def __init__(self, dim: int, heads: int, dropout: float, null_key: bool = False):
         super().__init__()
         self.norm1 = nn.LayerNorm(dim)
-        self.attn = Attention(dim, heads)
+        self.attn = Attention(dim, heads, null_key)
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = mlp(dim)
         self.drop = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """x (B, N, D), mask (B, N) -> (B, N, D)."""
-        x = x + self.drop(self.attn(self.norm1(x), mask))
+        """x (B, N, D); mask (B, N): the tokens that may be attended to -> (B, N, D)."""
+        h = self.norm1(x)
+        x = x + self.drop(self.attn(h, h, mask))
         return x + self.drop(self.mlp(self.norm2(x)))
 
 

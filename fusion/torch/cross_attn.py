@@ -8,8 +8,8 @@ import torch
 from torch import nn
 
 from encoders import EncoderOutput
-from encoders.torch.blocks import masked_mean
-from fusion.torch.blocks import Attention, Block, OneStream
+from encoders.torch.blocks import Attention, Block, masked_mean
+from fusion.torch.blocks import OneStream
 
 
 class CrossLayer(nn.Module):
@@ -19,9 +19,9 @@ class CrossLayer(nn.Module):
         super().__init__()
         self.norm_q = nn.LayerNorm(dim)
         self.norm_kv = nn.LayerNorm(dim)
-        self.cross = Attention(dim, heads)
+        self.cross = Attention(dim, heads, null_key=True)
         self.drop = nn.Dropout(dropout)
-        self.block = Block(dim, heads, dropout)
+        self.block = Block(dim, heads, dropout, null_key=True)
 
     def forward(
         self, x: torch.Tensor, keep: torch.Tensor, others: torch.Tensor, others_keep: torch.Tensor

@@ -8,7 +8,8 @@ import torch
 from torch import nn
 
 from encoders import EncoderOutput
-from fusion.torch.blocks import Block, OneStream
+from encoders.torch.blocks import Block
+from fusion.torch.blocks import OneStream
 
 
 class Early(OneStream):
@@ -21,7 +22,7 @@ class Early(OneStream):
         self.modalities = tuple(sorted(modalities))
         self.cls = nn.Parameter(0.02 * torch.randn(1, 1, dim))
         self.modality_emb = nn.Parameter(0.02 * torch.randn(len(self.modalities), dim))  # (M, D)
-        self.blocks = nn.ModuleList(Block(dim, heads, dropout) for _ in range(layers))
+        self.blocks = nn.ModuleList(Block(dim, heads, dropout, null_key=True) for _ in range(layers))
         self.norm = nn.LayerNorm(dim)
 
     def forward(self, outputs: dict[str, EncoderOutput], present: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
