@@ -12,8 +12,13 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+# The name lists of the project, each in one place: loaders, generators, tests and benchmarks use these.
 Modality = Literal["face", "voice", "text"]
-MODALITIES: tuple[str, ...] = ("face", "voice", "text")
+Fusion = Literal["early", "stack", "cross_attn", "late", "gated"]
+Loss = Literal["softmax", "sphereface", "sphereface_r", "sphereface2", "cosface", "arcface", "mask_proxy"]
+MODALITIES: tuple[str, ...] = typing.get_args(Modality)
+FUSIONS: tuple[str, ...] = typing.get_args(Fusion)
+LOSSES: tuple[str, ...] = typing.get_args(Loss)
 
 
 @dataclass
@@ -49,7 +54,7 @@ class DataConfig:
 @dataclass
 class ModelConfig:
     modalities: tuple[Modality, ...] = ("face", "voice", "text")
-    fusion: Literal["early", "stack", "cross_attn", "late", "gated"] = "cross_attn"
+    fusion: Fusion = "cross_attn"
     dim: int = 64  # width of every encoder's tokens and of the fused embedding
     face: Literal["face_cnn", "face_vit"] = "face_cnn"
     voice: Literal["voice_ecapa", "voice_vit"] = "voice_ecapa"
@@ -113,9 +118,7 @@ class LossConfig:
         scale_init: float = 10.0
         bias_init: float = -5.0
 
-    name: Literal["softmax", "sphereface", "sphereface_r", "sphereface2", "cosface", "arcface", "mask_proxy"] = (
-        "softmax"
-    )
+    name: Loss = "softmax"
     label_smoothing: float = 0.0  # softmax-type heads only (sphereface2 and mask_proxy reject it)
     class_weights: Literal["none", "balanced"] = "none"  # balanced = inverse train frequency; same heads
     sphereface: Sphereface = field(default_factory=Sphereface)
@@ -189,7 +192,7 @@ class ConfigError(ValueError):
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:
-    """Nested plain dict of a config (tuples become lists), for logs and run records."""
+    """Nested plain dict of a config, for logs and run records (tuples stay tuples; JSON writes them as lists)."""
     return dataclasses.asdict(cfg)
 
 

@@ -29,11 +29,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from research.config import DataConfig, SyntheticConfig
+from research.config import MODALITIES, DataConfig, SyntheticConfig
 from research.data import faces, manifest, transcripts, voices
 
 VERSION = 1  # bump when the generated files change, so that cached datasets are rebuilt
-MODALITIES = ("face", "voice", "text")
 _EXTENSIONS = {"face": "png", "voice": "wav", "text": "txt"}
 # Which modality shows which base-K digit of an identity's position: the label's carrier comes first.
 _DIGIT_ORDER = {
