@@ -154,7 +154,8 @@ class RunConfig:
     device: str = "auto"  # auto = cuda when available, else cpu
     out: str = "runs"  # every run writes to out/name
     name: str = ""  # empty = a name made from the config and time
-    # auto = online when logged in to W&B (API key in the environment or ~/.netrc), else offline.
+    # auto = online when logged in to W&B (API key in the environment or ~/.netrc), else offline; online falls
+    # back to offline, with a warning, when the server does not answer (research/tracking.py).
     wandb: Literal["auto", "offline", "online", "disabled"] = "auto"
     project: str = "fusion-research"
     group: str = ""

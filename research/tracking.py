@@ -14,12 +14,27 @@ import os
 import platform
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
 from research.config import Config, to_dict
 
+REACH_TIMEOUT_S = 5.0  # seconds the W&B server has to answer before a run logs offline
+INIT_TIMEOUT_S = 20.0  # wandb.init's own limit once the server answered (wandb's default is 90 s)
 PACKAGES = ("numpy", "torch", "torchaudio", "transformers", "jax", "flax", "optax", "wandb", "fusion-research")
+
+
+def reachable(url: str, timeout: float = REACH_TIMEOUT_S) -> bool:
+    """Whether an HTTP server answers at `url` within `timeout` seconds (any status, even an error)."""
+    try:
+        urllib.request.urlopen(url, timeout=timeout).close()
+    except urllib.error.HTTPError:
+        return True
+    except (OSError, ValueError):
+        return False
+    return True
 
 
 def wandb_mode(requested: str) -> str:
@@ -57,13 +72,15 @@ class Tracker:
 
     @staticmethod
     def _start_wandb(cfg: Config, run_dir: Path, name: str, resumed: bool) -> Any:
+        """Online when asked (or logged in) and the server answers, else offline with a warning: a node
+        without internet still trains, and `wandb sync` uploads its run directory later."""
         mode = wandb_mode(cfg.run.wandb)
         if mode == "disabled":
             return None
         import wandb
 
         # One W&B run per run directory: its id is the run name, so a resumed run continues it.
-        return wandb.init(
+        kwargs = dict(
             project=cfg.run.project,
             name=name,
             id=name.replace("/", "-"),
@@ -72,8 +89,23 @@ class Tracker:
             tags=list(cfg.run.tags),
             config=to_dict(cfg),
             dir=str(run_dir),
-            mode=mode,
         )
+        if mode == "online":
+            url = wandb.setup().settings.base_url
+            problem = f"no answer from {url} within {REACH_TIMEOUT_S:.0f} s"
+            if reachable(url):
+                try:
+                    return wandb.init(**kwargs, mode="online", settings=wandb.Settings(init_timeout=INIT_TIMEOUT_S))
+                except wandb.errors.Error as err:
+                    wandb.teardown()  # forget the failed online run, so that the offline one can take its id
+                    message = str(err).split("\n")[0]
+                    problem = f"{type(err).__name__}: {message}"
+            print(
+                f"warning: W&B online failed ({problem}); logging offline instead: `wandb sync "
+                f"{run_dir / 'wandb'}/offline-run-*` uploads the run later",
+                file=sys.stderr,
+            )
+        return wandb.init(**kwargs, mode="offline")
 
     def log(self, metrics: dict[str, float], epoch: int) -> None:
         """Append one epoch's metrics to the history (dropping a replayed epoch) and log them."""

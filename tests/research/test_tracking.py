@@ -1,0 +1,79 @@
+"""W&B without a reachable server: with an API key in the environment, `--run.wandb=auto` must start an
+offline run quickly, with a warning, instead of waiting ~110 s for wandb.init and failing the run.
+
+No real server is contacted: WANDB_BASE_URL points at a closed localhost port, or at a local HTTP server
+that refuses every request (401). Each case runs in its own process under a hard time limit."""
+
+import json
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from research.tracking import reachable
+
+ROOT = Path(__file__).resolve().parents[2]
+
+SCRIPT = """
+import http.server, json, os, socket, sys, threading, time
+from pathlib import Path
+
+case, run_dir = sys.argv[1], Path(sys.argv[2])
+if case == "refusing":  # a server that answers, but refuses every request
+    class Refuse(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(401)
+            self.end_headers()
+        do_POST = do_GET
+        def log_message(self, *args):
+            pass
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Refuse)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_port
+else:  # a port nothing listens on
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+os.environ |= {"WANDB_BASE_URL": f"http://127.0.0.1:{port}", "WANDB_API_KEY": "0" * 40, "WANDB_SILENT": "true"}
+
+from research.config import Config
+from research.tracking import Tracker, wandb_mode
+
+cfg = Config()
+started = time.time()
+tracker = Tracker(cfg, run_dir, "no-server")
+start_s = time.time() - started
+tracker.log({"train/loss": 1.5}, epoch=1)
+tracker.finish("finished", {"test/acc": 0.5})
+print(json.dumps({"asked": wandb_mode("auto"), "mode": tracker.wandb.settings.mode, "start_s": start_s}))
+"""
+
+
+@pytest.mark.parametrize("case", ["closed_port", "refusing"])
+def test_auto_wandb_without_a_server_falls_back_to_an_offline_run_quickly(tmp_path, case):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    command = [sys.executable, "-c", SCRIPT, case, str(run_dir)]
+    out = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=80)
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["asked"] == "online"  # the API key makes `auto` try online first
+    assert result["mode"] == "offline"
+    assert result["start_s"] < (15 if case == "closed_port" else 45), result  # wandb's own wait is 90 s
+    assert "warning: W&B online failed" in out.stderr and "wandb sync" in out.stderr
+    # A closed port is caught by the reachability check; a refusing server by wandb.init's own error.
+    assert ("no answer from" in out.stderr) == (case == "closed_port"), out.stderr[-2000:]
+    offline = list((run_dir / "wandb").glob("offline-run-*/run-no-server.wandb"))
+    assert offline, "no offline run for `wandb sync` to upload"
+    record = json.loads((run_dir / "record.json").read_text())
+    assert record["status"] == "finished" and record["history"][0]["train/loss"] == 1.5
+
+
+def test_the_reachability_check_fails_fast_on_a_closed_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    assert not reachable(f"http://127.0.0.1:{port}", timeout=2)
+    assert not reachable("not a url")
