@@ -125,6 +125,50 @@ def _read_av(path: Path) -> tuple[np.ndarray, int]:
     return np.concatenate(chunks, axis=1).T, rate  # (S, channels)
 
 
+def probe_voice(path: Path) -> float:
+    """Seconds of audio in a file, read from its header (fast; `read_voice` decodes); DataError if unreadable."""
+    if not path.is_file():
+        raise DataError(f"missing voice file {path}")
+    if path.suffix.lower() not in AV_AUDIO_SUFFIXES:
+        try:
+            info = soundfile.info(str(path))
+        except (RuntimeError, OSError, ValueError) as err:
+            raise DataError(f"unreadable voice file {path}: {err}") from None
+        if info.frames == 0:
+            raise DataError(f"voice file {path} has no samples")
+        return info.frames / info.samplerate
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.audio:
+                raise DataError(f"voice file {path} has no audio stream")
+            if container.duration is None or container.duration <= 0:
+                raise DataError(f"voice file {path} has no duration")
+            return container.duration / av.time_base
+    except av.FFmpegError as err:
+        raise DataError(f"unreadable voice file {path}: {err}") from None
+
+
+def probe_video(path: Path) -> float:
+    """Seconds of a video that has both a video and an audio stream; DataError if unreadable."""
+    seconds = probe_voice(path)
+    with av.open(str(path)) as container:
+        if not container.streams.video:
+            raise DataError(f"video file {path} has no video stream")
+    return seconds
+
+
+def probe_face(path: Path) -> tuple[int, int]:
+    """(width, height) of an image from its header; DataError if missing or not an image."""
+    try:
+        with Image.open(path) as image:
+            image.verify()
+            return image.size
+    except FileNotFoundError:
+        raise DataError(f"missing face file {path}") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        raise DataError(f"unreadable face file {path}: {err}") from None
+
+
 def _truncated_wav(path: Path) -> bool:
     """True when a RIFF/WAVE file's data chunk claims more bytes than the file holds (a cut-off copy).
 
