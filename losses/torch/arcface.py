@@ -11,11 +11,11 @@ import math
 import torch
 from torch import nn
 
-from losses.torch.common import centres, cosine, register_class_weights, upcast
+from losses.torch.common import centres, cosine, keep_mask, register_class_weights, safe_labels, upcast
 from losses.torch.softmax import softmax_loss
 
 
-def arcface_target(cos: torch.Tensor, margin: float, easy_margin: bool = False) -> torch.Tensor:
+def arcface_target(cos: torch.Tensor, *, margin: float, easy_margin: bool = False) -> torch.Tensor:
     """The target cosine with margin, elementwise on cos theta_y.
 
     phi = cos(theta + m) = cos theta cos m - sin theta sin m while theta + m <= pi. Past that point
@@ -38,6 +38,8 @@ def arcface_target(cos: torch.Tensor, margin: float, easy_margin: bool = False) 
 def arcface_loss(
     cos: torch.Tensor,
     labels: torch.Tensor,
+    *,
+    keep: torch.Tensor | None = None,
     scale: float = 64.0,
     margin: float = 0.5,
     easy_margin: bool = False,
@@ -47,12 +49,14 @@ def arcface_loss(
     """Cross-entropy of s cos theta_j with the target replaced by s phi(theta_y) -> (loss, logits (B, C)).
 
     L = -log( e^{s cos(theta_y + m)} / (e^{s cos(theta_y + m)} + sum_{j != y} e^{s cos theta_j}) ),
-    with the theta + m > pi treatment of `arcface_target`.
+    with the theta + m > pi treatment of `arcface_target`. Mean over the kept samples.
     """
     cos = upcast(cos)  # (B, C)
-    target = arcface_target(cos.gather(1, labels[:, None]), margin, easy_margin)  # (B, 1)
+    keep = keep_mask(keep, cos)
+    labels = safe_labels(labels, keep)
+    target = arcface_target(cos.gather(1, labels[:, None]), margin=margin, easy_margin=easy_margin)  # (B, 1)
     logits = scale * cos.scatter(1, labels[:, None], target)
-    return softmax_loss(logits, labels, label_smoothing, class_weights)
+    return softmax_loss(logits, labels, keep=keep, label_smoothing=label_smoothing, class_weights=class_weights)
 
 
 class Arcface(nn.Module):
@@ -62,6 +66,7 @@ class Arcface(nn.Module):
         self,
         dim: int,
         classes: int,
+        *,
         scale: float = 64.0,
         margin: float = 0.5,
         easy_margin: bool = False,
@@ -78,8 +83,17 @@ class Arcface(nn.Module):
         """(B, D) -> (B, C) s cos theta."""
         return self.scale * cosine(embedding, self.weight)[0]
 
-    def forward(self, embedding: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, embedding: torch.Tensor, labels: torch.Tensor, keep: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         cos, _ = cosine(embedding, self.weight)  # (B, C)
         return arcface_loss(
-            cos, labels, self.scale, self.margin, self.easy_margin, self.label_smoothing, self.class_weights
+            cos,
+            labels,
+            keep=keep,
+            scale=self.scale,
+            margin=self.margin,
+            easy_margin=self.easy_margin,
+            label_smoothing=self.label_smoothing,
+            class_weights=self.class_weights,
         )

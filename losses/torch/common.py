@@ -3,6 +3,10 @@
 Every head computes its loss in at least float32 whatever the input dtype: `upcast` lifts bf16/fp16 to
 float32 (float64 stays, so gradcheck runs in double), and `cosine` runs its matmul with autocast off so a
 surrounding `torch.autocast` cannot push it back to bf16.
+
+Every loss is a per-sample masked computation with fixed shapes: `keep` (B,) bool says which samples count
+(None: all of them). A dropped sample's label may be anything (-1 for an unknown class): `safe_labels` sets
+it to 0 before any gather, and `kept_mean` gives it weight 0, so it changes neither the loss nor its gradient.
 """
 
 from __future__ import annotations
@@ -52,6 +56,30 @@ def cosine(embedding: torch.Tensor, centres: torch.Tensor) -> tuple[torch.Tensor
         w = upcast(centres)
         inverse_norms = 1.0 / torch.linalg.vector_norm(w, dim=1).clamp_min(1e-12)  # (C,)
         return (x @ w.T) * inverse_norms, norms  # (B, C), (B, 1)
+
+
+def keep_mask(keep: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
+    """(B,) bool mask of the samples that count, for a batch `like` (B, ...); None keeps every sample."""
+    if keep is None:
+        return torch.ones(like.shape[0], dtype=torch.bool, device=like.device)
+    return keep.to(device=like.device, dtype=torch.bool)
+
+
+def safe_labels(labels: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """Labels (B,) with the dropped samples' labels set to class 0, so that gathers and one-hots stay in range."""
+    return torch.where(keep, labels, torch.zeros_like(labels))
+
+
+def kept_mean(values: torch.Tensor, keep: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """sum_n keep_n values_n / sum_n keep_n weight_n (weight 1 by default): the mean over the kept samples.
+
+    No kept sample (or a zero total weight) gives 0 with a zero gradient, not 0 / 0. Dropped values are
+    selected away (not multiplied by 0), so a non-finite value there cannot reach the loss.
+    """
+    total = torch.where(keep, values, torch.zeros_like(values)).sum()
+    count = keep.to(values.dtype) if weight is None else torch.where(keep, weight, torch.zeros_like(weight))
+    count = count.sum()
+    return total / torch.where(count != 0, count, torch.ones_like(count))
 
 
 def centres(classes: int, dim: int) -> nn.Parameter:

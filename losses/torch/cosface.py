@@ -9,13 +9,15 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from losses.torch.common import centres, cosine, register_class_weights, upcast
+from losses.torch.common import centres, cosine, keep_mask, register_class_weights, safe_labels, upcast
 from losses.torch.softmax import softmax_loss
 
 
 def cosface_loss(
     cos: torch.Tensor,
     labels: torch.Tensor,
+    *,
+    keep: torch.Tensor | None = None,
     scale: float = 64.0,
     margin: float = 0.35,
     label_smoothing: float = 0.0,
@@ -24,12 +26,14 @@ def cosface_loss(
     """Cross-entropy of the logits s (cos theta_j - m [j = y]) -> (loss, logits (B, C)).
 
     L = -log( e^{s (cos theta_y - m)} / (e^{s (cos theta_y - m)} + sum_{j != y} e^{s cos theta_j}) ).
-    The margin is a constant, so the gradient is that of s cos theta.
+    The margin is a constant, so the gradient is that of s cos theta. Mean over the kept samples.
     """
     cos = upcast(cos)  # (B, C)
+    keep = keep_mask(keep, cos)
+    labels = safe_labels(labels, keep)
     target = cos.gather(1, labels[:, None]) - margin  # (B, 1)
     logits = scale * cos.scatter(1, labels[:, None], target)
-    return softmax_loss(logits, labels, label_smoothing, class_weights)
+    return softmax_loss(logits, labels, keep=keep, label_smoothing=label_smoothing, class_weights=class_weights)
 
 
 class Cosface(nn.Module):
@@ -39,6 +43,7 @@ class Cosface(nn.Module):
         self,
         dim: int,
         classes: int,
+        *,
         scale: float = 64.0,
         margin: float = 0.35,
         label_smoothing: float = 0.0,
@@ -53,6 +58,16 @@ class Cosface(nn.Module):
         """(B, D) -> (B, C) s cos theta."""
         return self.scale * cosine(embedding, self.weight)[0]
 
-    def forward(self, embedding: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, embedding: torch.Tensor, labels: torch.Tensor, keep: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         cos, _ = cosine(embedding, self.weight)  # (B, C)
-        return cosface_loss(cos, labels, self.scale, self.margin, self.label_smoothing, self.class_weights)
+        return cosface_loss(
+            cos,
+            labels,
+            keep=keep,
+            scale=self.scale,
+            margin=self.margin,
+            label_smoothing=self.label_smoothing,
+            class_weights=self.class_weights,
+        )

@@ -15,23 +15,25 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from losses.torch.common import centres, polar, reject_unsupported, scalar, upcast
+from losses.torch.common import centres, keep_mask, kept_mean, polar, reject_unsupported, safe_labels, scalar, upcast
 
 
-def queries_and_centroids(x: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Split a batch (B, D) by class: for every class with >= 2 samples, its first sample in batch order is
-    the query and the mean of its other samples the centroid -> (queries (P, D), centroids (P, D),
-    classes (P,)). The authors' sampler draws M utterances per speaker; with M = 2 the centroid is the
-    second utterance. Samples of classes seen once in the batch take no part.
+def queries_and_centroids(
+    x: torch.Tensor, labels: torch.Tensor, keep: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Split a batch (B, D) by class: for every class with >= 2 kept samples, its first kept sample in batch
+    order is the query and the mean of its other kept samples the centroid -> (queries (B,) bool, the samples
+    that are queries; centroids (B, D), row i the centroid of query i, finite but meaningless elsewhere).
+    The authors' sampler draws M utterances per speaker; with M = 2 the centroid is the second utterance.
+    Samples of classes seen once in the batch take no part. Fixed shapes: one row per sample, masked.
     """
-    classes, inverse, counts = torch.unique(labels, return_inverse=True, return_counts=True)  # (K,)
-    order = torch.arange(len(labels), device=labels.device)
-    first = torch.full_like(classes, len(labels)).scatter_reduce(0, inverse, order, "amin")  # (K,)
-    sums = torch.zeros(len(classes), x.shape[1], dtype=x.dtype, device=x.device).index_add(0, inverse, x)
-    keep = counts >= 2
-    queries = x[first[keep]]  # (P, D)
-    centroids = (sums[keep] - queries) / (counts[keep, None] - 1).to(x.dtype)  # (P, D)
-    return queries, centroids, classes[keep]
+    keep = keep_mask(keep, x)
+    same = (labels[:, None] == labels[None, :]) & keep[:, None] & keep[None, :]  # (B, B)
+    count = same.sum(dim=1)  # (B,) kept samples of each sample's class (0 for a dropped sample)
+    earlier = torch.tril(same, diagonal=-1).any(dim=1)  # (B,) an earlier kept sample has the same class
+    queries = keep & ~earlier & (count >= 2)  # (B,)
+    others = (same.to(x.dtype) @ x - x) / (count - 1).clamp_min(1)[:, None].to(x.dtype)  # (B, D)
+    return queries, others
 
 
 def mask_proxy_loss(
@@ -41,14 +43,16 @@ def mask_proxy_loss(
     proxies: torch.Tensor,
     w: torch.Tensor | float,
     b: torch.Tensor | float,
+    *,
+    keep: torch.Tensor | None = None,
     lamb: float = 0.5,
     multinomial: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """MP or MMP loss -> (loss, masked logits (P, C)).
+    """MP or MMP loss over the kept rows (the queries) -> (loss, masked logits (B, C)).
 
-    query (P, D) unit vectors, centroid (P, D) means of unit vectors, classes (P,) distinct labels,
-    proxies (C, D) unit vectors, S(u, v) = w <u, v> + b. K = the masked centres: proxies with row
-    classes[j] replaced by centroid j (by its unit vector for MMP).
+    query (B, D) unit vectors, centroid (B, D) means of unit vectors, classes (B,) labels, distinct over the
+    kept rows; proxies (C, D) unit vectors, S(u, v) = w <u, v> + b. K = the masked centres: proxies with row
+    classes[j] replaced by centroid j (by its unit vector for MMP), for every kept row j. Means over kept rows:
         MP:  L = mean_i CE(S(q_i, K), classes_i) + lambda R
         MMP: L = log(1 + sum_i e^{-S(q_i, c_i)})                       (positive pairs, one log)
                + mean_i log(1 + sum_{k not in batch} e^{S(q_i, p_k)})   (negative proxies)
@@ -56,24 +60,35 @@ def mask_proxy_loss(
                + lambda R
         R = mean_j CE(S(c_j, p_classes), j): each centroid picks its own proxy among the batch's proxies,
         the only term that trains in-batch proxies.
-    Written from the authors' code; the paper's notation may group the terms differently.
+    Written from the authors' code; the paper's notation may group the terms differently. No kept row: 0.
     """
     with torch.autocast(query.device.type, enabled=False):
         query, centroid, proxies = upcast(query), upcast(centroid), upcast(proxies)
         w, b = scalar(w, query), scalar(b, query)
-        own = torch.arange(len(classes), device=query.device)  # (P,)
-        regulariser = F.cross_entropy(w * centroid @ proxies[classes].T + b, own)
+        keep = keep_mask(keep, query)
+        classes = safe_labels(classes, keep)
+        eye = torch.eye(len(classes), dtype=torch.bool, device=query.device)  # (B, B)
+        own = w * centroid @ proxies[classes].T + b  # (B, B) S(c_j, p_classes_k)
+        regulariser = kept_mean(cross_entropy_over(own, keep[None, :] | eye, eye), keep)
         pair_centres = polar(centroid)[0] if multinomial else centroid
-        pairs = w * query @ pair_centres.T + b  # (P, P)
-        logits = (w * query @ proxies.T + b).index_copy(1, classes, pairs)  # (P, C) masked logits
+        pairs = w * query @ pair_centres.T + b  # (B, B)
+        member = F.one_hot(classes, len(proxies)).to(query.dtype) * keep[:, None]  # (B, C) kept row j -> class
+        in_batch = member.amax(dim=0) > 0  # (C,)
+        logits = torch.where(in_batch, pairs @ member, w * query @ proxies.T + b)  # (B, C) masked logits
         if not multinomial:
-            return F.cross_entropy(logits, classes) + lamb * regulariser, logits
-        positive = F.softplus(torch.logsumexp(-pairs.diagonal(), dim=0))
-        in_batch = torch.zeros_like(logits, dtype=torch.bool).index_fill(1, classes, True)
-        negative_proxies = log1p_sum_exp(logits.masked_fill(in_batch, float("-inf"))).mean()
-        eye = torch.eye(len(classes), dtype=torch.bool, device=query.device)
-        negative_pairs = log1p_sum_exp(pairs.masked_fill(eye, float("-inf"))).mean()
+            target = F.one_hot(classes, len(proxies)).bool()  # (B, C)
+            main = kept_mean(cross_entropy_over(logits, torch.ones_like(target), target), keep)
+            return main + lamb * regulariser, logits
+        positive = log1p_sum_exp(torch.where(keep, -pairs.diagonal(), float("-inf")))
+        negative_proxies = kept_mean(log1p_sum_exp(logits.masked_fill(in_batch, float("-inf"))), keep)
+        negative_pairs = kept_mean(log1p_sum_exp(pairs.masked_fill(eye | ~keep[None, :], float("-inf"))), keep)
         return positive + negative_proxies + negative_pairs + lamb * regulariser, logits
+
+
+def cross_entropy_over(logits: torch.Tensor, allowed: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per row: -log softmax over the allowed columns at the one target column (allowed) -> (rows,)."""
+    log_p = F.log_softmax(logits.masked_fill(~allowed, float("-inf")), dim=-1)
+    return -torch.where(target, log_p, torch.zeros_like(log_p)).sum(dim=-1)
 
 
 def log1p_sum_exp(a: torch.Tensor) -> torch.Tensor:
@@ -87,15 +102,16 @@ class MaskProxy(nn.Module):
 
     Defaults from the authors' code: lambda = 0.5, w = 10, b = -5 (their MMP code writes b = +5 with the
     opposite sign; same loss). Embeddings are L2-normalised inside, as in their trainer. Needs batches with
-    several samples per class (a class-balanced sampler); a batch with no class seen twice gives a zero
-    loss that still backpropagates. `forward` returns the plain proxy scores (B, C) as its logits (the
-    masked logits have one row per query; `mask_proxy_loss` returns them).
+    several samples per class (a class-balanced sampler); a batch with no class seen twice among the kept
+    samples gives a zero loss that still backpropagates. `forward` returns the plain proxy scores (B, C) as
+    its logits (the masked logits are meaningful on query rows only; `mask_proxy_loss` returns them).
     """
 
     def __init__(
         self,
         dim: int,
         classes: int,
+        *,
         multinomial: bool = False,
         lamb: float = 0.5,
         scale_init: float = 10.0,
@@ -115,13 +131,14 @@ class MaskProxy(nn.Module):
         with torch.autocast(embedding.device.type, enabled=False):
             return self.w * polar(upcast(embedding))[0] @ F.normalize(upcast(self.proxies), dim=1).T + self.b
 
-    def forward(self, embedding: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, embedding: torch.Tensor, labels: torch.Tensor, keep: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         with torch.autocast(embedding.device.type, enabled=False):
             x = polar(upcast(embedding))[0]  # (B, D)
-            query, centroid, classes = queries_and_centroids(x, labels)
-            if len(classes) == 0:  # no class seen twice: a zero that keeps every parameter in the graph (DDP)
-                loss = 0.0 * (x.sum() + self.w + self.b + self.proxies.sum())
-            else:
-                p = F.normalize(upcast(self.proxies), dim=1)  # (C, D)
-                loss, _ = mask_proxy_loss(query, centroid, classes, p, self.w, self.b, self.lamb, self.multinomial)
+            queries, centroids = queries_and_centroids(x, labels, keep)  # (B,), (B, D)
+            p = F.normalize(upcast(self.proxies), dim=1)  # (C, D)
+            loss, _ = mask_proxy_loss(
+                x, centroids, labels, p, self.w, self.b, keep=queries, lamb=self.lamb, multinomial=self.multinomial
+            )
         return loss, self.scores(embedding)

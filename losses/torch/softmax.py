@@ -9,32 +9,41 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from losses.torch.common import register_class_weights, upcast
+from losses.torch.common import keep_mask, kept_mean, register_class_weights, safe_labels, upcast
 
 
 def softmax_loss(
     logits: torch.Tensor,
     labels: torch.Tensor,
+    *,
+    keep: torch.Tensor | None = None,
     label_smoothing: float = 0.0,
     class_weights: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Cross-entropy of logits (B, C) against labels (B,), in at least float32 -> (loss, logits).
+    """Cross-entropy of logits (B, C) against labels (B,) over the kept samples, in at least float32.
 
     With smoothing e and class weights w (torch's definition, Szegedy et al. 2016 for the smoothing):
         l_n = -(1 - e) w[y_n] log p[n, y_n] - (e / C) sum_c w[c] log p[n, c]
-        loss = sum_n l_n / sum_n w[y_n]
-    which is the plain mean of -log p[n, y_n] when e = 0 and w = 1.
+        loss = sum_n keep_n l_n / sum_n keep_n w[y_n]
+    which is the plain mean of -log p[n, y_n] over the kept samples when e = 0 and w = 1. -> (loss, logits).
     """
-    logits = upcast(logits)
-    weight = None if class_weights is None else class_weights.to(logits)
-    loss = F.cross_entropy(logits, labels, weight=weight, label_smoothing=label_smoothing)
-    return loss, logits
+    logits = upcast(logits)  # (B, C)
+    keep = keep_mask(keep, logits)
+    labels = safe_labels(labels, keep)[:, None]  # (B, 1)
+    log_p = F.log_softmax(logits, dim=1)  # (B, C)
+    w = torch.ones_like(log_p[0]) if class_weights is None else class_weights.to(log_p)  # (C,)
+    w_y = w[labels[:, 0]]  # (B,)
+    smooth = (log_p * w).sum(dim=1) / logits.shape[1]  # (B,)
+    per_sample = -(1.0 - label_smoothing) * w_y * log_p.gather(1, labels)[:, 0] - label_smoothing * smooth
+    return kept_mean(per_sample, keep, w_y), logits
 
 
 class Softmax(nn.Module):
     """Linear layer + softmax cross-entropy; `scores` are the plain linear logits."""
 
-    def __init__(self, dim: int, classes: int, label_smoothing: float = 0.0, class_weights: torch.Tensor | None = None):
+    def __init__(
+        self, dim: int, classes: int, *, label_smoothing: float = 0.0, class_weights: torch.Tensor | None = None
+    ):
         super().__init__()
         self.linear = nn.Linear(dim, classes)
         self.label_smoothing = label_smoothing
@@ -45,5 +54,13 @@ class Softmax(nn.Module):
         with torch.autocast(embedding.device.type, enabled=False):
             return F.linear(upcast(embedding), upcast(self.linear.weight), upcast(self.linear.bias))
 
-    def forward(self, embedding: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return softmax_loss(self.scores(embedding), labels, self.label_smoothing, self.class_weights)
+    def forward(
+        self, embedding: torch.Tensor, labels: torch.Tensor, keep: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        return softmax_loss(
+            self.scores(embedding),
+            labels,
+            keep=keep,
+            label_smoothing=self.label_smoothing,
+            class_weights=self.class_weights,
+        )

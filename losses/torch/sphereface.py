@@ -11,7 +11,7 @@ import math
 import torch
 from torch import nn
 
-from losses.torch.common import centres, cosine, register_class_weights, upcast
+from losses.torch.common import centres, cosine, keep_mask, register_class_weights, safe_labels, upcast
 from losses.torch.softmax import softmax_loss
 
 
@@ -33,6 +33,8 @@ def sphereface_psi(cos: torch.Tensor, margin: int) -> torch.Tensor:
 def sphereface_loss(
     cos: torch.Tensor,
     labels: torch.Tensor,
+    *,
+    keep: torch.Tensor | None = None,
     scale: float | torch.Tensor,
     margin: int = 4,
     lamb: float | torch.Tensor = 0.0,
@@ -44,14 +46,17 @@ def sphereface_loss(
     logits_j = s cos theta_j (j != y),  logit_y = s (lambda cos theta_y + psi(theta_y)) / (1 + lambda),
     where s is the feature norm ||x|| (B, 1) in the original loss or a constant scale for the
     feature-normalised variant, and lambda >= 0 blends in the plain softmax while training starts
-    (lambda = 0: the loss of the paper). Gradients are the true derivatives of this formula.
+    (lambda = 0: the loss of the paper). Gradients are the true derivatives of this formula. Mean over the
+    kept samples.
     """
     cos = upcast(cos)  # (B, C)
+    keep = keep_mask(keep, cos)
+    labels = safe_labels(labels, keep)
     target = cos.gather(1, labels[:, None])  # (B, 1)
     target = (lamb * target + sphereface_psi(target, margin)) / (1.0 + lamb)
     scale = upcast(scale) if torch.is_tensor(scale) else scale  # (B, 1) norms or a number
     logits = scale * cos.scatter(1, labels[:, None], target)
-    return softmax_loss(logits, labels, label_smoothing, class_weights)
+    return softmax_loss(logits, labels, keep=keep, label_smoothing=label_smoothing, class_weights=class_weights)
 
 
 class Sphereface(nn.Module):
@@ -60,8 +65,9 @@ class Sphereface(nn.Module):
     scale = 0 (default): the original loss, logits scaled by the feature norm ||x||. scale > 0: the
     feature-normalised variant, logits scaled by s. The margin m is an integer (paper default 4).
 
-    lambda annealing, as in the caffe layer: each training forward first increments `step` (a buffer, so
-    checkpoints carry it) and then uses lambda = max(lambda_min, lambda_base (1 + lambda_gamma step)^-lambda_power)
+    lambda annealing, as in the caffe layer: each training forward that keeps at least one sample first
+    increments `step` (a buffer, so checkpoints carry it) and then uses
+    lambda = max(lambda_min, lambda_base (1 + lambda_gamma step)^-lambda_power)
     = max(5, 1000 / (1 + 0.12 step)) with the published values. lambda_base = lambda_min = 0 turns it off.
 
     Not reproduced from the caffe layer: its hand-written backward pass renormalises the (w, x) gradient
@@ -74,6 +80,7 @@ class Sphereface(nn.Module):
         self,
         dim: int,
         classes: int,
+        *,
         margin: int = 4,
         scale: float = 0.0,
         lambda_base: float = 1000.0,
@@ -105,10 +112,20 @@ class Sphereface(nn.Module):
         cos, norms = cosine(embedding, self.weight)
         return (norms if self.scale == 0 else self.scale) * cos
 
-    def forward(self, embedding: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, embedding: torch.Tensor, labels: torch.Tensor, keep: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        keep = keep_mask(keep, embedding)
         if self.training:
-            self.step += 1
+            self.step += keep.any()  # no host sync
         cos, norms = cosine(embedding, self.weight)  # (B, C), (B, 1)
-        scale = norms if self.scale == 0 else self.scale
-        lamb = self.lamb().to(cos.dtype)
-        return sphereface_loss(cos, labels, scale, self.margin, lamb, self.label_smoothing, self.class_weights)
+        return sphereface_loss(
+            cos,
+            labels,
+            keep=keep,
+            scale=norms if self.scale == 0 else self.scale,
+            margin=self.margin,
+            lamb=self.lamb().to(cos.dtype),
+            label_smoothing=self.label_smoothing,
+            class_weights=self.class_weights,
+        )

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from losses.torch.common import centres, cosine, reject_unsupported, scalar, upcast
+from losses.torch.common import centres, cosine, keep_mask, kept_mean, reject_unsupported, safe_labels, scalar, upcast
 
 MARGIN_TYPES = ("C", "A", "M")
 
@@ -23,7 +23,7 @@ def similarity_adjustment(z: torch.Tensor | float, t: float) -> torch.Tensor | f
 
 
 def sphereface2_cosines(
-    cos: torch.Tensor, labels: torch.Tensor, margin_type: str, margin: float, t: float
+    cos: torch.Tensor, labels: torch.Tensor, *, margin_type: str, margin: float, t: float
 ) -> torch.Tensor:
     """Adjusted cosines (B, C): forward value with margin and g, gradient that of cos (as in OpenSphere).
 
@@ -51,6 +51,8 @@ def sphereface2_loss(
     cos: torch.Tensor,
     labels: torch.Tensor,
     bias: torch.Tensor | float,
+    *,
+    keep: torch.Tensor | None = None,
     margin_type: str = "C",
     lamb: float = 0.7,
     scale: float = 40.0,
@@ -62,20 +64,22 @@ def sphereface2_loss(
     For SphereFace2-C (paper Eq. with similarity adjustment g):
         L = lambda / r log(1 + exp(-(r (g(cos theta_y) - m) + b)))
           + (1 - lambda) / r sum_{i != y} log(1 + exp(r (g(cos theta_i) + m) + b))
-    averaged over the batch; A and M change the margined cosines (see `sphereface2_cosines`). This is
+    averaged over the kept samples; A and M change the margined cosines (see `sphereface2_cosines`). This is
     OpenSphere's loss divided by its loss weight lw (50), a constant factor.
     """
     if margin_type not in MARGIN_TYPES:
         raise ValueError(f"sphereface2 margin_type must be one of {MARGIN_TYPES}, got {margin_type!r}")
-    adjusted = sphereface2_cosines(cos, labels, margin_type, margin, t)  # (B, C)
+    keep = keep_mask(keep, cos)
+    labels = safe_labels(labels, keep)
+    adjusted = sphereface2_cosines(cos, labels, margin_type=margin_type, margin=margin, t=t)  # (B, C)
     logits = scale * adjusted + scalar(bias, adjusted)
     positive = F.one_hot(labels, logits.shape[1]).to(logits.dtype)  # (B, C)
     weight = (lamb * positive + (1.0 - lamb) * (1.0 - positive)) / scale
     per_class = F.binary_cross_entropy_with_logits(logits, positive, weight=weight, reduction="none")
-    return per_class.sum(dim=1).mean(), logits
+    return kept_mean(per_class.sum(dim=1), keep), logits
 
 
-def sphereface2_bias(classes: int, margin_type: str, lamb: float, scale: float, margin: float, t: float) -> float:
+def sphereface2_bias(classes: int, *, margin_type: str, lamb: float, scale: float, margin: float, t: float) -> float:
     """Initial bias b that balances the positive and negative gradients at initialisation (paper, Sec. 3).
 
     At initialisation cos theta ~ 0 for every class, so the logits are a_y + b (target) and a_i + b
@@ -114,6 +118,7 @@ class Sphereface2(nn.Module):
         self,
         dim: int,
         classes: int,
+        *,
         margin_type: str = "C",
         lamb: float = 0.7,
         scale: float = 40.0,
@@ -129,13 +134,26 @@ class Sphereface2(nn.Module):
         if not 0.0 < lamb < 1.0:
             raise ValueError(f"sphereface2 lamb must be in (0, 1), got {lamb}")
         self.weight = centres(classes, dim)  # (C, D)
-        self.bias = nn.Parameter(torch.tensor(sphereface2_bias(classes, margin_type, lamb, scale, margin, t)))
+        bias = sphereface2_bias(classes, margin_type=margin_type, lamb=lamb, scale=scale, margin=margin, t=t)
+        self.bias = nn.Parameter(torch.tensor(bias))
         self.margin_type, self.lamb, self.scale, self.margin, self.t = margin_type, lamb, scale, margin, t
 
     def scores(self, embedding: torch.Tensor) -> torch.Tensor:
         """(B, D) -> (B, C) r cos theta."""
         return self.scale * cosine(embedding, self.weight)[0]
 
-    def forward(self, embedding: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, embedding: torch.Tensor, labels: torch.Tensor, keep: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         cos, _ = cosine(embedding, self.weight)  # (B, C)
-        return sphereface2_loss(cos, labels, self.bias, self.margin_type, self.lamb, self.scale, self.margin, self.t)
+        return sphereface2_loss(
+            cos,
+            labels,
+            self.bias,
+            keep=keep,
+            margin_type=self.margin_type,
+            lamb=self.lamb,
+            scale=self.scale,
+            margin=self.margin,
+            t=self.t,
+        )

@@ -11,14 +11,14 @@ import math
 import torch
 from torch import nn
 
-from losses.torch.common import centres, cosine, register_class_weights, upcast
+from losses.torch.common import centres, cosine, keep_mask, kept_mean, register_class_weights, safe_labels, upcast
 from losses.torch.softmax import softmax_loss
 
 VERSIONS = ("v0", "v1", "v2")
 NORMALIZATIONS = ("none", "hard", "soft")
 
 
-def sphereface_r_cosines(cos: torch.Tensor, labels: torch.Tensor, version: str, margin: float) -> torch.Tensor:
+def sphereface_r_cosines(cos: torch.Tensor, labels: torch.Tensor, *, version: str, margin: float) -> torch.Tensor:
     """Margin-adjusted cosines (B, C) whose forward value has the margin and whose gradient is that of cos.
 
         v0: target psi(theta) = (-1)^k cos(m theta) - 2k, k = floor(m theta / pi)  (original SphereFace)
@@ -46,6 +46,8 @@ def sphereface_r_loss(
     cos: torch.Tensor,
     norms: torch.Tensor,
     labels: torch.Tensor,
+    *,
+    keep: torch.Tensor | None = None,
     version: str = "v2",
     normalization: str = "hard",
     margin: float = 1.4,
@@ -58,15 +60,18 @@ def sphereface_r_loss(
 
     logits = r (cos theta + stopgrad(margin cosine - cos theta)), with the feature normalisation scheme
         none: r = ||x||            hard: r = s            soft: r = ||x||, loss += penalty mean | ||x|| - s |
+    Both means are over the kept samples.
     """
     if version not in VERSIONS or normalization not in NORMALIZATIONS:
         raise ValueError(f"sphereface_r: version in {VERSIONS}, normalization in {NORMALIZATIONS}")
-    norms = upcast(norms)
-    adjusted = sphereface_r_cosines(cos, labels, version, margin)  # (B, C)
+    norms = upcast(norms)  # (B, 1)
+    keep = keep_mask(keep, cos)
+    labels = safe_labels(labels, keep)
+    adjusted = sphereface_r_cosines(cos, labels, version=version, margin=margin)  # (B, C)
     logits = (scale if normalization == "hard" else norms) * adjusted
-    loss, logits = softmax_loss(logits, labels, label_smoothing, class_weights)
+    loss, logits = softmax_loss(logits, labels, keep=keep, label_smoothing=label_smoothing, class_weights=class_weights)
     if normalization == "soft":
-        loss = loss + penalty * (norms - scale).abs().mean()
+        loss = loss + penalty * kept_mean((norms[:, 0] - scale).abs(), keep)
     return loss, logits
 
 
@@ -86,6 +91,7 @@ class SpherefaceR(nn.Module):
         self,
         dim: int,
         classes: int,
+        *,
         version: str = "v2",
         normalization: str = "hard",
         margin: float = 1.4,
@@ -109,17 +115,20 @@ class SpherefaceR(nn.Module):
         cos, norms = cosine(embedding, self.weight)
         return (self.scale if self.normalization == "hard" else norms) * cos
 
-    def forward(self, embedding: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, embedding: torch.Tensor, labels: torch.Tensor, keep: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         cos, norms = cosine(embedding, self.weight)  # (B, C), (B, 1)
         return sphereface_r_loss(
             cos,
             norms,
             labels,
-            self.version,
-            self.normalization,
-            self.margin,
-            self.scale,
-            self.penalty,
-            self.label_smoothing,
-            self.class_weights,
+            keep=keep,
+            version=self.version,
+            normalization=self.normalization,
+            margin=self.margin,
+            scale=self.scale,
+            penalty=self.penalty,
+            label_smoothing=self.label_smoothing,
+            class_weights=self.class_weights,
         )

@@ -12,12 +12,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from losses.torch.common import polar, upcast
+from losses.torch.common import keep_mask, kept_mean, polar, upcast
 
 MININGS = ("batch_hard", "semi_hard")
 
 
-def pairwise_distances(x: torch.Tensor, squared: bool = False) -> torch.Tensor:
+def pairwise_distances(x: torch.Tensor, *, squared: bool = False) -> torch.Tensor:
     """(B, D) -> (B, B) Euclidean distances (squared if asked), exactly 0 on the diagonal.
 
     ||x_i||^2 + ||x_j||^2 - 2 <x_i, x_j>, clamped at 0; the square root has a zero gradient where the
@@ -34,6 +34,8 @@ def pairwise_distances(x: torch.Tensor, squared: bool = False) -> torch.Tensor:
 def triplet_loss(
     embeddings: torch.Tensor,
     labels: torch.Tensor,
+    *,
+    keep: torch.Tensor | None = None,
     margin: float = 0.2,
     mining: str = "batch_hard",
     squared: bool = False,
@@ -46,32 +48,40 @@ def triplet_loss(
     semi_hard: per positive pair (a, p), the negative n = argmin { d(a, n) : d(a, n) > d(a, p) } (FaceNet's
         semi-hard choice), or the farthest negative when every negative is closer than p (the fallback of
         TF-Addons' triplet_semihard_loss); max(0, d(a, p) - d(a, n) + margin), mean over positive pairs.
-    A batch with no valid triplet gives 0 (still part of the graph).
+    Only kept samples are anchors, positives or negatives. A batch with no valid triplet gives 0 (still part
+    of the graph, with a zero gradient).
     """
     if mining not in MININGS:
         raise ValueError(f"triplet mining must be one of {MININGS}, got {mining!r}")
     with torch.autocast(embeddings.device.type, enabled=False):
         x = upcast(embeddings)
         x = polar(x)[0] if normalize else x
-        d = pairwise_distances(x, squared)  # (B, B)
-        same = labels[:, None] == labels[None, :]  # (B, B)
+        d = pairwise_distances(x, squared=squared)  # (B, B)
+        keep = keep_mask(keep, x)
+        both = keep[:, None] & keep[None, :]  # (B, B)
+        same = (labels[:, None] == labels[None, :]) & both  # (B, B)
         positive = same & ~torch.eye(len(labels), dtype=torch.bool, device=labels.device)
-        negative = ~same
+        negative = both & ~same
         mine = _batch_hard if mining == "batch_hard" else _semi_hard
-        per = mine(d, positive, negative, margin)
-        return (per.mean() if per.numel() else 0.0 * d.sum()), d
+        per, valid = mine(d, positive, negative, margin)
+        return kept_mean(per, valid), d
 
 
-def _batch_hard(d: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor, margin: float) -> torch.Tensor:
-    """Per-anchor losses (A,) for the anchors having a positive and a negative."""
+def _batch_hard(
+    d: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor, margin: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-anchor losses (B,) and which anchors have a positive and a negative (B,)."""
     valid = positive.any(dim=1) & negative.any(dim=1)  # (B,)
     hardest_positive = d.masked_fill(~positive, float("-inf")).amax(dim=1)  # (B,)
     hardest_negative = d.masked_fill(~negative, float("inf")).amin(dim=1)  # (B,)
-    return (hardest_positive - hardest_negative + margin)[valid].clamp_min(0.0)
+    per = torch.where(valid, hardest_positive - hardest_negative + margin, torch.zeros_like(d[0]))
+    return per.clamp_min(0.0), valid
 
 
-def _semi_hard(d: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor, margin: float) -> torch.Tensor:
-    """Per-positive-pair losses (P,) for the pairs whose anchor has a negative."""
+def _semi_hard(
+    d: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor, margin: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-pair losses (B * B,) and which pairs (a, p) are positive with a negative for a (B * B,)."""
     d_ap = d[:, :, None]  # (B, B, 1): anchor i, positive j
     d_an = d[:, None, :]  # (B, 1, B): anchor i, negative k
     beyond = negative[:, None, :] & (d_an > d_ap)  # (B, B, B)
@@ -79,17 +89,30 @@ def _semi_hard(d: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor, 
     farthest = d.masked_fill(~negative, float("-inf")).amax(dim=1, keepdim=True)  # (B, 1)
     chosen = torch.where(beyond.any(dim=2), semi_hard, farthest)  # (B, B)
     valid = positive & negative.any(dim=1, keepdim=True)  # (B, B)
-    return (d - chosen + margin)[valid].clamp_min(0.0)
+    per = torch.where(valid, d - chosen + margin, torch.zeros_like(d))
+    return per.clamp_min(0.0).flatten(), valid.flatten()
 
 
 class Triplet(nn.Module):
-    """`triplet_loss` as a module (no parameters): forward(embeddings, labels) -> (loss, distances)."""
+    """`triplet_loss` as a module (no parameters): forward(embeddings, labels, keep=None) -> (loss, distances)."""
 
-    def __init__(self, margin: float = 0.2, mining: str = "batch_hard", squared: bool = False, normalize: bool = True):
+    def __init__(
+        self, *, margin: float = 0.2, mining: str = "batch_hard", squared: bool = False, normalize: bool = True
+    ):
         super().__init__()
         if mining not in MININGS:
             raise ValueError(f"triplet mining must be one of {MININGS}, got {mining!r}")
         self.margin, self.mining, self.squared, self.normalize = margin, mining, squared, normalize
 
-    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return triplet_loss(embeddings, labels, self.margin, self.mining, self.squared, self.normalize)
+    def forward(
+        self, embeddings: torch.Tensor, labels: torch.Tensor, keep: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        return triplet_loss(
+            embeddings,
+            labels,
+            keep=keep,
+            margin=self.margin,
+            mining=self.mining,
+            squared=self.squared,
+            normalize=self.normalize,
+        )

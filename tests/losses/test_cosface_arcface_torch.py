@@ -38,7 +38,7 @@ def random_case(seed):
 def test_cosface_loss_and_gradient(cross_entropy, numeric_grad):
     cos, labels = random_case(0)
     c = torch.tensor(cos, requires_grad=True)
-    loss, _ = cosface_loss(c, torch.tensor(labels), 64.0, 0.35)
+    loss, _ = cosface_loss(c, torch.tensor(labels), scale=64.0, margin=0.35)
     loss.backward()
     assert loss.item() == pytest.approx(cosface_np(cos, labels, 64.0, 0.35, cross_entropy), rel=1e-10)
     grad = numeric_grad(lambda a: cosface_np(a, labels, 64.0, 0.35, cross_entropy), cos)
@@ -52,7 +52,7 @@ def test_arcface_loss_and_gradient(easy, cross_entropy, numeric_grad):
     rows = np.arange(6)
     cos[rows, labels] = np.array([0.9, 0.5, -0.3, -0.95, 0.1, -0.6])
     c = torch.tensor(cos, requires_grad=True)
-    loss, _ = arcface_loss(c, torch.tensor(labels), 64.0, 0.5, easy)
+    loss, _ = arcface_loss(c, torch.tensor(labels), scale=64.0, margin=0.5, easy_margin=easy)
     loss.backward()
     assert loss.item() == pytest.approx(arcface_np(cos, labels, 64.0, 0.5, easy, cross_entropy), rel=1e-10)
     grad = numeric_grad(lambda a: arcface_np(a, labels, 64.0, 0.5, easy, cross_entropy), cos)
@@ -65,7 +65,7 @@ def test_arcface_target_over_the_whole_range_including_plus_minus_one(easy):
     c = np.cos(theta)
     c[0], c[-1] = 1.0, -1.0
     x = torch.tensor(c, requires_grad=True)
-    phi = arcface_target(x, 0.5, easy)
+    phi = arcface_target(x, margin=0.5, easy_margin=easy)
     phi.sum().backward()
     np.testing.assert_allclose(phi.detach().numpy(), arc_target_np(c, 0.5, easy), atol=1e-6)
     assert torch.isfinite(x.grad).all()
@@ -77,9 +77,11 @@ def test_arcface_hand_worked_values():
     # theta = 0 -> cos(0.5); theta = pi -> default fallback -1 - 0.5 sin(0.5); easy: cos(pi) = -1.
     x = torch.tensor([1.0, -1.0, 0.0], dtype=torch.float64)
     np.testing.assert_allclose(
-        arcface_target(x, 0.5).numpy(), [np.cos(0.5), -1 - 0.5 * np.sin(0.5), -np.sin(0.5)], atol=1e-6
+        arcface_target(x, margin=0.5).numpy(), [np.cos(0.5), -1 - 0.5 * np.sin(0.5), -np.sin(0.5)], atol=1e-6
     )
-    np.testing.assert_allclose(arcface_target(x, 0.5, easy_margin=True).numpy(), [np.cos(0.5), -1.0, 0.0], atol=1e-6)
+    np.testing.assert_allclose(
+        arcface_target(x, margin=0.5, easy_margin=True).numpy(), [np.cos(0.5), -1.0, 0.0], atol=1e-6
+    )
 
 
 @pytest.mark.parametrize("head_class", [Cosface, Arcface])

@@ -56,24 +56,26 @@ def case(seed=0):
 
 def test_queries_are_first_samples_and_centroids_the_mean_of_the_rest():
     x, labels, _ = case()
-    q, c, classes = queries_and_centroids(torch.tensor(x), torch.tensor(labels))
-    assert classes.tolist() == [1, 3]
-    np.testing.assert_allclose(q.numpy(), x[[1, 0]])
-    np.testing.assert_allclose(c.numpy(), [(x[4] + x[7]) / 2, (x[2] + x[5]) / 2])
+    queries, c = queries_and_centroids(torch.tensor(x), torch.tensor(labels))
+    # One row per sample: the queries of classes 1 and 3 are samples 1 and 0, each row its own query.
+    assert np.flatnonzero(queries.numpy()).tolist() == [0, 1] and sorted(labels[queries.numpy()].tolist()) == [1, 3]
+    np.testing.assert_allclose(c.numpy()[[1, 0]], [(x[4] + x[7]) / 2, (x[2] + x[5]) / 2])
 
 
 @pytest.mark.parametrize("multinomial", [False, True])
 def test_loss_matches_reference_and_gradcheck(multinomial):
     x, labels, proxies = case()
-    q, c, classes = queries_and_centroids(torch.tensor(x), torch.tensor(labels))
+    queries, c = queries_and_centroids(torch.tensor(x), torch.tensor(labels))
+    q, classes = torch.tensor(x), torch.tensor(labels)
     p = torch.tensor(proxies, requires_grad=True)
     w, b = torch.tensor(10.0, dtype=torch.float64), torch.tensor(-5.0, dtype=torch.float64)
-    loss, logits = mask_proxy_loss(q, c, classes, p, w, b, 0.5, multinomial)
-    assert logits.shape == (2, 6)
+    loss, logits = mask_proxy_loss(q, c, classes, p, w, b, keep=queries, lamb=0.5, multinomial=multinomial)
+    assert logits[queries].shape == (2, 6)
     assert loss.item() == pytest.approx(reference(x, labels, proxies, 10.0, -5.0, 0.5, multinomial), rel=1e-10)
     inputs = (q.clone().requires_grad_(), c.clone().requires_grad_(), p, w.requires_grad_(), b.requires_grad_())
     assert torch.autograd.gradcheck(
-        lambda *a: mask_proxy_loss(a[0], a[1], classes, *a[2:], 0.5, multinomial)[0], inputs
+        lambda *a: mask_proxy_loss(a[0], a[1], classes, *a[2:], keep=queries, lamb=0.5, multinomial=multinomial)[0],
+        inputs,
     )
 
 
@@ -98,9 +100,11 @@ def test_batch_without_repeated_class_gives_a_zero_that_backpropagates():
 def test_every_class_in_batch_leaves_no_negative_proxies():
     x, labels, proxies = case(2)
     labels = np.array([0, 0, 1, 1, 2, 2, 0, 1])
-    q, c, classes = queries_and_centroids(torch.tensor(x), torch.tensor(labels))
+    queries, c = queries_and_centroids(torch.tensor(x), torch.tensor(labels))
     p = torch.tensor(proxies[:3], requires_grad=True)
-    loss, _ = mask_proxy_loss(q, c, classes, p, 10.0, -5.0, 0.5, True)
+    loss, _ = mask_proxy_loss(
+        torch.tensor(x), c, torch.tensor(labels), p, 10.0, -5.0, keep=queries, lamb=0.5, multinomial=True
+    )
     loss.backward()
     assert loss.item() == pytest.approx(reference(x, labels, proxies[:3], 10.0, -5.0, 0.5, True), rel=1e-10)
     assert torch.isfinite(p.grad).all()

@@ -20,14 +20,14 @@ def contrastive_np(a, b, same, m):
 def test_contrastive_matches_numpy_and_gradcheck(numeric_grad):
     rng = np.random.default_rng(0)
     a, b, same = rng.normal(size=(6, 4)), rng.normal(size=(6, 4)), np.array([1, 0, 1, 0, 0, 1], bool)
-    loss, d = contrastive_loss(torch.tensor(a), torch.tensor(b), torch.tensor(same), 1.5)
+    loss, d = contrastive_loss(torch.tensor(a), torch.tensor(b), torch.tensor(same), margin=1.5)
     assert loss.item() == pytest.approx(contrastive_np(a, b, same, 1.5), rel=1e-10)
     np.testing.assert_allclose(d.numpy(), np.linalg.norm(unit(a) - unit(b), axis=1))
     ta = torch.tensor(a, requires_grad=True)
-    contrastive_loss(ta, torch.tensor(b), torch.tensor(same), 1.5)[0].backward()
+    contrastive_loss(ta, torch.tensor(b), torch.tensor(same), margin=1.5)[0].backward()
     np.testing.assert_allclose(ta.grad.numpy(), numeric_grad(lambda x: contrastive_np(x, b, same, 1.5), a), atol=1e-7)
     assert torch.autograd.gradcheck(
-        lambda x, y: Contrastive(1.5)(x, y, torch.tensor(same))[0],
+        lambda x, y: Contrastive(margin=1.5)(x, y, torch.tensor(same))[0],
         (ta.detach().requires_grad_(), torch.tensor(b, requires_grad=True)),
     )
 
@@ -35,10 +35,10 @@ def test_contrastive_matches_numpy_and_gradcheck(numeric_grad):
 def test_contrastive_hand_worked_and_identical_pair():
     # Unit vectors (1, 0) and (0, 1): d = sqrt 2. Same: d^2 / 2 = 1. Different, m = 2: (2 - sqrt 2)^2 / 2.
     a, b = torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 1.0]])
-    assert contrastive_loss(a, b, torch.tensor([True]), 2.0)[0].item() == pytest.approx(1.0)
-    assert contrastive_loss(a, b, torch.tensor([False]), 2.0)[0].item() == pytest.approx((2 - 2**0.5) ** 2 / 2)
+    assert contrastive_loss(a, b, torch.tensor([True]), margin=2.0)[0].item() == pytest.approx(1.0)
+    assert contrastive_loss(a, b, torch.tensor([False]), margin=2.0)[0].item() == pytest.approx((2 - 2**0.5) ** 2 / 2)
     x = torch.tensor([[0.6, 0.8]], requires_grad=True)
-    loss, _ = contrastive_loss(x, x.detach().clone(), torch.tensor([False]), 1.0)
+    loss, _ = contrastive_loss(x, x.detach().clone(), torch.tensor([False]), margin=1.0)
     loss.backward()
     assert loss.item() == pytest.approx(0.5) and torch.isfinite(x.grad).all()
 
@@ -78,7 +78,7 @@ def test_triplet_matches_brute_force(mining, squared, numeric_grad):
     x, labels = unit(rng.normal(size=(9, 3))), np.array([0, 0, 0, 1, 1, 2, 2, 2, 3])
     reference = batch_hard_np if mining == "batch_hard" else semi_hard_np
     t = torch.tensor(x, requires_grad=True)
-    loss, d = triplet_loss(t, torch.tensor(labels), 0.3, mining, squared)
+    loss, d = triplet_loss(t, torch.tensor(labels), margin=0.3, mining=mining, squared=squared)
     loss.backward()
     assert loss.item() == pytest.approx(reference(x, labels, 0.3, squared), rel=1e-9)
     np.testing.assert_allclose(d.detach().numpy(), distances(x, squared), atol=1e-7)
@@ -91,11 +91,11 @@ def test_triplet_hand_worked_one_dimensional():
     x, labels = torch.tensor([[0.0], [1.0], [1.5], [3.0]]), torch.tensor([0, 0, 1, 1])
     # Batch hard, margin 1: anchors 0: 1 - 1.5 + 1 = 0.5; 1: 1 - 0.5 + 1 = 1.5; 2: 1.5 - 0.5 + 1 = 2;
     # 3: 1.5 - 2 + 1 = 0.5 -> mean 1.125.
-    assert triplet_loss(x, labels, 1.0, normalize=False)[0].item() == pytest.approx(1.125)
+    assert triplet_loss(x, labels, margin=1.0, normalize=False)[0].item() == pytest.approx(1.125)
     # Semi-hard: pair (0, 1), d_ap = 1: the nearest negative beyond 1 is 1.5 -> 0.5. Pair (1, 0): all
     # negatives of 1 (0.5, 2) -> beyond 1 is 2 -> 0. Pair (2, 3), d_ap = 1.5: beyond: 1.5? no (strict), 3? no ->
     # the farthest negative 1.5 (from 0) -> 1.5 - 1.5 + 1 = 1. Pair (3, 2): negatives 3, 2: beyond 1.5 -> 2 -> 0.5.
-    assert triplet_loss(x, labels, 1.0, "semi_hard", normalize=False)[0].item() == pytest.approx(2.0 / 4)
+    assert triplet_loss(x, labels, margin=1.0, mining="semi_hard", normalize=False)[0].item() == pytest.approx(2.0 / 4)
 
 
 def test_triplet_without_valid_triplets_is_a_zero_in_the_graph():
@@ -109,8 +109,8 @@ def test_triplet_gradcheck_and_duplicate_points_stay_finite():
     torch.manual_seed(0)
     x = torch.randn(6, 3, dtype=torch.float64, requires_grad=True)
     labels = torch.tensor([0, 0, 1, 1, 2, 2])
-    assert torch.autograd.gradcheck(lambda e: triplet_loss(e, labels, 0.5, "batch_hard")[0], (x,))
-    assert torch.autograd.gradcheck(lambda e: triplet_loss(e, labels, 0.5, "semi_hard")[0], (x,))
+    assert torch.autograd.gradcheck(lambda e: triplet_loss(e, labels, margin=0.5, mining="batch_hard")[0], (x,))
+    assert torch.autograd.gradcheck(lambda e: triplet_loss(e, labels, margin=0.5, mining="semi_hard")[0], (x,))
     dup = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]], requires_grad=True)
     loss, _ = triplet_loss(dup, torch.tensor([0, 0, 1]))
     loss.backward()

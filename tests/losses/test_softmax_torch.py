@@ -24,7 +24,7 @@ def test_loss_and_gradient_match_numpy(smoothing, weighted, log_softmax, numeric
     weights = rng.uniform(0.2, 2.0, 4) if weighted else None
     z = torch.tensor(logits, requires_grad=True)
     w = None if weights is None else torch.tensor(weights)
-    loss, out = softmax_loss(z, torch.tensor(labels), smoothing, w)
+    loss, out = softmax_loss(z, torch.tensor(labels), label_smoothing=smoothing, class_weights=w)
     loss.backward()
     expected = reference(logits, labels, smoothing, weights, log_softmax)
     assert loss.item() == pytest.approx(expected, rel=1e-10)

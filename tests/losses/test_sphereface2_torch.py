@@ -51,7 +51,7 @@ def test_loss_and_detached_gradient_match_numpy(kind, m):
     cos, labels, b = rng.uniform(-1, 1, (6, 5)), rng.integers(0, 5, 6), -3.0
     cos[0, :2], cos[1, :2] = [1.0, -1.0], [-1.0, 1.0]  # the ends of the range
     c = torch.tensor(cos, requires_grad=True)
-    loss, logits = sphereface2_loss(c, torch.tensor(labels), b, kind, 0.7, 40.0, m, 3.0)
+    loss, logits = sphereface2_loss(c, torch.tensor(labels), b, margin_type=kind, lamb=0.7, scale=40.0, margin=m, t=3.0)
     loss.backward()
     assert loss.item() == pytest.approx(loss_np(cos, labels, b, kind, 0.7, 40.0, m, 3.0), rel=1e-10)
     z = logits_np(cos, labels, b, kind, 40.0, m, 3.0)
@@ -67,7 +67,7 @@ def test_loss_and_detached_gradient_match_numpy(kind, m):
 @pytest.mark.parametrize("classes", [2, 10, 1000])
 def test_initial_bias_balances_positive_and_negative_gradients(kind, m, classes):
     r, t, lamb = 40.0, 3.0, 0.7
-    b = sphereface2_bias(classes, kind, lamb, r, m, t)
+    b = sphereface2_bias(classes, margin_type=kind, lamb=lamb, scale=r, margin=m, t=t)
     # At initialisation every cos theta = 0 (theta = pi / 2): the logits of a row are logits_np with cos = 0.
     z = logits_np(np.zeros((1, classes)), np.array([0]), b, kind, r, m, t)[0]
     positive_pull = lamb * (1 - sigmoid(z[0]))
@@ -92,7 +92,7 @@ def test_bias_matches_the_opensphere_closed_form():
     z = lamb / ((1 - lamb) * (c - 1))
     ay, ai = r * (2 * 0.5**t - 1 - m), r * (2 * 0.5**t - 1 + m)
     expected = np.log(2 * z) - ai - np.log(1 - z + np.sqrt((1 - z) ** 2 + 4 * z * np.exp(ay - ai)))
-    assert sphereface2_bias(c, "C", lamb, r, m, t) == pytest.approx(expected, rel=1e-12)
+    assert sphereface2_bias(c, margin_type="C", lamb=lamb, scale=r, margin=m, t=t) == pytest.approx(expected, rel=1e-12)
 
 
 def test_single_class_loss_and_head_validation():

@@ -35,7 +35,7 @@ def test_margin_values_match_the_definitions_including_plus_minus_one(version):
     cos = rng.uniform(-1, 1, (6, 5))
     cos[0, :2], cos[1, :2] = [1.0, -1.0], [-1.0, 1.0]
     labels = np.array([0, 0, 1, 2, 3, 4])
-    out = sphereface_r_cosines(torch.tensor(cos), torch.tensor(labels), version, 1.7)
+    out = sphereface_r_cosines(torch.tensor(cos), torch.tensor(labels), version=version, margin=1.7)
     np.testing.assert_allclose(out.numpy(), margin_cosines(cos, labels, version, 1.7), atol=1e-12)
 
 
@@ -46,7 +46,9 @@ def test_loss_value_and_detached_gradients(version, normalization, cross_entropy
     cos, norms, labels = rng.uniform(-1, 1, (5, 4)), rng.uniform(10, 50, (5, 1)), rng.integers(0, 4, 5)
     s, m, penalty = 30.0, 1.5, 0.01
     c, n = torch.tensor(cos, requires_grad=True), torch.tensor(norms, requires_grad=True)
-    loss, _ = sphereface_r_loss(c, n, torch.tensor(labels), version, normalization, m, s, penalty)
+    loss, _ = sphereface_r_loss(
+        c, n, torch.tensor(labels), version=version, normalization=normalization, margin=m, scale=s, penalty=penalty
+    )
     loss.backward()
 
     r = s if normalization == "hard" else norms

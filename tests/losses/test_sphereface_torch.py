@@ -52,7 +52,7 @@ def test_loss_and_gradients_match_numpy(lamb, cross_entropy, numeric_grad):
     rng = np.random.default_rng(1)
     cos, norms, labels = rng.uniform(-0.95, 0.95, (5, 4)), rng.uniform(0.5, 3, (5, 1)), rng.integers(0, 4, 5)
     c, n = torch.tensor(cos, requires_grad=True), torch.tensor(norms, requires_grad=True)
-    loss, _ = sphereface_loss(c, torch.tensor(labels), n, 4, lamb)
+    loss, _ = sphereface_loss(c, torch.tensor(labels), scale=n, margin=4, lamb=lamb)
     loss.backward()
     assert loss.item() == pytest.approx(reference_loss(cos, norms, labels, 4, lamb, cross_entropy), rel=1e-10)
     g_cos = numeric_grad(lambda a: reference_loss(a, norms, labels, 4, lamb, cross_entropy), cos)
@@ -65,7 +65,7 @@ def test_cosines_at_plus_minus_one_are_exact_and_finite(cross_entropy):
     cos = np.array([[1.0, -1.0, 0.3], [-1.0, 1.0, -1.0]])
     labels = np.array([0, 0])
     c = torch.tensor(cos, requires_grad=True)
-    loss, _ = sphereface_loss(c, torch.tensor(labels), 30.0, 4)
+    loss, _ = sphereface_loss(c, torch.tensor(labels), scale=30.0, margin=4)
     loss.backward()
     assert loss.item() == pytest.approx(reference_loss(cos, 30.0, labels, 4, 0.0, cross_entropy), rel=1e-10)
     assert torch.isfinite(c.grad).all()
@@ -74,7 +74,7 @@ def test_cosines_at_plus_minus_one_are_exact_and_finite(cross_entropy):
 def test_m1_without_annealing_is_plain_softmax_on_norm_times_cos(cross_entropy):
     rng = np.random.default_rng(2)
     cos, labels = rng.uniform(-1, 1, (4, 3)), rng.integers(0, 3, 4)
-    loss, _ = sphereface_loss(torch.tensor(cos), torch.tensor(labels), 2.0, 1)
+    loss, _ = sphereface_loss(torch.tensor(cos), torch.tensor(labels), scale=2.0, margin=1)
     assert loss.item() == pytest.approx(cross_entropy(2.0 * cos, labels), rel=1e-10)
 
 
