@@ -53,7 +53,8 @@ def read_face(path: Path, size: int, box: list[float] | None = None, frame: floa
 
 
 def _video_frame(path: Path, seconds: float) -> Image.Image:
-    """The first decoded frame at or after `seconds` (the last frame when the video is shorter)."""
+    """The frame on screen at `seconds`: the last one that starts at or before it (the first frame before
+    the video starts, the last one after it ends)."""
     if not path.is_file():
         raise DataError(f"missing face file {path}")
     try:
@@ -63,9 +64,10 @@ def _video_frame(path: Path, seconds: float) -> Image.Image:
             stream = container.streams.video[0]
             container.seek(int(seconds / stream.time_base), stream=stream, any_frame=False, backward=True)
             found = None
-            for found in container.decode(stream):
-                if found.time is not None and found.time + 1e-6 >= seconds:
+            for frame in container.decode(stream):
+                if found is not None and frame.time is not None and frame.time > seconds + 1e-6:
                     break
+                found = frame
             if found is None:
                 raise DataError(f"face file {path} has no frame at {seconds} s")
             return found.to_image()

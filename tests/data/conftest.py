@@ -6,6 +6,7 @@ import pytest
 
 from research.config import DataConfig, SyntheticConfig
 from research.data import synthetic
+from tests.data import layouts
 
 IMAGE, SECONDS, RATE = 16, 0.25, 16000  # small files: a dataset of 48 samples is generated in ~0.5 s
 
@@ -34,3 +35,17 @@ def data_config():
         return DataConfig(dataset=str(manifest), **kwargs)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def layouts_source(tmp_path_factory):
+    """Every real-dataset layout of tests/data/layouts.py, written once: name -> (root, spec); do not modify."""
+    folder = tmp_path_factory.mktemp("layouts")
+    names = ("voxceleb1", "voxceleb2", "vggface2", "vggface", "librispeech", "firstimpressions")
+    return {name: (folder / name, getattr(layouts, name)(folder / name)) for name in names}
+
+
+@pytest.fixture
+def layout(layouts_source, tmp_path):
+    """copy(name) -> a private copy of one layout's root, free to damage."""
+    return lambda name: shutil.copytree(layouts_source[name][0], tmp_path / name)
