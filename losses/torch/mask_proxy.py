@@ -129,7 +129,7 @@ class MaskProxy(nn.Module):
     def scores(self, embedding: torch.Tensor) -> torch.Tensor:
         """(B, D) -> (B, C) w cos(x, p) + b."""
         with torch.autocast(embedding.device.type, enabled=False):
-            return self.w * polar(upcast(embedding))[0] @ F.normalize(upcast(self.proxies), dim=1).T + self.b
+            return self.w * polar(upcast(embedding))[0] @ polar(upcast(self.proxies))[0].T + self.b
 
     def forward(
         self, embedding: torch.Tensor, labels: torch.Tensor, keep: torch.Tensor | None = None
@@ -137,7 +137,7 @@ class MaskProxy(nn.Module):
         with torch.autocast(embedding.device.type, enabled=False):
             x = polar(upcast(embedding))[0]  # (B, D)
             queries, centroids = queries_and_centroids(x, labels, keep)  # (B,), (B, D)
-            p = F.normalize(upcast(self.proxies), dim=1)  # (C, D)
+            p = polar(upcast(self.proxies))[0]  # (C, D)
             loss, _ = mask_proxy_loss(
                 x, centroids, labels, p, self.w, self.b, keep=queries, lamb=self.lamb, multinomial=self.multinomial
             )

@@ -8,34 +8,12 @@ from losses.torch.arcface import Arcface, arcface_loss, arcface_target
 from losses.torch.cosface import Cosface, cosface_loss
 
 
-def cosface_np(cos, labels, s, m, cross_entropy):
-    logits = cos.copy()
-    logits[np.arange(len(labels)), labels] -= m
-    return cross_entropy(s * logits, labels)
-
-
-def arc_target_np(c, m, easy):
-    """cos(theta + m) with theta = arccos(c), falling back (insightface's conditions) to c - m sin m
-    where c <= cos(pi - m), or to c where c <= 0 with the easy margin."""
-    phi = np.cos(np.arccos(np.clip(c, -1, 1)) + m)
-    if easy:
-        return np.where(c > 0, phi, c)
-    return np.where(c > np.cos(np.pi - m), phi, c - m * np.sin(m))
-
-
-def arcface_np(cos, labels, s, m, easy, cross_entropy):
-    logits = cos.copy()
-    rows = np.arange(len(labels))
-    logits[rows, labels] = arc_target_np(cos[rows, labels], m, easy)
-    return cross_entropy(s * logits, labels)
-
-
 def random_case(seed):
     rng = np.random.default_rng(seed)
     return rng.uniform(-0.98, 0.98, (6, 5)), rng.integers(0, 5, 6)
 
 
-def test_cosface_loss_and_gradient(cross_entropy, numeric_grad):
+def test_cosface_loss_and_gradient(cross_entropy, numeric_grad, cosface_np):
     cos, labels = random_case(0)
     c = torch.tensor(cos, requires_grad=True)
     loss, _ = cosface_loss(c, torch.tensor(labels), scale=64.0, margin=0.35)
@@ -46,7 +24,7 @@ def test_cosface_loss_and_gradient(cross_entropy, numeric_grad):
 
 
 @pytest.mark.parametrize("easy", [False, True])
-def test_arcface_loss_and_gradient(easy, cross_entropy, numeric_grad):
+def test_arcface_loss_and_gradient(easy, cross_entropy, numeric_grad, arcface_np):
     cos, labels = random_case(1)
     # Keep the target cosines off the branch points, where the gradient jumps.
     rows = np.arange(6)
@@ -60,7 +38,7 @@ def test_arcface_loss_and_gradient(easy, cross_entropy, numeric_grad):
 
 
 @pytest.mark.parametrize("easy", [False, True])
-def test_arcface_target_over_the_whole_range_including_plus_minus_one(easy):
+def test_arcface_target_over_the_whole_range_including_plus_minus_one(easy, arc_target_np):
     theta = np.linspace(0, np.pi, 1001)
     c = np.cos(theta)
     c[0], c[-1] = 1.0, -1.0
@@ -106,7 +84,7 @@ def test_embedding_on_its_centre_gives_finite_gradients(head_class):
 
 @pytest.mark.parametrize("norm", [0.0, 1e20])
 @pytest.mark.parametrize("head_class", [Cosface, Arcface])
-def test_head_with_zero_and_huge_norm_features(head_class, norm, cross_entropy):
+def test_head_with_zero_and_huge_norm_features(head_class, norm, cross_entropy, cosface_np, arcface_np):
     # A zero feature has cosine 0 with every centre (by convention); a huge one the cosines of its direction.
     rng = np.random.default_rng(3)
     head = head_class(4, 3)
@@ -122,7 +100,7 @@ def test_head_with_zero_and_huge_norm_features(head_class, norm, cross_entropy):
     assert loss.item() == pytest.approx(expected, rel=1e-5)
 
 
-def test_cosface_at_plus_minus_one(cross_entropy):
+def test_cosface_at_plus_minus_one(cross_entropy, cosface_np):
     cos, labels = np.array([[1.0, -1.0], [-1.0, 1.0]]), np.array([0, 0])
     c = torch.tensor(cos, requires_grad=True)
     loss, _ = cosface_loss(c, torch.tensor(labels))

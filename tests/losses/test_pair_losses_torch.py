@@ -12,12 +12,7 @@ def unit(v):
     return v / np.linalg.norm(v, axis=-1, keepdims=True)
 
 
-def contrastive_np(a, b, same, m):
-    d = np.linalg.norm(unit(a) - unit(b), axis=1)
-    return np.mean(np.where(same, d**2, np.maximum(0, m - d) ** 2)) / 2
-
-
-def test_contrastive_matches_numpy_and_gradcheck(numeric_grad):
+def test_contrastive_matches_numpy_and_gradcheck(numeric_grad, contrastive_np):
     rng = np.random.default_rng(0)
     a, b, same = rng.normal(size=(6, 4)), rng.normal(size=(6, 4)), np.array([1, 0, 1, 0, 0, 1], bool)
     loss, d = contrastive_loss(torch.tensor(a), torch.tensor(b), torch.tensor(same), margin=1.5)
@@ -43,37 +38,9 @@ def test_contrastive_hand_worked_and_identical_pair():
     assert loss.item() == pytest.approx(0.5) and torch.isfinite(x.grad).all()
 
 
-def distances(x, squared):
-    d = np.linalg.norm(x[:, None] - x[None], axis=2)
-    return d**2 if squared else d
-
-
-def batch_hard_np(x, labels, m, squared):
-    d, losses = distances(x, squared), []
-    for a in range(len(x)):
-        pos = [d[a, p] for p in range(len(x)) if p != a and labels[p] == labels[a]]
-        neg = [d[a, n] for n in range(len(x)) if labels[n] != labels[a]]
-        if pos and neg:
-            losses.append(max(0.0, max(pos) - min(neg) + m))
-    return np.mean(losses)
-
-
-def semi_hard_np(x, labels, m, squared):
-    d, losses = distances(x, squared), []
-    for a in range(len(x)):
-        neg = [d[a, n] for n in range(len(x)) if labels[n] != labels[a]]
-        for p in range(len(x)):
-            if p == a or labels[p] != labels[a] or not neg:
-                continue
-            beyond = [v for v in neg if v > d[a, p]]
-            chosen = min(beyond) if beyond else max(neg)
-            losses.append(max(0.0, d[a, p] - chosen + m))
-    return np.mean(losses)
-
-
 @pytest.mark.parametrize("squared", [False, True])
 @pytest.mark.parametrize("mining", ["batch_hard", "semi_hard"])
-def test_triplet_matches_brute_force(mining, squared, numeric_grad):
+def test_triplet_matches_brute_force(mining, squared, numeric_grad, pair_distances_np, batch_hard_np, semi_hard_np):
     rng = np.random.default_rng(1)
     x, labels = unit(rng.normal(size=(9, 3))), np.array([0, 0, 0, 1, 1, 2, 2, 2, 3])
     reference = batch_hard_np if mining == "batch_hard" else semi_hard_np
@@ -81,7 +48,7 @@ def test_triplet_matches_brute_force(mining, squared, numeric_grad):
     loss, d = triplet_loss(t, torch.tensor(labels), margin=0.3, mining=mining, squared=squared)
     loss.backward()
     assert loss.item() == pytest.approx(reference(x, labels, 0.3, squared), rel=1e-9)
-    np.testing.assert_allclose(d.detach().numpy(), distances(x, squared), atol=1e-7)
+    np.testing.assert_allclose(d.detach().numpy(), pair_distances_np(x, squared), atol=1e-7)
     grad = numeric_grad(lambda v: reference(unit(v), labels, 0.3, squared), x)
     np.testing.assert_allclose(t.grad.numpy(), grad, atol=1e-6)
 

@@ -1,4 +1,4 @@
-"""A-Softmax against psi(theta) = (-1)^k cos(m theta) - 2k computed from theta = arccos(cos) in NumPy."""
+"""A-Softmax against psi_np(theta) = (-1)^k cos(m theta) - 2k computed from theta = arccos(cos) in NumPy."""
 
 import numpy as np
 import pytest
@@ -7,24 +7,11 @@ import torch
 from losses.torch.sphereface import Sphereface, sphereface_loss, sphereface_psi
 
 
-def psi(c, m):
-    theta = np.arccos(np.clip(c, -1, 1))
-    k = np.minimum(np.floor(m * theta / np.pi), m - 1)  # theta = pi belongs to the last interval
-    return (-1.0) ** k * np.cos(m * theta) - 2 * k
-
-
-def reference_loss(cos, norms, labels, m, lamb, cross_entropy):
-    logits = cos.copy()
-    rows = np.arange(len(labels))
-    logits[rows, labels] = (lamb * cos[rows, labels] + psi(cos[rows, labels], m)) / (1 + lamb)
-    return cross_entropy(norms * logits, labels)
-
-
 @pytest.mark.parametrize("m", [1, 2, 3, 4])
-def test_psi_matches_the_definition_including_the_ends_and_interval_boundaries(m):
+def test_psi_matches_the_definition_including_the_ends_and_interval_boundaries(m, psi_np):
     bounds = np.cos(np.arange(m + 1) * np.pi / m)
     c = np.concatenate([np.linspace(-1, 1, 201), bounds, [1.0, -1.0]])
-    np.testing.assert_allclose(sphereface_psi(torch.tensor(c), m).numpy(), psi(c, m), atol=1e-9)
+    np.testing.assert_allclose(sphereface_psi(torch.tensor(c), m).numpy(), psi_np(c, m), atol=1e-9)
 
 
 @pytest.mark.parametrize("m", [2, 3, 4])
@@ -37,7 +24,7 @@ def test_psi_is_monotonically_decreasing_in_theta_and_ends_at_1_minus_2m(m):
 
 @pytest.mark.parametrize("m", [2, 4])
 def test_psi_gradient_is_the_analytic_derivative(m):
-    # d psi / d cos = (-1)^k m sin(m theta) / sin(theta), finite everywhere inside (-1, 1).
+    # d psi_np / d cos = (-1)^k m sin(m theta) / sin(theta), finite everywhere inside (-1, 1).
     c = np.linspace(-0.99, 0.99, 37)
     theta = np.arccos(c)
     k = np.floor(m * theta / np.pi)
@@ -48,26 +35,26 @@ def test_psi_gradient_is_the_analytic_derivative(m):
 
 
 @pytest.mark.parametrize("lamb", [0.0, 5.0])
-def test_loss_and_gradients_match_numpy(lamb, cross_entropy, numeric_grad):
+def test_loss_and_gradients_match_numpy(lamb, cross_entropy, numeric_grad, sphereface_np):
     rng = np.random.default_rng(1)
     cos, norms, labels = rng.uniform(-0.95, 0.95, (5, 4)), rng.uniform(0.5, 3, (5, 1)), rng.integers(0, 4, 5)
     c, n = torch.tensor(cos, requires_grad=True), torch.tensor(norms, requires_grad=True)
     loss, _ = sphereface_loss(c, torch.tensor(labels), scale=n, margin=4, lamb=lamb)
     loss.backward()
-    assert loss.item() == pytest.approx(reference_loss(cos, norms, labels, 4, lamb, cross_entropy), rel=1e-10)
-    g_cos = numeric_grad(lambda a: reference_loss(a, norms, labels, 4, lamb, cross_entropy), cos)
-    g_norm = numeric_grad(lambda a: reference_loss(cos, a, labels, 4, lamb, cross_entropy), norms)
+    assert loss.item() == pytest.approx(sphereface_np(cos, norms, labels, 4, lamb, cross_entropy), rel=1e-10)
+    g_cos = numeric_grad(lambda a: sphereface_np(a, norms, labels, 4, lamb, cross_entropy), cos)
+    g_norm = numeric_grad(lambda a: sphereface_np(cos, a, labels, 4, lamb, cross_entropy), norms)
     np.testing.assert_allclose(c.grad.numpy(), g_cos, atol=1e-6)
     np.testing.assert_allclose(n.grad.numpy(), g_norm, atol=1e-6)
 
 
-def test_cosines_at_plus_minus_one_are_exact_and_finite(cross_entropy):
+def test_cosines_at_plus_minus_one_are_exact_and_finite(cross_entropy, sphereface_np):
     cos = np.array([[1.0, -1.0, 0.3], [-1.0, 1.0, -1.0]])
     labels = np.array([0, 0])
     c = torch.tensor(cos, requires_grad=True)
     loss, _ = sphereface_loss(c, torch.tensor(labels), scale=30.0, margin=4)
     loss.backward()
-    assert loss.item() == pytest.approx(reference_loss(cos, 30.0, labels, 4, 0.0, cross_entropy), rel=1e-10)
+    assert loss.item() == pytest.approx(sphereface_np(cos, 30.0, labels, 4, 0.0, cross_entropy), rel=1e-10)
     assert torch.isfinite(c.grad).all()
 
 
@@ -109,7 +96,7 @@ def test_normalised_variant_uses_scale_and_rejects_fractional_margin():
 
 
 @pytest.mark.parametrize("norm", [0.0, 1e20])
-def test_original_head_with_zero_and_huge_norm_features(norm, cross_entropy):
+def test_original_head_with_zero_and_huge_norm_features(norm, cross_entropy, sphereface_np):
     # r = ||x||: a zero feature gives all-zero logits (loss log C); a huge one scales the logits.
     rng = np.random.default_rng(4)
     head = Sphereface(4, 3, lambda_base=0.0, lambda_min=0.0)
@@ -118,5 +105,5 @@ def test_original_head_with_zero_and_huge_norm_features(norm, cross_entropy):
     w = head.weight.detach().double().numpy()
     cos = x @ (w / np.linalg.norm(w, axis=1, keepdims=True)).T
     loss, _ = head(torch.tensor(x * norm, dtype=torch.float32), torch.tensor(labels))
-    expected = reference_loss(cos, norm, labels, 4, 0.0, cross_entropy)
+    expected = sphereface_np(cos, norm, labels, 4, 0.0, cross_entropy)
     assert loss.item() == pytest.approx(expected, rel=1e-5)
