@@ -1,8 +1,9 @@
-"""Checkpoints as safetensors (every tensor) plus a JSON sidecar (everything else): loading never unpickles.
+"""Checkpoints as one safetensors file: every tensor, plus a JSON meta in its header. Loading never unpickles.
 
 The optimiser state dict is split into its tensors (`optim/<param id>/<name>`) and its plain values, so
 `load` can rebuild it exactly; RNG states travel as uint8 tensors so a resumed run draws the same
-dropout masks and augmentations as an uninterrupted one.
+dropout masks and augmentations as an uninterrupted one. Writing and finding a good file (atomic
+publication, the previous checkpoint kept, a content hash) is research/checkpoint_files.py.
 """
 
 from __future__ import annotations
@@ -12,11 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from research.checkpoint_files import CheckpointError, content_hash, publish, readable
 
 
 def save(path: Path, model: torch.nn.Module, meta: dict[str, Any], optimizer=None, scheduler=None) -> None:
-    """Write `path` (.safetensors) and `path.with_suffix('.json')` atomically (temp file, then rename)."""
+    """Write `path` (.safetensors) atomically, keeping the checkpoint it replaces (checkpoint_files.py)."""
     # clone(): safetensors refuses tensors that share storage (tied weights).
     tensors = {f"model/{k}": v.detach().clone() for k, v in model.state_dict().items()}
     extra: dict[str, Any] = {"meta": meta}
@@ -35,18 +39,14 @@ def save(path: Path, model: torch.nn.Module, meta: dict[str, Any], optimizer=Non
         tensors["rng/torch"] = torch.get_rng_state()
         if torch.cuda.is_available():
             tensors["rng/cuda"] = torch.cuda.get_rng_state()
-    tmp = path.with_suffix(".tmp")
-    save_file(tensors, str(tmp))
-    tmp_json = path.with_suffix(".json.tmp")
-    tmp_json.write_text(json.dumps(extra, indent=1))
-    tmp.replace(path)
-    tmp_json.replace(path.with_suffix(".json"))
+    header = {"extra": json.dumps(extra), "sha256": content_hash(_bytes(tensors))}
+    publish(path, lambda tmp: save_file(tensors, str(tmp), metadata=header))
 
 
 def load(path: Path, model: torch.nn.Module, optimizer=None, scheduler=None) -> dict[str, Any]:
-    """Restore what `save` wrote into the given objects; return the meta dict."""
-    tensors = load_file(str(path))
-    extra = json.loads(path.with_suffix(".json").read_text())
+    """Restore what `save` wrote into the given objects; return the meta dict. Falls back to the previous
+    checkpoint when `path` is missing, truncated or corrupt (CheckpointError when neither is good)."""
+    tensors, extra = readable(path, _read)
     model_state = {k.removeprefix("model/"): v for k, v in tensors.items() if k.startswith("model/")}
     model.load_state_dict(model_state)
     if optimizer is not None:
@@ -64,3 +64,24 @@ def load(path: Path, model: torch.nn.Module, optimizer=None, scheduler=None) -> 
         if "rng/cuda" in tensors and torch.cuda.is_available():
             torch.cuda.set_rng_state(tensors["rng/cuda"])
     return extra["meta"]
+
+
+def read_meta(path: Path) -> dict[str, Any]:
+    """The meta dict of a checkpoint (of the previous one when `path` is unreadable)."""
+    return readable(path, _read)[1]["meta"]
+
+
+def _read(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """(tensors, extra) of one file; CheckpointError when its content does not match its header's hash."""
+    with safe_open(str(path), framework="pt") as f:
+        header = f.metadata()
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    if content_hash(_bytes(tensors)) != header["sha256"]:
+        raise CheckpointError(f"{path}: content does not match its sha256 (corrupt file)")
+    return tensors, json.loads(header["extra"])
+
+
+def _bytes(tensors: dict[str, torch.Tensor]) -> dict[str, bytes]:
+    return {
+        k: v.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes() for k, v in tensors.items()
+    }

@@ -69,7 +69,7 @@ def test_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tiny, 
         train_and_evaluate(cfg, run_dir(cfg), "nan")
     last = run_dir(cfg) / "last.safetensors"
     assert str(last) in str(err.value)
-    assert json.loads(last.with_suffix(".json").read_text())["meta"]["epoch"] == 1
+    assert checkpoint.read_meta(last)["epoch"] == 1
     assert all(torch.isfinite(t).all() for t in load_file(str(last)).values() if t.is_floating_point())
     rec = record(cfg)
     assert rec["status"] == "failed" and "non-finite" in rec["error"]

@@ -1,0 +1,79 @@
+"""How both trainers put a checkpoint file on disk and find a good one again (framework-free).
+
+A checkpoint is one safetensors file whose header also holds the JSON meta, so one rename publishes it
+whole: no moment exists at which weights and meta disagree. `publish` writes a temporary file, fsyncs it,
+keeps the checkpoint it replaces as `NAME.previous.safetensors`, renames, and fsyncs the folder, so a crash
+at any point leaves the old checkpoint, the new one, or both. `readable` returns the newest of the two that
+opens and whose content hash matches the one written in its header; a truncated or corrupt file is skipped
+with a warning, and when neither is good the error names both files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class CheckpointError(RuntimeError):
+    """No readable checkpoint where one was expected."""
+
+
+def previous(path: Path) -> Path:
+    """The checkpoint that `path` replaced last: run/last.safetensors -> run/last.previous.safetensors."""
+    return path.with_name(f"{path.stem}.previous{path.suffix}")
+
+
+def publish(path: Path, write: Callable[[Path], None]) -> None:
+    """Call write(tmp) to create the new file, then make it `path` atomically and durably."""
+    tmp = path.with_name(f"{path.name}.tmp")
+    write(tmp)
+    _fsync(tmp)
+    if path.exists():
+        os.replace(path, previous(path))
+    os.replace(tmp, path)
+    _fsync(path.parent)
+
+
+def content_hash(arrays: dict[str, bytes]) -> str:
+    """sha256 over the sorted keys and raw bytes of a checkpoint's arrays (stored in its header)."""
+    h = hashlib.sha256()
+    for key in sorted(arrays):
+        h.update(key.encode())
+        h.update(arrays[key])
+    return h.hexdigest()
+
+
+def readable(path: Path, read: Callable[[Path], T]) -> T:
+    """read(path), or read(previous(path)) when `path` is missing, truncated or corrupt.
+
+    `read` raises on a bad file (safetensors' own errors, or CheckpointError on a hash mismatch).
+    """
+    problems = []
+    for candidate in (path, previous(path)):
+        if not candidate.exists():
+            problems.append(f"{candidate}: missing")
+            continue
+        try:
+            result = read(candidate)
+        except Exception as err:  # noqa: BLE001 - any failure to read means: try the older checkpoint
+            problems.append(f"{candidate}: {type(err).__name__}: {err}")
+            continue
+        if problems:
+            log.warning("checkpoint %s is unreadable (%s); using %s", path, problems[0], candidate)
+        return result
+    raise CheckpointError("no readable checkpoint: " + "; ".join(problems))
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
