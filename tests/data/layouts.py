@@ -83,20 +83,21 @@ VOX1 = [
 VOX1_OPEN = {"id10001": "train", "id10002": "train", "id10003": "val", "id10270": "test", "id10271": "test"}
 
 
-def voxceleb1(root: Path) -> dict:
-    """wav/<id>/<video>/<utt>.wav (2 videos x 2 utterances each), vox1_meta.csv, iden_split.txt, veri_test2.txt,
-    list_test_all2.txt. Returns {"files": {id: (subject, iden split)}, "trials": {name: [(t, a, b)]}}."""
+def voxceleb1(root: Path, scale: int = 1) -> dict:
+    """wav/<id>/<video>/<utt>.wav (2 videos x 2 `scale` utterances each), vox1_meta.csv, iden_split.txt,
+    veri_test2.txt, list_test_all2.txt.
+    Returns {"files": {id: (subject, iden split)}, "trials": {name: [(t, a, b)]}}."""
     lines = ["VoxCeleb1 ID\tVGGFace1 ID\tGender\tNationality\tSet"] + ["\t".join(p) for p in VOX1]
     root.mkdir(parents=True, exist_ok=True)
     (root / "vox1_meta.csv").write_text("\n".join(lines) + "\n")
     files, iden = {}, []
     for subject, *_ in VOX1:
         for v, video in enumerate(("1zcIwhmdeo4", "7w0IBEWc9Qw")):
-            for u in (1, 2):
+            for u in range(1, 2 * scale + 1):
                 name = f"{subject}/{video}/{u:05d}.wav"
                 (root / "wav" / name).parent.mkdir(parents=True, exist_ok=True)
                 soundfile.write(root / "wav" / name, wave(subject), RATE, subtype="PCM_16")
-                split = "1" if v == 0 else ("2" if u == 1 else "3")
+                split = "1" if v == 0 else ("2" if u % 2 else "3")
                 iden.append(f"{split} {name}")
                 files[name] = (subject, {"1": "train", "2": "val", "3": "test"}[split])
     (root / "iden_split.txt").write_text("\n".join(iden) + "\n")
@@ -120,17 +121,17 @@ VOX2 = [
 ]
 
 
-def voxceleb2(root: Path) -> dict:
-    """dev|test/aac/<id>/<video>/<utt>.m4a (3 utterances; one at 44.1 kHz stereo), vox2_meta.csv (padded
+def voxceleb2(root: Path, scale: int = 1) -> dict:
+    """dev|test/aac/<id>/<video>/<utt>.m4a (3 `scale` utterances; every third at 44.1 kHz stereo), vox2_meta.csv (padded
     columns, as distributed). Returns {"files": {id: (subject, part)}}."""
     root.mkdir(parents=True, exist_ok=True)
     lines = ["VoxCeleb2 ID ,VGGFace2 ID ,Gender ,Set "] + [f"{v} ,{c} ,{g} ,{s} " for v, c, _, g, s in VOX2]
     (root / "vox2_meta.csv").write_text("\n".join(lines) + "\n")
     files = {}
     for subject, _, _, _, part in VOX2:
-        for u, video in enumerate(("21Uxsk56VDQ", "21Uxsk56VDQ", "KZcfQvdKYIw")):
+        for u, video in enumerate(("21Uxsk56VDQ", "21Uxsk56VDQ", "KZcfQvdKYIw") * scale):
             name = f"{subject}/{video}/{u + 1:05d}.m4a"
-            odd = u == 2  # another rate and channel count: resampled and mixed down
+            odd = u % 3 == 2  # another rate and channel count: resampled and mixed down
             write_m4a(root / part / "aac" / name, wave(subject, 44100 if odd else RATE, channels=2 if odd else 1),
                       44100 if odd else RATE)  # fmt: skip
             files[name] = (subject, part)
@@ -147,8 +148,8 @@ def face_colour(subject: str) -> tuple[int, int, int]:
     return (40 + k % 200, 40 + (k >> 8) % 200, 40 + (k >> 16) % 200)
 
 
-def vggface2(root: Path) -> dict:
-    """train|test/<class>/<image>.jpg (3 images each), identity_meta.csv (", " separated, quoted names),
+def vggface2(root: Path, scale: int = 1) -> dict:
+    """train|test/<class>/<image>.jpg (3 `scale` images each), identity_meta.csv (", " separated, quoted names),
     bb_landmark/loose_bb_{train,test}.csv. Returns {"files": {id: (class, part, box)}}."""
     root.mkdir(parents=True, exist_ok=True)
     meta = ["Class_ID, Name, Sample_Num, Flag, Gender"]
@@ -157,7 +158,7 @@ def vggface2(root: Path) -> dict:
     for _, cls, name, gender, vox_set in VOX2:
         part = "train" if vox_set == "dev" else "test"
         meta.append(f'{cls}, "{name}", 3, {int(part == "train")}, {gender}')
-        for image in ("0001_01", "0002_01", "0010_02"):
+        for image in ("0001_01", "0002_01", "0010_02", *(f"{100 + k:04d}_01" for k in range(3 * scale - 3))):
             key = f"{cls}/{image}"
             box = face_box(key)
             write_face(root / part / f"{key}.jpg", box, face_colour(cls))
@@ -186,8 +187,8 @@ SPEAKERS = [("19", "F", "train-clean-100", "Kara Shallenberg"), ("26", "M", "tra
             ("61", "M", "test-clean", "Paul-Gabriel Wiener")]  # fmt: skip
 
 
-def librispeech(root: Path) -> dict:
-    """SPEAKERS.TXT, <subset>/<speaker>/<chapter>/<speaker>-<chapter>-<utt>.flac (3 utterances) and
+def librispeech(root: Path, scale: int = 1) -> dict:
+    """SPEAKERS.TXT, <subset>/<speaker>/<chapter>/<speaker>-<chapter>-<utt>.flac (3 `scale` utterances) and
     <speaker>-<chapter>.trans.txt. Returns {"files": {id: (speaker, subset, transcript)}}."""
     root.mkdir(parents=True, exist_ok=True)
     lines = ["; Some comments", ";ID  |SEX| SUBSET           |MINUTES| NAME"]
@@ -199,7 +200,7 @@ def librispeech(root: Path) -> dict:
         folder = root / subset / speaker / chapter
         folder.mkdir(parents=True)
         text = []
-        for u in range(3):
+        for u in range(3 * scale):
             key = f"{speaker}-{chapter}-{u:04d}"
             soundfile.write(folder / f"{key}.flac", wave(speaker), RATE)
             words = f"CHAPTER {u} SPEAKER {speaker} SAYS HELLO"
@@ -225,27 +226,32 @@ def level(k: int) -> int:
     return 20 + 20 * k
 
 
-def firstimpressions(root: Path) -> dict:
-    """train-1/training80_01/*.mp4 etc., the annotation and transcription pickles (NumPy float64 scores, as
-    the real ones hold), eth_gender_annotations_{dev,test}.csv (';'), age_annotations.csv.
-    Returns {"videos": VIDEOS, "scores": {video: {trait: score}}, "texts": {video: transcript}}."""
+def firstimpressions(root: Path, scale: int = 1) -> dict:
+    """train-1/training80_01/*.mp4 etc. (each clip `scale` times, the copies in training), the annotation
+    and transcription pickles (NumPy float64 scores), eth_gender_annotations_{dev,test}.csv (';'),
+    age_annotations.csv. Returns {"videos": VIDEOS, "scores": {video: {trait: score}}, "texts": {video: text}}."""
     folders = {"training": "train-1/training80_01", "validation": "val-1/validation80_01", "test": "test-1/test80_01"}
     scores, texts = {}, {}
-    for video, yt, part, *_ in VIDEOS:
+    copies = [  # <youtube id>.<clip number>.mp4, numbered from 100
+        (f"{yt}.{100 + k * len(VIDEOS) + i}.mp4", yt, "training", *rest)
+        for k in range(scale - 1)
+        for i, (_, yt, _, *rest) in enumerate(VIDEOS)
+    ]
+    for video, yt, part, *_ in VIDEOS + copies:
         write_mp4(root / folders[part] / video, [level(k) for k in range(int(FPS * CLIP))], FPS, wave(yt, seconds=CLIP),
                   RATE)  # fmt: skip
         scores[video] = {t: np.float64(0.1 + 0.1 * i + 0.01 * len(scores)) for i, t in enumerate(TRAITS)}
         texts[video] = f"hello this is {yt} talking in {video}"
     for part in ("training", "validation", "test"):
-        chosen = [v for v, _, p, *_ in VIDEOS if p == part]
+        chosen = [v for v, _, p, *_ in VIDEOS + copies if p == part]
         annotation = {t: {v: scores[v][t] for v in chosen} for t in TRAITS}
         (root / f"annotation_{part}.pkl").write_bytes(pickle.dumps(annotation, protocol=2))
         (root / f"transcription_{part}.pkl").write_bytes(pickle.dumps({v: texts[v] for v in chosen}, protocol=2))
     for name, parts in (("dev", ("training", "validation")), ("test", ("test",))):
-        lines = ["VideoName;YouTubeID;Ethnicity;Gender"] + [f"{v};{yt};{e};{g}" for v, yt, p, e, g, _ in VIDEOS
+        lines = ["VideoName;YouTubeID;Ethnicity;Gender"] + [f"{v};{yt};{e};{g}" for v, yt, p, e, g, _ in VIDEOS + copies
                                                              if p in parts]  # fmt: skip
         (root / f"eth_gender_annotations_{name}.csv").write_text("\n".join(lines) + "\n")
-    lines = ["VideoName;AgeGroup"] + [f"{v};{a}" for v, *_, a in VIDEOS]
+    lines = ["VideoName;AgeGroup"] + [f"{v};{a}" for v, *_, a in VIDEOS + copies]
     (root / "age_annotations.csv").write_text("\n".join(lines) + "\n")
     return {"videos": VIDEOS, "scores": {v: {t: float(s) for t, s in d.items()} for v, d in scores.items()},
             "texts": texts}  # fmt: skip
