@@ -4,6 +4,7 @@
     python experiments/prepare.py voxceleb2-vggface2 --root /data/VoxCeleb2 --faces /data/VGGFace2
     python experiments/prepare.py firstimpressions --root /data/FirstImpressionsV2 --fps 2
     python experiments/prepare.py check data/vox1.csv --workers 8
+    python experiments/prepare.py pack data/vox1.csv --out data/vox1-packed   # ArrayRecord shards
 
 Datasets: voxceleb1, voxceleb2, vggface2, librispeech, firstimpressions, voxceleb1-vggface,
 voxceleb2-vggface2 (what each expects on disk: docs/data.md). Nothing is downloaded. The manifest (and
@@ -37,6 +38,8 @@ def prepare(name: str, root: str | Path, opts: Options) -> Prepared:
 
 
 def main(argv: list[str]) -> int:
+    if argv[:1] == ["pack"]:
+        return pack_main(argv[1:])
     if argv[:1] == ["check"]:
         parser = argparse.ArgumentParser(prog="prepare.py check", description="validate a manifest and report on it")
         parser.add_argument("manifest", type=Path)
@@ -78,6 +81,38 @@ def main(argv: list[str]) -> int:
         print(f"skipped {count}: {reason}")
     for message in prepared.problems:
         print(f"  e.g. {message}")
+    return 0
+
+
+def pack_main(argv: list[str]) -> int:
+    """`prepare.py pack MANIFEST --out DIR`: decoded samples into ArrayRecord shards (research/data/pack.py)."""
+    from research.data import pack
+
+    parser = argparse.ArgumentParser(prog="prepare.py pack", description=pack.__doc__)
+    parser.add_argument("manifest", type=Path)
+    parser.add_argument("--out", type=Path, required=True, help="folder for the shards and the packed manifest")
+    parser.add_argument("--image-size", type=int, default=32, help="faces are resized to this (data.image_size)")
+    parser.add_argument("--sample-rate", type=int, default=16000, help="voices are resampled to this")
+    parser.add_argument("--workers", type=int, default=0, help="processes that decode")
+    parser.add_argument("--per-shard", type=int, default=10000, help="samples per shard")
+    parser.add_argument("--on-error", choices=("raise", "skip"), default="raise")
+    args = parser.parse_args(argv)
+    try:
+        target, problems = pack.write(
+            args.manifest,
+            args.out,
+            image_size=args.image_size,
+            sample_rate=args.sample_rate,
+            on_error=args.on_error,
+            workers=args.workers,
+            per_shard=args.per_shard,
+        )
+    except DataError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"wrote {target}: train on it with --dataset {target}")
+    if problems:
+        print(f"skipped {len(problems)} samples with unreadable files, e.g. {problems[0]}")
     return 0
 
 

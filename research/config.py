@@ -48,6 +48,8 @@ class DataConfig:
     tokenizer: str = "minilm"  # "minilm" (the packaged all-MiniLM-L6-v2) or a local tokenizer path
     on_error: Literal["raise", "skip"] = "raise"  # skip = drop and count unreadable samples
     batch_size: int = 32
+    workers: int = 0  # processes that decode samples (research/data/pipeline.py); 0 = in the training process
+    cache: bool = True  # decode every file into memory before training (small datasets); false = decode on read
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
 
 
@@ -294,6 +296,7 @@ def validate(cfg: Config) -> None:
     """Cross-field checks that no single field's type can express."""
     checks = [
         (cfg.data.batch_size > 0, "data.batch_size must be positive"),
+        (cfg.data.workers >= 0, "data.workers must be >= 0"),
         (cfg.optim.epochs > 0, "optim.epochs must be positive"),
         (cfg.optim.lr > 0, "optim.lr must be positive"),
         (cfg.model.dim % cfg.model.heads == 0, "model.dim must be divisible by model.heads"),

@@ -1,7 +1,9 @@
 """Load a manifest into memory and serve batches as dicts of NumPy arrays.
 
-Every file is decoded once, eagerly, when the data is loaded, so a bad file fails before training;
-the decoded arrays stay in memory. Batch order and voice crops are a pure function of (seed, epoch),
+With data.cache (the default) every file is decoded once, eagerly, when the data is loaded, so a bad
+file fails before training; the decoded arrays stay in memory. Without it, or from packed shards, the
+input pipeline (research/data/pipeline.py) decodes a sample when it reads it; batches always come
+through that pipeline. Batch order and voice crops are a pure function of (seed, epoch),
 which is what makes a resumed run see exactly the batches it would have seen.
 """
 
@@ -9,10 +11,9 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
@@ -20,6 +21,9 @@ from research.config import DataConfig
 from research.data import decode, manifest, synthetic
 from research.data.manifest import SPLITS, DataError, Meta, Row, numbers
 from research.data.text import Tokenizer
+
+if TYPE_CHECKING:
+    from research.data import pipeline
 
 log = logging.getLogger(__name__)
 MODALITIES = ("face", "voice", "text")
@@ -40,14 +44,16 @@ class SampleSet:
     """The decoded samples of one split. Missing modalities are zeros with `present[m]` False."""
 
     ids: list[str]
-    face: np.ndarray  # (N, 3, H, W) uint8
-    voice: list[np.ndarray]  # N float32 waveforms of any length (empty when missing)
-    text_ids: np.ndarray  # (N, L) int64
-    text_mask: np.ndarray  # (N, L) bool
+    face: np.ndarray | None  # (N, 3, H, W) uint8; face, voice and text are None when `stream` is set
+    voice: list[np.ndarray] | None  # N float32 waveforms of any length (empty when missing)
+    text_ids: np.ndarray | None  # (N, L) int64
+    text_mask: np.ndarray | None  # (N, L) bool
     present: dict[str, np.ndarray]  # modality -> (N,) bool
     label: dict[str, np.ndarray]  # identity, age, gender, group, subject, attributes, target -> (N,) int64
     voice_samples: int  # S: voices are cropped or zero-padded to this many samples
     trials: dict[str, Trials] = field(default_factory=dict)  # official trial lists whose samples are all here
+    stream: pipeline.Stream | None = None  # data.cache = false: samples are decoded when the pipeline reads them
+    workers: int = 0  # data.workers: processes that read samples
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -56,38 +62,15 @@ class SampleSet:
         """Class indices (N,) int64 of one label; -1 = unknown (identity: unseen in training)."""
         return self.label[name]
 
-    def batches(self, batch_size: int, *, shuffle: bool, seed: int, epoch: int, train: bool) -> Iterator[dict]:
-        """Batches in an order fixed by (seed, epoch); train=True crops voices at random, else at the start."""
-        order = np.random.default_rng([seed, epoch]).permutation(len(self)) if shuffle else np.arange(len(self))
-        starts = self._crop_starts(seed, epoch) if train else np.zeros(len(self), dtype=np.int64)
-        for begin in range(0, len(self), batch_size):
-            idx = order[begin : begin + batch_size]
-            yield self._batch(idx, starts[idx])
+    def batches(
+        self, batch_size: int, *, shuffle: bool, seed: int, epoch: int, train: bool, rank: int = 0, world: int = 1
+    ) -> pipeline.Batches:
+        """Batches in an order fixed by (seed, epoch); train=True crops voices at random, else at the start.
+        Read through the input pipeline (research/data/pipeline.py); rank / world pick one rank's shard."""
+        from research.data import pipeline  # imports this module
 
-    def _crop_starts(self, seed: int, epoch: int) -> np.ndarray:
-        """One random crop offset per sample, drawn for the whole set so it does not depend on batching."""
-        lengths = np.array([len(v) for v in self.voice], dtype=np.int64)
-        room = np.maximum(lengths - self.voice_samples, 0) + 1
-        u = np.random.default_rng([seed, epoch, 1]).random(len(self))
-        return np.floor(u * room).astype(np.int64)
-
-    def _batch(self, idx: np.ndarray, starts: np.ndarray) -> dict[str, np.ndarray]:
-        voice = np.zeros((len(idx), self.voice_samples), dtype=np.float32)  # (B, S)
-        voice_len = np.zeros(len(idx), dtype=np.int64)
-        for b, (i, start) in enumerate(zip(idx, starts, strict=True)):
-            clip = self.voice[i][start : start + self.voice_samples]
-            voice[b, : len(clip)] = clip
-            voice_len[b] = len(clip)
-        batch = {
-            "face": self.face[idx].astype(np.float32) / 255.0,  # (B, 3, H, W)
-            "voice": voice,
-            "voice_len": voice_len,
-            "text_ids": self.text_ids[idx],  # (B, L)
-            "text_mask": self.text_mask[idx],
-        }
-        batch |= {f"{m}_present": self.present[m][idx] for m in MODALITIES}
-        batch |= {name: values[idx] for name, values in self.label.items()}
-        return batch
+        kw = {"shuffle": shuffle, "seed": seed, "epoch": epoch, "train": train, "rank": rank, "world": world}
+        return pipeline.batches(self, batch_size, workers=self.workers, **kw)
 
 
 @dataclass
@@ -101,7 +84,8 @@ class Splits:
 
 
 def load(cfg: DataConfig) -> Splits:
-    """Read the manifest of cfg.dataset ("synthetic" is generated and cached first) and decode it all."""
+    """Read the manifest of cfg.dataset ("synthetic" is generated and cached first) and decode it all
+    (data.cache), or leave the decoding to the pipeline's reads (data.cache = false, or packed shards)."""
     path = synthetic.ensure(cfg) if cfg.dataset == "synthetic" else Path(cfg.dataset)
     rows, meta = manifest.read(path), manifest.read_meta(path)
     if cfg.split == "open" and rows[0].open_split is None:
@@ -115,15 +99,23 @@ def load(cfg: DataConfig) -> Splits:
     labels = {r.id: _labels(path, r, index, cfg.split == "open") for r in rows}
     if all(labels[r.id][cfg.target] < 0 for r in rows if split_of[r.id] == "train"):
         raise DataError(f"manifest {path}: no training sample has a known '{cfg.target}' (data.target)")
-    samples, problems = _decode_all(path, rows, cfg)
+    from research.data import pack, pipeline  # they import this module
+
+    streamed = not cfg.cache or pack.is_packed(path)  # else decode it all now, into memory
+    samples, problems = ([], []) if streamed else _decode_all(path, rows, cfg)
     if problems:
         shown = "; ".join(problems[:3]) + ("; ..." if len(problems) > 3 else "")
         log.warning("skipped %d of %d samples of %s with unreadable files: %s", len(problems), len(rows), path, shown)
     tokenizer = Tokenizer(cfg.tokenizer)
     sets = {}
     for split in SPLITS:
-        chosen = [s for s in samples if split_of[s.row.id] == split]
-        sets[split] = _sample_set(chosen, labels, cfg, tokenizer, list(classes))
+        if streamed:
+            chosen_rows = [r for r in rows if split_of[r.id] == split]
+            sets[split] = pipeline.streamed_set(path, chosen_rows, labels, cfg, list(classes))
+        else:
+            chosen = [s for s in samples if split_of[s.row.id] == split]
+            sets[split] = _sample_set(chosen, labels, cfg, tokenizer, list(classes))
+        sets[split].workers = cfg.workers
         sets[split].trials = _trials(path, meta, sets[split].ids, {r.id for r in rows})
     return Splits(**sets, classes=classes, skipped=len(problems), vocab_size=tokenizer.vocab_size)
 

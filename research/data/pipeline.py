@@ -1,0 +1,295 @@
+"""The input pipeline: the batches of one split and epoch as a Grain dataset, framework-free (NumPy out).
+
+    order (permutation of (seed, epoch), one shard per rank)
+      -> Read      decode one sample from its source (files, packed shards or the in-memory cache)
+      -> Tokenise  transcript -> token ids and mask (the cache holds them tokenised already)
+      -> Crop      voice cut to S samples at an offset fixed by (seed, epoch, sample), zero-padded
+      -> workers   (data.workers > 0: the steps above run in Grain's worker processes)
+      -> Check     a bad file raises DataError, or is dropped and counted (data.on_error = skip)
+      -> batch     stacked, with labels and presence flags looked up by sample index
+
+Batching happens after the workers, so the batches do not depend on the number of workers. A bad file
+travels as an error record, not as an exception: the same DataError is raised in the main process
+whatever the worker count, and a worker never dies on an exception it cannot send back. The iterator's
+state (`Batches.get_state`) goes into a checkpoint; `set_state` resumes mid-epoch with exactly the
+remaining batches.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import grain
+import numpy as np
+from absl import flags
+
+from research.config import DataConfig
+from research.data.loader import MODALITIES, SampleSet, decode_row
+from research.data.manifest import DataError, Row
+from research.data.text import Tokenizer
+
+log = logging.getLogger(__name__)
+# Grain (with jax installed) reads an absl flag when it starts workers; a program not run by absl.app has
+# not parsed its flags, which would make every worker fail.
+if not flags.FLAGS.is_parsed():
+    flags.FLAGS.mark_as_parsed()
+
+# Records (a face, a cropped voice) are small: workers send them through a pipe; shared memory is freed
+# asynchronously and can outlive the interpreter (leaked shared_memory warnings at exit).
+OPTIONS = grain.experimental.DatasetOptions(min_shm_size=1 << 24)
+
+
+def content(face: np.ndarray | None, voice: np.ndarray | None, text: str | None, image_size: int) -> dict:
+    """One decoded sample as a record: missing face = zeros, missing voice = empty, missing text = None."""
+    return {
+        "face": np.zeros((3, image_size, image_size), np.uint8) if face is None else face,  # (3, H, W) uint8
+        "voice": np.zeros(0, np.float32) if voice is None else voice,  # (n,) float32, any length
+        "text": text,
+    }
+
+
+class FileSource:
+    """A Grain random-access source over manifest rows that decodes a sample's files when it is read."""
+
+    def __init__(self, manifest: Path, rows: list[Row], image_size: int, sample_rate: int) -> None:
+        self.manifest, self.rows, self.image_size, self.sample_rate = manifest, rows, image_size, sample_rate
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int) -> dict:
+        row = self.rows[i]
+        try:
+            s = decode_row(self.manifest.parent, row, self.image_size, self.sample_rate)
+        except DataError as err:  # the loader's message: the file, then where the row is
+            return {"error": f"{err} (manifest {self.manifest} line {row.line}, sample '{row.id}')"}
+        return content(s.face, s.voice, s.text, self.image_size)
+
+
+class MemorySource:
+    """The in-memory cache (data.cache): a SampleSet decoded and tokenised once, read by index."""
+
+    def __init__(self, data: SampleSet) -> None:
+        self.data = data
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, i: int) -> dict:
+        d = self.data
+        return {"face": d.face[i], "voice": d.voice[i], "text_ids": d.text_ids[i], "text_mask": d.text_mask[i]}
+
+
+@dataclass(frozen=True)
+class Stream:
+    """How a split that is not cached is read: its source and what reading needs beyond the source."""
+
+    source: Sequence[dict]  # FileSource or pack.PackedSource
+    tokenizer: str
+    text_len: int
+    on_error: str  # "raise" or "skip"
+
+
+class Read(grain.transforms.Map):
+    def __init__(self, source: Sequence[dict]) -> None:
+        self.source = source
+
+    def map(self, index: np.int64) -> dict:
+        return {"index": np.int64(index), **self.source[int(index)]}
+
+
+class Tokenise(grain.transforms.Map):
+    def __init__(self, tokenizer: str, length: int) -> None:
+        self.path, self.length, self.tokenizer = tokenizer, length, None
+
+    def map(self, record: dict) -> dict:
+        if "text" not in record:  # an error record
+            return record
+        text = record.pop("text")
+        if text is None:
+            return record | {"text_ids": np.zeros(self.length, np.int64), "text_mask": np.zeros(self.length, bool)}
+        if self.tokenizer is None:  # loaded in the process that uses it
+            self.tokenizer = Tokenizer(self.path)
+        ids, mask = self.tokenizer.encode([text], self.length)  # (1, L) each
+        return record | {"text_ids": ids[0], "text_mask": mask[0]}
+
+
+class Crop(grain.transforms.Map):
+    """Cut the voice to `samples` at floor(u * room), u = `fractions[index]` (None: at the start)."""
+
+    def __init__(self, fractions: np.ndarray | None, samples: int) -> None:
+        self.fractions, self.samples = fractions, samples
+
+    def map(self, record: dict) -> dict:
+        if "error" in record:
+            return record
+        wave = record.pop("voice")
+        room = max(len(wave) - self.samples, 0) + 1
+        start = 0 if self.fractions is None else int(np.floor(self.fractions[record["index"]] * room))
+        clip = wave[start : start + self.samples]
+        voice = np.zeros(self.samples, np.float32)  # (S,)
+        voice[: len(clip)] = clip
+        return record | {"voice": voice, "voice_len": np.int64(len(clip))}
+
+
+class Check(grain.transforms.Filter):
+    """In the main process: raise a record's DataError, or drop and count it (on_error = skip)."""
+
+    def __init__(self, on_error: str) -> None:
+        self.on_error, self.problems = on_error, []
+
+    def filter(self, record: dict) -> bool:
+        if "error" not in record:
+            return True
+        if self.on_error == "raise":
+            raise DataError(record["error"])
+        self.problems.append(record["error"])
+        return False
+
+
+class Collate:
+    """Stack records into the loader's batch dict; presence and labels come from the split by sample index."""
+
+    def __init__(self, data: SampleSet) -> None:
+        self.present, self.label = data.present, data.label
+
+    def __call__(self, records: Sequence[dict]) -> dict[str, np.ndarray]:
+        idx = np.array([r["index"] for r in records], dtype=np.int64)  # (B,)
+        batch = {
+            "face": np.stack([r["face"] for r in records]).astype(np.float32) / 255.0,  # (B, 3, H, W)
+            "voice": np.stack([r["voice"] for r in records]),  # (B, S)
+            "voice_len": np.array([r["voice_len"] for r in records], dtype=np.int64),
+            "text_ids": np.stack([r["text_ids"] for r in records]),  # (B, L)
+            "text_mask": np.stack([r["text_mask"] for r in records]),
+        }
+        batch |= {f"{m}_present": self.present[m][idx] for m in MODALITIES}
+        batch |= {name: values[idx] for name, values in self.label.items()}
+        return batch
+
+
+class Batches:
+    """The batches of one epoch: an iterator with get_state / set_state (mid-epoch resume) and close.
+
+    Close it (or use `with`) when done early: with workers, Grain's processes and shared memory live
+    until then. It closes itself when exhausted.
+    """
+
+    def __init__(self, dataset: grain.IterDataset, check: Check, total: int) -> None:
+        self._it, self._check, self._total = iter(dataset), check, total
+
+    def __iter__(self) -> Batches:
+        return self
+
+    def __next__(self) -> dict[str, np.ndarray]:
+        if self._it is None:
+            raise StopIteration
+        try:
+            return next(self._it)
+        except StopIteration:
+            self._report()
+            self.close()
+            raise
+        except BaseException:
+            self.close()
+            raise
+
+    def get_state(self) -> dict:
+        """Where the epoch stands, as plain JSON-able data for a checkpoint."""
+        return self._it.get_state()
+
+    def set_state(self, state: dict) -> None:
+        """Continue from a `get_state()` of an iterator built with the same arguments (and worker count)."""
+        self._it.set_state(state)
+
+    def close(self) -> None:
+        if self._it is not None:
+            self._it.close()
+            self._it = None
+
+    def __enter__(self) -> Batches:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        self.close()
+
+    def _report(self) -> None:
+        problems = self._check.problems
+        if problems:
+            shown = "; ".join(problems[:3]) + ("; ..." if len(problems) > 3 else "")
+            log.warning("skipped %d of %d samples with unreadable files: %s", len(problems), self._total, shown)
+
+
+def order(n: int, *, shuffle: bool, seed: int, epoch: int, rank: int = 0, world: int = 1) -> np.ndarray:
+    """The sample indices one rank reads in an epoch: every `world`-th of the epoch's permutation, so the
+    ranks' shards are disjoint, cover the epoch, and rank r's k-th batch is its part of global batch k."""
+    if not 0 <= rank < world:
+        raise ValueError(f"rank {rank} is not in [0, {world})")
+    full = np.random.default_rng([seed, epoch]).permutation(n) if shuffle else np.arange(n)
+    return full[rank::world]
+
+
+def crop_fractions(n: int, seed: int, epoch: int) -> np.ndarray:
+    """One uniform draw per sample of the split (N,), so a crop does not depend on batching or sharding."""
+    return np.random.default_rng([seed, epoch, 1]).random(n)
+
+
+def batches(
+    data: SampleSet,
+    batch_size: int,
+    *,
+    shuffle: bool,
+    seed: int,
+    epoch: int,
+    train: bool,
+    workers: int = 0,
+    rank: int = 0,
+    world: int = 1,
+) -> Batches:
+    """The batches of `data` for one epoch; train=True crops voices at random, else at the start."""
+    stream = data.stream
+    source = MemorySource(data) if stream is None else stream.source
+    fractions = crop_fractions(len(data), seed, epoch) if train else None
+    indices = order(len(data), shuffle=shuffle, seed=seed, epoch=epoch, rank=rank, world=world)
+    ds = grain.MapDataset.source(indices).map(Read(source))
+    if stream is not None:
+        ds = ds.map(Tokenise(stream.tokenizer, stream.text_len))
+    ds = ds.map(Crop(fractions, data.voice_samples)).to_iter_dataset()
+    if workers > 0:
+        ds = ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=workers))
+    check = Check("raise" if stream is None else stream.on_error)
+    ds = ds.filter(check).batch(batch_size, batch_fn=Collate(data))
+    return Batches(grain.experimental.WithOptionsIterDataset(ds, OPTIONS), check, len(indices))
+
+
+def streamed_set(path: Path, rows: list[Row], labels: dict[str, dict], cfg: DataConfig, names: list[str]) -> SampleSet:
+    """A split whose samples are decoded when read: ids, presence and labels from the manifest rows."""
+    from research.data import pack  # imports this module
+
+    present = {
+        "face": np.array([bool(r.face) for r in rows], dtype=bool),
+        "voice": np.array([bool(r.voice) for r in rows], dtype=bool),
+        "text": np.array([bool(r.text or r.transcript) for r in rows], dtype=bool),
+    }
+    label = {name: np.array([labels[r.id][name] for r in rows], dtype=np.int64) for name in names}
+    label["target"] = label[cfg.target].copy()
+    if pack.is_packed(path):
+        source = pack.PackedSource(path, rows, cfg.image_size, cfg.sample_rate)
+    else:
+        source = FileSource(path, rows, cfg.image_size, cfg.sample_rate)
+    return SampleSet(
+        ids=[r.id for r in rows],
+        face=None,
+        voice=None,
+        text_ids=None,
+        text_mask=None,
+        present=present,
+        label=label,
+        voice_samples=round(cfg.voice_seconds * cfg.sample_rate),
+        stream=Stream(source, cfg.tokenizer, cfg.text_len, cfg.on_error),
+    )
