@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository r
 from experiments.configs import preset  # noqa: E402
 from research.config import SHORT_FLAGS, Config, ConfigError, apply_overrides  # noqa: E402
 from research.data.manifest import DataError  # noqa: E402
+from research.rundir import RunDirBusy  # noqa: E402
 
 
 def parse(argv: list[str]) -> Config:
@@ -93,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"run {name} ({cfg.model.fusion} fusion of {', '.join(cfg.model.modalities)}; backend {cfg.run.backend})")
     try:
         summary = trainer.train_and_evaluate(cfg, run_dir, name)
-    except DataError as err:  # a bad manifest or sample file: the message names it, a traceback adds nothing
+    except (DataError, RunDirBusy) as err:  # the message names the file or directory; a traceback adds nothing
         print(f"error: {err}", file=sys.stderr)
         return 2
     except trainer.NonFiniteLoss as err:

@@ -19,6 +19,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from research import rundir
 from research.config import Config, to_dict
 
 REACH_TIMEOUT_S = 5.0  # seconds the W&B server has to answer before a run logs offline
@@ -51,9 +52,14 @@ def wandb_mode(requested: str) -> str:
 
 
 class Tracker:
-    """Logs metrics to W&B and to `run_dir/record.json`; `history` survives resume through the record."""
+    """Logs metrics to W&B and to `run_dir/record.json`; `history` survives resume through the record.
+
+    It holds the run directory's lock (research/rundir.py) from creation to `finish`: a second process
+    given the same directory stops here with RunDirBusy, before it writes anything.
+    """
 
     def __init__(self, cfg: Config, run_dir: Path, name: str):
+        self.lock = rundir.claim(run_dir)
         self.path = run_dir / "record.json"
         previous = json.loads(self.path.read_text()) if self.path.exists() and cfg.run.resume else {}
         self.record: dict[str, Any] = {
@@ -133,6 +139,7 @@ class Tracker:
             self.wandb.summary.update(self.record["summary"])
             self.wandb.finish(exit_code=0 if status in ("finished", "interrupted") else 1)
         self.write()
+        rundir.release(self.lock)
 
     def write(self) -> None:
         tmp = self.path.with_suffix(".json.tmp")
