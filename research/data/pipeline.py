@@ -18,6 +18,7 @@ remaining batches.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +41,7 @@ if not flags.FLAGS.is_parsed():
 # Records (a face, a cropped voice) are small: workers send them through a pipe; shared memory is freed
 # asynchronously and can outlive the interpreter (leaked shared_memory warnings at exit).
 OPTIONS = grain.experimental.DatasetOptions(min_shm_size=1 << 24)
+_LOCAL = threading.local()
 
 
 def content(face: np.ndarray | None, voice: np.ndarray | None, text: str | None, image_size: int) -> dict:
@@ -103,7 +105,7 @@ class Read(grain.transforms.Map):
 
 class Tokenise(grain.transforms.Map):
     def __init__(self, tokenizer: str, length: int) -> None:
-        self.path, self.length, self.tokenizer = tokenizer, length, None
+        self.path, self.length = tokenizer, length
 
     def map(self, record: dict) -> dict:
         if "text" not in record:  # an error record
@@ -111,10 +113,16 @@ class Tokenise(grain.transforms.Map):
         text = record.pop("text")
         if text is None:
             return record | {"text_ids": np.zeros(self.length, np.int64), "text_mask": np.zeros(self.length, bool)}
-        if self.tokenizer is None:  # loaded in the process that uses it
-            self.tokenizer = Tokenizer(self.path)
-        ids, mask = self.tokenizer.encode([text], self.length)  # (1, L) each
+        ids, mask = _tokenizer(self.path).encode([text], self.length)  # (1, L) each
         return record | {"text_ids": ids[0], "text_mask": mask[0]}
+
+
+def _tokenizer(path: str) -> Tokenizer:
+    """One tokenizer per thread (Grain reads with threads; encoding sets the tokenizer's padding state)."""
+    loaded = _LOCAL.__dict__.setdefault("tokenizers", {})
+    if path not in loaded:
+        loaded[path] = Tokenizer(path)
+    return loaded[path]
 
 
 class Crop(grain.transforms.Map):
