@@ -13,13 +13,13 @@ from encoders.torch.frontend import N_MELS, LogMel
 STRIP = 4  # frames per token: one full-frequency strip of 40 ms
 
 
-def sinusoid_positions(n: int, dim: int, device: torch.device) -> torch.Tensor:
+def sinusoid_positions(n: int, dim: int) -> torch.Tensor:
     """Fixed positions (n, dim) of Vaswani et al. 2017: [sin(p w_i), cos(p w_i)], w_i = 10000^(-2i/D).
 
     Fixed rather than learned because the number of strips depends on the voice length, which the
     encoder does not know at construction."""
-    freq = 10000.0 ** (-torch.arange(0, dim, 2, device=device, dtype=torch.float32) / dim)  # (D/2,)
-    angle = torch.arange(n, device=device, dtype=torch.float32)[:, None] * freq  # (n, D/2)
+    freq = 10000.0 ** (-torch.arange(0, dim, 2, dtype=torch.float32) / dim)  # (D/2,)
+    angle = torch.arange(n, dtype=torch.float32)[:, None] * freq  # (n, D/2)
     return torch.cat([angle.sin(), angle.cos()], 1)  # (n, D)
 
 
@@ -45,7 +45,7 @@ class VoiceVit(nn.Module):
         feats, frame_mask = self.frontend(batch["voice"], batch["voice_len"])  # (B, M, T), (B, T)
         n = feats.shape[-1] // STRIP  # trailing frames that fill no strip are dropped
         strips = rearrange(feats[..., : n * STRIP], "b m (n s) -> b n (s m)", s=STRIP)
-        x = self.embed(strips) + sinusoid_positions(n, self.cls.shape[-1], feats.device)  # (B, N, D)
+        x = self.embed(strips) + sinusoid_positions(n, self.cls.shape[-1]).to(feats.device)  # (B, N, D)
         x = torch.cat([self.cls.expand(x.shape[0], -1, -1).to(x.dtype), x], 1)  # (B, 1+N, D)
         mask = frame_mask.sum(1, keepdim=True) // STRIP > torch.arange(n, device=x.device)  # (B, N)
         mask = torch.cat([mask.new_ones(x.shape[0], 1), mask], 1)  # (B, 1+N): CLS is always valid
