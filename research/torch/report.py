@@ -61,21 +61,28 @@ def evaluate_checkpoint(run_dir: Path, out: Path, device: str = "auto") -> dict:
     return final_report(model, splits, cfg, device, out, record["history"])
 
 
-def training_cohort(model: FusionModel, train: SampleSet, cfg: Config, device) -> tuple[np.ndarray, np.ndarray]:
-    """AS-norm cohort: the mean embedding of each training identity (never a test identity), with its id."""
-    preds = predict(model, train, cfg, device)
+def training_cohort(
+    model: FusionModel, train: SampleSet, cfg: Config, device, drop: str = ""
+) -> tuple[np.ndarray, np.ndarray]:
+    """AS-norm cohort: the mean embedding of each training identity (never a test identity), with its id;
+    `drop` removes a modality as in the evaluated samples, so that cohort and trials are embedded alike."""
+    preds = predict(model, train, cfg, device, drop=drop)
     return class_means(preds["embedding"], preds["subject"])  # (S, E), (S,)
 
 
 def modality_ablation(model: FusionModel, splits: Splits, cfg: Config, device, out: Path, protocol: dict) -> dict:
     """The same model on the test split with one modality removed (masked as missing) at a time, through
-    the same protocols (no plots) into out/test_without_{m}/; returns the headline metrics of each."""
+    the same protocols (no plots) into out/test_without_{m}/; returns the headline metrics of each. An
+    AS-norm cohort is embedded again without the modality, as the test samples are."""
     if len(cfg.model.modalities) < 2:
         return {}
     result = {}
     for m in sorted(cfg.model.modalities):
         preds = predict(model, splits.test, cfg, device, drop=m)
-        metrics = evaluate(preds, splits.classes, out / f"test_without_{m}", plots=False, **protocol)
+        cohort = None if protocol["cohort"] is None else training_cohort(model, splits.train, cfg, device, drop=m)
+        metrics = evaluate(
+            preds, splits.classes, out / f"test_without_{m}", plots=False, **(protocol | {"cohort": cohort})
+        )
         result |= {f"test/without_{m}/{k}": metrics[k] for k in ABLATION_METRICS if k in metrics}
     return result
 
