@@ -181,7 +181,7 @@ def _sphereface2_logits_np(cos, labels, b, kind, r, m, t):
 
 
 def _sphereface2_np(cos, labels, b, kind, lamb, r, m, t):
-    """lambda/r _softplus_np(-target logit) + (1-lambda)/r sum_{i != y} _softplus_np(logit_i), batch mean."""
+    """lambda/r softplus(-target logit) + (1-lambda)/r sum_{i != y} softplus(logit_i), batch mean."""
     z = _sphereface2_logits_np(cos, labels, b, kind, r, m, t)
     positive = np.zeros_like(z, dtype=bool)
     positive[np.arange(len(labels)), labels] = True
@@ -347,3 +347,8 @@ def psi_np():
 @pytest.fixture
 def sphereface_np():
     return _sphereface_np
+
+
+@pytest.fixture
+def unit():
+    return _unit
