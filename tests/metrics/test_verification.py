@@ -203,6 +203,24 @@ def test_verify_perfect_embeddings_and_refusals():
         V.verify(emb, subjects, np.arange(20), n_trials=100, seed=0, cohort=cohort_from_test)
 
 
+def test_cohort_guard_refuses_one_test_identity_among_all_training_ones_and_accepts_a_subset():
+    """The guard's set difference must be cohort minus training: a reversed difference passes a cohort of
+    every training identity plus a test identity, and refuses a strict subset of the training ones."""
+    train = np.repeat(np.arange(20), 3)
+    subjects = np.repeat(np.arange(20, 30), 4)
+    emb = separable(np.r_[train, subjects])
+    test_emb = emb[len(train) :]
+    cohort_emb, cohort_ids = V.class_means(emb, np.r_[train, subjects])
+    leaky = (cohort_emb[:21], cohort_ids[:21])  # training identities 0..19 and test identity 20
+    assert set(leaky[1]) == set(range(20)) | {20}
+    with pytest.raises(ValueError, match=r"training identities only; got \[20\]"):
+        V.verify(test_emb, subjects, np.arange(20), n_trials=100, seed=0, cohort=leaky)
+    subset = (cohort_emb[5:15], cohort_ids[5:15])  # training identities 5..14 only
+    _, trials = V.verify(test_emb, subjects, np.arange(20), n_trials=100, seed=0, cohort=subset)
+    raw = V.cosine_scores(test_emb, trials["i"], trials["j"])
+    np.testing.assert_allclose(trials["score"], V.as_norm(raw, test_emb, trials["i"], trials["j"], subset[0]))
+
+
 def test_verify_with_training_cohort():
     train = np.repeat(np.arange(20), 3)
     subjects = np.repeat(np.arange(20, 30), 4)
