@@ -11,7 +11,7 @@ from research.torch.trainer import train_and_evaluate
 
 def test_one_epoch_on_the_first_impressions_manifest(layouts_source, tmp_path):
     out = tmp_path / "fi.csv"
-    prepare("firstimpressions", layouts_source["firstimpressions"][0], Options(out, fps=2.0, progress=False))
+    prepare("firstimpressions", layouts_source["firstimpressions"][0], Options(out, fps=1.0, progress=False))
     cfg = apply_overrides(
         Config(),
         [
@@ -23,7 +23,7 @@ def test_one_epoch_on_the_first_impressions_manifest(layouts_source, tmp_path):
             "--data.voice_seconds=0.25",
             "--data.batch_size=8",
             "--data.target=ethnicity",
-            "--model.dim=32",
+            "--model.dim=16",
             "--model.layers=1",
             "--model.fusion_layers=1",
             "--optim.epochs=1",
