@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from research.config import Config
+from research.config import SPHEREFACE2_MARGINS, Config
 
 
 def encoder_kwargs(cfg: Config, modality: str, vocab_size: int) -> tuple[str, dict[str, Any]]:
@@ -43,4 +43,6 @@ def head_kwargs(cfg: Config, classes: int) -> dict[str, Any]:
     """Keywords of the classification head named by cfg.loss.name (class weights are added by the caller)."""
     section = getattr(cfg.loss, cfg.loss.name, None)
     hyper = dataclasses.asdict(section) if dataclasses.is_dataclass(section) else {}
+    if cfg.loss.name == "sphereface2" and hyper["margin"] is None:  # a Config not passed through apply_overrides
+        hyper["margin"] = SPHEREFACE2_MARGINS[hyper["margin_type"]]
     return {"dim": cfg.model.dim, "classes": classes, "label_smoothing": cfg.loss.label_smoothing, **hyper}

@@ -8,6 +8,7 @@ by the field's type and checked against `Literal` choices, so a typo is an error
 from __future__ import annotations
 
 import dataclasses
+import types
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -95,11 +96,11 @@ class LossConfig:
         penalty: float = 0.01  # soft normalisation: weight of | ||x|| - scale |
 
     @dataclass
-    class Sphereface2:  # SphereFace2, Wen et al. 2022 (m = 0.5 for type A, 1.7 for type M)
+    class Sphereface2:  # SphereFace2, Wen et al. 2022
         margin_type: Literal["C", "A", "M"] = "C"
         lamb: float = 0.7
         scale: float = 40.0
-        margin: float = 0.4
+        margin: float | None = None  # None = the authors' default for margin_type (SPHEREFACE2_MARGINS)
         t: float = 3.0
 
     @dataclass
@@ -190,6 +191,11 @@ SHORT_FLAGS = {
 }
 
 
+# SphereFace2's margin by margin type, from the paper and OpenSphere's configs: an additive cosine margin
+# (C), an additive angular margin (A, radians) and a multiplicative angular one (M, a factor on the angle).
+SPHEREFACE2_MARGINS = {"C": 0.4, "A": 0.5, "M": 1.7}
+
+
 class ConfigError(ValueError):
     """A key or value the schema does not accept."""
 
@@ -239,6 +245,11 @@ def _fields(node: Any) -> dict[str, dataclasses.Field]:
 
 def _parse(key: str, hint: Any, value: Any) -> Any:
     origin = typing.get_origin(hint)
+    if origin is types.UnionType:  # `T | None`: None (or "none" on the command line) means "the default"
+        if value is None or str(value).strip().lower() == "none":
+            return None
+        (hint,) = [h for h in typing.get_args(hint) if h is not type(None)]
+        origin = typing.get_origin(hint)
     if origin is Literal:
         allowed = typing.get_args(hint)
         if value not in allowed:
@@ -288,8 +299,17 @@ def apply_overrides(cfg: Config, args: list[str]) -> Config:
             i += 1
         set_value(cfg, key, value)
         i += 1
+    resolve_defaults(cfg)
     validate(cfg)
     return cfg
+
+
+def resolve_defaults(cfg: Config) -> None:
+    """Fill the fields left None whose default depends on another field, so that the logged config holds
+    the values the run uses: SphereFace2's margin follows its margin type."""
+    sf2 = cfg.loss.sphereface2
+    if sf2.margin is None:
+        sf2.margin = SPHEREFACE2_MARGINS[sf2.margin_type]
 
 
 def validate(cfg: Config) -> None:

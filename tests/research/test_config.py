@@ -5,6 +5,7 @@ import sys
 
 import pytest
 
+from research.assembly import head_kwargs
 from research.config import Config, ConfigError, apply_overrides, from_dict, to_dict
 
 
@@ -60,3 +61,34 @@ def test_run_py_rejects_a_bad_value_before_any_work(tmp_path):
     assert out.returncode == 2
     assert "model.fusion" in out.stderr and "cross_attn" in out.stderr
     assert not any(tmp_path.iterdir())
+
+
+# The paper's margins (Wen et al. 2022, SphereFace2, and OpenSphere's configs), written here independently.
+PAPER_MARGINS = {"C": 0.4, "A": 0.5, "M": 1.7}
+
+
+@pytest.mark.parametrize("margin_type", ["C", "A", "M"])
+def test_sphereface2_margin_follows_the_margin_type_unless_set(margin_type):
+    cfg = apply_overrides(Config(), ["--loss=sphereface2", f"--loss.sphereface2.margin_type={margin_type}"])
+    assert to_dict(cfg)["loss"]["sphereface2"]["margin"] == PAPER_MARGINS[margin_type]  # in the logged config
+    assert head_kwargs(cfg, classes=5)["margin"] == PAPER_MARGINS[margin_type]
+    # Set by the user, in either order with the type: kept.
+    for args in (
+        ["--loss.sphereface2.margin=0.25", f"--loss.sphereface2.margin_type={margin_type}"],
+        [f"--loss.sphereface2.margin_type={margin_type}", "--loss.sphereface2.margin=0.25"],
+    ):
+        assert apply_overrides(Config(), ["--loss=sphereface2", *args]).loss.sphereface2.margin == 0.25
+    # `none` asks for the default again; a Config built without the command line gets it from the assembly.
+    none = apply_overrides(
+        Config(), [f"--loss.sphereface2.margin_type={margin_type}", "--loss.sphereface2.margin=none"]
+    )
+    assert none.loss.sphereface2.margin == PAPER_MARGINS[margin_type]
+    direct = Config()
+    direct.loss.name, direct.loss.sphereface2.margin_type = "sphereface2", margin_type
+    assert head_kwargs(direct, classes=5)["margin"] == PAPER_MARGINS[margin_type]
+    assert from_dict(to_dict(cfg)).loss.sphereface2.margin == PAPER_MARGINS[margin_type]
+
+
+def test_sphereface2_margin_must_be_a_number_or_none():
+    with pytest.raises(ConfigError, match="loss.sphereface2.margin.*expected float"):
+        apply_overrides(Config(), ["--loss.sphereface2.margin=wide"])
