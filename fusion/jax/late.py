@@ -1,0 +1,60 @@
+"""Late fusion: one stream per modality, combined only at the decision."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from encoders import EncoderOutput
+from encoders.jax.blocks import mlp
+from encoders.jax.layers import LayerNorm
+from fusion.jax.blocks import masked_softmax
+
+
+class Late(nnx.Module):
+    """Stream m = pooled_m + MLP(LN(pooled_m)), from modality m alone, so modalities never interact
+    before the decision. A missing modality's stream is zero: `present` says to ignore it, and zero
+    keeps every output a function of the present data only.
+
+    `combine` turns per-stream class log-probabilities log p_m (B, C) into the decision, over the
+    present streams P:
+        mean:    log (1/|P| sum_{m in P} p_m)
+        product: log_softmax(sum_{m in P} log p_m)    (renormalised product of probabilities)
+        learned: log_softmax(sum_{m in P} w_m log p_m),  w = softmax over P of learned logits
+    A sample with no present stream gets the uniform distribution.
+    """
+
+    def __init__(self, dim: int, modalities: Sequence[str], combine: str, *, rngs: nnx.Rngs):
+        if combine not in ("mean", "product", "learned"):
+            raise ValueError(f"late fusion: unknown combine {combine!r} (mean, product or learned)")
+        self.streams = tuple(sorted(modalities))
+        self.combine_rule = combine
+        self.learns_combination = combine == "learned"
+        self.mlps = nnx.Dict({m: nnx.Sequential(LayerNorm(dim, rngs=rngs), mlp(dim, rngs=rngs)) for m in self.streams})
+        if self.learns_combination:
+            self.weight_logits = nnx.Param(jnp.zeros(len(self.streams)))  # (M,): uniform at start
+
+    def __call__(self, outputs: dict[str, EncoderOutput], present: dict[str, jax.Array]) -> dict[str, jax.Array]:
+        """-> {m: (B, D)} for every modality m, in sorted order."""
+        streams = {}
+        for m in self.streams:
+            x = outputs[m].pooled  # (B, D)
+            streams[m] = jnp.where(present[m][:, None], x + self.mlps[m](x), 0.0)
+        return streams
+
+    def combine(self, log_probs: dict[str, jax.Array], present: dict[str, jax.Array]) -> jax.Array:
+        """log_probs {m: (B, C)} normalised log-probabilities -> (B, C) log-scores of the decision."""
+        lp = jnp.stack([log_probs[m] for m in self.streams], 1)  # (B, M, C)
+        keep = jnp.stack([present[m] for m in self.streams], 1)  # (B, M)
+        if self.combine_rule == "mean":
+            # logsumexp over present streams = log sum p_m; log_softmax divides by |P| (each p_m sums to 1).
+            z = jax.nn.logsumexp(jnp.where(keep[..., None], lp, jnp.finfo(lp.dtype).min), 1)  # (B, C)
+        elif self.combine_rule == "product":
+            z = jnp.where(keep[..., None], lp, 0.0).sum(1)  # (B, C)
+        else:
+            w = masked_softmax(jnp.broadcast_to(self.weight_logits[...], keep.shape), keep)  # (B, M)
+            z = (w[..., None] * jnp.where(keep[..., None], lp, 0.0)).sum(1)  # (B, C)
+        return jax.nn.log_softmax(z, -1)
