@@ -20,7 +20,11 @@ from flax import nnx
 from encoders.jax.layers import Buffer
 
 # NNX key suffix -> torch key suffix, for keys whose names differ by design.
-RENAMES: dict[str, str] = {}
+RENAMES: dict[str, str] = {
+    # LogMel (encoders/*/frontend.py): torch keeps them inside torchaudio's MelSpectrogram, jax on LogMel itself.
+    "hann_window": "mel.spectrogram.window",
+    "mel_filterbank": "mel.mel_scale.fb",
+}
 
 CONVERTED = (nnx.Param, nnx.BatchStat, Buffer)
 # Torch keeps these buffers as int64; jax (without x64) as int32.
