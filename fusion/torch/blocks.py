@@ -15,7 +15,7 @@ from torch import nn
 def masked_softmax(logits: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
     """Softmax of logits (B, M) over the entries where keep is True; masked entries get weight exactly 0,
     and a row with nothing kept gets all zeros (not NaN)."""
-    logits = logits.masked_fill(~keep, torch.finfo(logits.dtype).min)
+    logits = torch.where(keep, logits, torch.finfo(logits.dtype).min)
     w = torch.where(keep, logits.softmax(-1), 0.0)  # (B, M)
     return w / w.sum(-1, keepdim=True).clamp_min(torch.finfo(w.dtype).tiny)
 

@@ -51,7 +51,7 @@ class Late(nn.Module):
         keep = torch.stack([present[m] for m in self.streams], 1)  # (B, M)
         if self.combine_rule == "mean":
             # logsumexp over present streams = log sum p_m; log_softmax divides by |P| (each p_m sums to 1).
-            z = lp.masked_fill(~keep[..., None], torch.finfo(lp.dtype).min).logsumexp(1)  # (B, C)
+            z = torch.where(keep[..., None], lp, torch.finfo(lp.dtype).min).logsumexp(1)  # (B, C)
         elif self.combine_rule == "product":
             z = torch.where(keep[..., None], lp, 0.0).sum(1)  # (B, C)
         else:
