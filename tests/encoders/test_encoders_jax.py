@@ -33,7 +33,7 @@ def specs(dropout: float, spec_augment: bool) -> dict[str, dict]:
 
 
 SPECS = specs(dropout=0.1, spec_augment=True)  # as configured for training; eval mode turns both off
-NAMES = ["face_cnn", "face_vit", "text_tiny"]  # the voice encoders follow with the jax front end
+NAMES = list(SPECS)
 
 
 def make_batch() -> dict[str, torch.Tensor]:
@@ -60,10 +60,25 @@ def torch_state(module: torch.nn.Module) -> dict[str, np.ndarray]:
     return {k: v.numpy() for k, v in module.state_dict().items()}
 
 
+def randomise_batchnorm(module: torch.nn.Module) -> None:
+    """Random BatchNorm affine parameters and running statistics (torch starts them at 1, 0, 0 and 1, which
+    makes eval-mode normalisation the identity and would hide a statistic or a parameter mixed up)."""
+    for m in module.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            for tensor, low, high in (
+                (m.weight, 0.5, 2),
+                (m.bias, -1, 1),
+                (m.running_mean, -1, 1),
+                (m.running_var, 0.5, 2),
+            ):
+                tensor.data.uniform_(low, high)
+
+
 def build_pair(name: str, spec: dict) -> tuple[torch.nn.Module, nnx.Module]:
     """A randomly initialised torch encoder and its jax twin holding the same (converted) weights."""
     torch.manual_seed(0)
     ref = encoders.build("torch", name, **spec)
+    randomise_batchnorm(ref)
     # Built abstractly: the twin's own initialisers would only be overwritten, and on CPU their eager
     # compilation costs seconds per layer. to_nnx then fills every converted variable, reseed the RNG streams.
     enc = nnx.eval_shape(lambda: encoders.build("jax", name, **spec, rngs=nnx.Rngs(1)))
@@ -110,7 +125,7 @@ def test_eval_outputs_equal_torch(pair):
     assert np.asarray(out.mask[:, 0]).tolist() == [True, True, not name.startswith("voice"), name.startswith("face")]
 
 
-@pytest.mark.parametrize("name", ["face_cnn"])  # the encoders with BatchNorm
+@pytest.mark.parametrize("name", ["face_cnn", "voice_ecapa"])  # the encoders with BatchNorm
 def test_one_train_step_gives_equal_outputs_and_running_statistics(name):
     """Train mode (batch statistics in BatchNorm) with dropout 0 and no SpecAugment: equal outputs, and the
     BatchNorm running means / unbiased variances / batch counts updated alike (every other entry unchanged)."""
@@ -126,7 +141,6 @@ def test_one_train_step_gives_equal_outputs_and_running_statistics(name):
         np.testing.assert_allclose(after[key], value, rtol=0, atol=ATOL, err_msg=key)
     counts = [k for k in ref_after if k.endswith("num_batches_tracked")]
     assert counts and all(after[k] == 1 for k in counts)
-    assert all(not np.allclose(v, 1.0) for k, v in ref_after.items() if k.endswith("running_var"))  # all moved
 
 
 def test_conversion_round_trip_is_bit_identical(pair):
