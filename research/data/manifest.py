@@ -87,9 +87,8 @@ def read_meta(path: str | Path) -> Meta:
         raw = json.loads(side.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise DataError(f"manifest sidecar {side}: not valid JSON ({err})") from None
-    unknown = set(raw) - {"classes", "numeric", "trials", "dataset"}
-    if not isinstance(raw, dict) or unknown:
-        raise DataError(f"manifest sidecar {side}: unknown key(s) {sorted(unknown)}")
+    if not isinstance(raw, dict) or set(raw) - {"classes", "numeric", "trials"}:
+        raise DataError(f"manifest sidecar {side}: expected an object with classes, numeric and trials")
     trials = {}
     for name, pairs in raw.get("trials", {}).items():
         if not all(isinstance(p, list) and len(p) == 3 and p[0] in (0, 1) for p in pairs):

@@ -172,3 +172,8 @@ def test_the_command_line(layout, tmp_path, capsys):
     assert done.returncode == 0 and f"wrote {out}: 20 samples of 5 identities" in done.stdout
     assert main(["voxceleb1", "--root", str(tmp_path / "nope")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_a_join_without_faces_says_so(layouts_source, tmp_path):
+    with pytest.raises(DataError, match="needs the face dataset's folder: give --faces"):
+        prepare("voxceleb2-vggface2", layouts_source["voxceleb2"][0], opts(tmp_path))

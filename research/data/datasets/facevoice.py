@@ -25,7 +25,7 @@ from research.data.manifest import DataError
 
 
 def voxceleb1_vggface(root: Path, opts: Options) -> Prepared:
-    faces = need(opts.faces or Path("--faces"), "the VGGFace images folder <name>/<image>.jpg (--faces)")
+    faces = need(_faces(opts), "the VGGFace images folder <name>/<image>.jpg (--faces)")
     name_of = {
         r["VoxCeleb1 ID"]: r["VGGFace1 ID"] for _, r in read_table(root / "vox1_meta.csv", voxceleb.VOX1_META, "\t")
     }
@@ -43,7 +43,7 @@ def voxceleb1_vggface(root: Path, opts: Options) -> Prepared:
 
 
 def voxceleb2_vggface2(root: Path, opts: Options) -> Prepared:
-    faces = vggface2.vggface2(need(opts.faces or Path("--faces"), "the VGGFace2 folder (--faces)"), opts)
+    faces = vggface2.vggface2(need(_faces(opts), "the VGGFace2 folder (--faces)"), opts)
     by_class: dict[str, list[tuple[str, str]]] = {}
     for r in faces.rows:
         by_class.setdefault(r.subject, []).append((r.face, r.box))
@@ -52,6 +52,12 @@ def voxceleb2_vggface2(root: Path, opts: Options) -> Prepared:
     joined = _join(voices, {s: by_class[c] for s, c in class_of.items() if c in by_class})
     joined.skipped |= {f"faces: {k}": v for k, v in faces.skipped.items()}
     return joined
+
+
+def _faces(opts: Options) -> Path:
+    if opts.faces is None:
+        raise DataError("a face + voice join needs the face dataset's folder: give --faces DIR")
+    return opts.faces
 
 
 def _join(voices: Prepared, faces: dict[str, list[tuple[str, str]]]) -> Prepared:
