@@ -32,7 +32,7 @@ def fusion_kwargs(cfg: Config) -> dict[str, Any]:
     kwargs: dict[str, Any] = {
         "early": transformer,
         "cross_attn": transformer,
-        "stack": {"tokens": 8},
+        "stack": {"tokens": m.stack_tokens},
         "gated": {},
         "late": {"combine": m.combine},
     }[m.fusion]

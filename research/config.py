@@ -66,6 +66,7 @@ class ModelConfig:
     freeze_text: bool = False
     layers: int = 2  # encoder transformer depth (ViTs, tiny text encoder)
     fusion_layers: int = 2
+    stack_tokens: int = 8  # stack fusion: positions each modality's tokens are resampled to
     heads: int = 4
     dropout: float = 0.1
     combine: Literal["mean", "product", "learned"] = "mean"  # late fusion score combination
@@ -319,6 +320,7 @@ def validate(cfg: Config) -> None:
         (cfg.data.workers >= 0, "data.workers must be >= 0"),
         (cfg.optim.epochs > 0, "optim.epochs must be positive"),
         (cfg.optim.lr > 0, "optim.lr must be positive"),
+        (cfg.model.stack_tokens > 0, "model.stack_tokens must be positive"),
         (cfg.model.dim % cfg.model.heads == 0, "model.dim must be divisible by model.heads"),
         (0.0 <= cfg.data.synthetic.missing < 1.0, "data.synthetic.missing must be in [0, 1)"),
         (0.0 <= cfg.loss.label_smoothing < 1.0, "loss.label_smoothing must be in [0, 1)"),
