@@ -19,18 +19,23 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import yaml
 from matplotlib.figure import Figure
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, for research.tables
 
 from research import tables  # noqa: E402
+from research.config import Config, ConfigError, set_value, to_dict  # noqa: E402
 
+SWEEPS = Path(__file__).resolve().parent / "sweeps"
 STUDIES = {
     "modality": {
         "group": "fusion_modality",
         "by": "model.modalities,model.fusion",
         "baseline": "model.modalities=face+text+voice,model.fusion=late",
         "caption": "Modality ablation: each modality alone, each pair and all three, by fusion type",
+        "sweeps": "unimodal.yaml,fusion_modality.yaml",
+        "params": True,
     },
     "fusion": {
         "group": "fusion_modality",
@@ -38,9 +43,22 @@ STUDIES = {
         "where": "model.modalities=face+text+voice",
         "baseline": "model.fusion=late",
         "caption": "Fusion type on face, voice and text",
+        "sweeps": "fusion_modality.yaml",
+        "params": True,
     },
-    "loss": {"group": "loss", "by": "loss.name", "baseline": "loss.name=softmax", "caption": "Loss type"},
-    "margin": {"group": "margin", "by": "loss.name,loss.{loss.name}.margin", "caption": "Margin of the margin losses"},
+    "loss": {
+        "group": "loss",
+        "by": "loss.name",
+        "baseline": "loss.name=softmax",
+        "caption": "Loss type",
+        "sweeps": "loss.yaml",
+    },
+    "margin": {
+        "group": "margin",
+        "by": "loss.name,loss.{loss.name}.margin",
+        "caption": "Margin of the margin losses",
+        "sweeps": "margin_cosface.yaml,margin_arcface.yaml",
+    },
 }
 DEFAULT_METRICS = ("test/acc", "test/macro_f1", "test/eer")  # those present in the records
 WANDB_STATUS = {"crashed": "failed", "killed": "interrupted", "preempted": "interrupted"}  # others keep their name
@@ -70,6 +88,39 @@ def wandb_records(path: str, group: str) -> list[dict[str, Any]]:
     ]
 
 
+def study_order(paths: list[Path], keys: list[str]) -> dict[str, list[str]]:
+    """Each key's values in the order the sweep files list them (files in the given order), as the table
+    prints them: `face,voice` becomes `face+voice` through the config's own parsing."""
+    order: dict[str, list[str]] = {}
+    for path in paths:
+        parameters = yaml.safe_load(path.read_text()).get("parameters", {})
+        for key in keys:
+            spec, listed = parameters.get(key, {}), order.setdefault(key, [])
+            for value in spec.get("values", [spec["value"]] if "value" in spec else []):
+                text = tables.label(_parsed(key, value))
+                if text not in listed:
+                    listed.append(text)
+    return order
+
+
+def _parsed(key: str, value: Any) -> Any:
+    """A sweep value as the run's config holds it (a tuple for `face,voice`); unknown keys as written."""
+    cfg = Config()
+    try:
+        set_value(cfg, key, value)
+    except ConfigError:
+        return value
+    return tables.config_value(to_dict(cfg), key)
+
+
+def read_labels(path: Path) -> dict[str, Any]:
+    """A labels file (YAML or JSON, JSON being YAML): {"columns": {...}, "values": {key: {value: name}}}."""
+    try:
+        return yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as err:
+        raise tables.TableError(f"cannot read labels file {path}: {err}") from None
+
+
 def select(records: list[dict[str, Any]], where: dict[str, str]) -> list[dict[str, Any]]:
     """The records whose config matches every key=value (values as `tables.label` prints them)."""
     return [r for r in records if all(tables.label(tables.config_value(r["config"], k)) == v for k, v in where.items())]
@@ -96,7 +147,7 @@ def parse_selection(text: str | None) -> dict[str, str]:
 
 def bar_chart(table: tables.Table, path: Path) -> None:
     """One panel per metric: mean with a ±std error bar per row; incomplete rows hatched, baseline grey."""
-    labels = [" / ".join(row.label) for row in table.rows]
+    labels = [" / ".join(table.display(row)) for row in table.rows]
     width = max(4.0, 0.45 * len(labels) + 1.5)
     fig = Figure(figsize=(width * len(table.metrics), 4))
     axes = fig.subplots(1, len(table.metrics), squeeze=False)
@@ -129,6 +180,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--name", help="output file stem (default: the study or group)")
     parser.add_argument("--caption", help="LaTeX caption")
     parser.add_argument("--digits", type=int, default=3)
+    parser.add_argument("--sweeps", help="sweep files whose value order the rows follow (default: the study's)")
+    parser.add_argument("--params", action="store_true", help="a column with each row's parameter count")
+    parser.add_argument("--labels", type=Path, help="YAML/JSON of custom names: {columns: {...}, values: {...}}")
     args = parser.parse_args(argv)
     for key, value in STUDIES.get(args.study, {}).items():
         setattr(args, key, getattr(args, key) or value)
@@ -154,11 +208,19 @@ def write_tables(args: argparse.Namespace) -> None:
     if not metrics:
         raise tables.TableError("none of the default metrics is in the runs' summaries: pass --metrics")
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else None
-    table = tables.build_table(records, keys, metrics, parse_selection(args.baseline), seeds)
+    sweep_files = [Path(f) if Path(f).exists() else SWEEPS / f for f in (args.sweeps or "").split(",") if f]
+    missing = [str(f) for f in sweep_files if not f.exists()]
+    if missing:
+        raise tables.TableError(f"no sweep file {', '.join(missing)}")
+    order = study_order(sweep_files, keys)
+    table = tables.build_table(records, keys, metrics, parse_selection(args.baseline), seeds, order)
+    table.params = bool(args.params)
+    if args.labels:
+        table.names.update(read_labels(args.labels))
     name = args.name or args.study or args.group or runs.name
     out = args.out or runs / "tables"
     out.mkdir(parents=True, exist_ok=True)
-    caption = args.caption or f"Ablation: {', '.join(keys)}"
+    caption = args.caption or f"Ablation: {', '.join(map(table.names.column, keys))}"
     (out / f"{name}.tex").write_text(tables.to_latex(table, caption, name, args.digits))
     markdown = tables.to_markdown(table, args.digits)
     (out / f"{name}.md").write_text(markdown)

@@ -29,6 +29,80 @@ class TableError(ValueError):
     """The records cannot make the requested table (the message says why)."""
 
 
+# Paper names of the project's known config values, per key; a list value (modalities) is named part by
+# part, joined by " + ". Values not listed here print as they are; `--labels FILE` adds or overrides names.
+VALUE_NAMES: dict[str, dict[str, str]] = {
+    "loss.name": {
+        "softmax": "Softmax",
+        "sphereface": "SphereFace",
+        "sphereface_r": "SphereFace-R",
+        "sphereface2": "SphereFace2",
+        "cosface": "CosFace",
+        "arcface": "ArcFace",
+        "mask_proxy": "Mask Proxy",
+        "contrastive": "Contrastive",
+        "triplet": "Triplet",
+        "cross_modal": "Cross-modal",
+    },
+    "model.fusion": {
+        "early": "Early",
+        "stack": "Channel stacking",
+        "cross_attn": "Cross-attention",
+        "late": "Late",
+        "gated": "Gated",
+        "concat": "Feature fusion",
+        "bottleneck": "Bottleneck",
+    },
+    "model.modalities": {"face": "Face", "voice": "Voice", "text": "Text"},
+    "model.combine": {"mean": "Mean", "product": "Product", "learned": "Learned"},
+    "model.face": {"face_cnn": "CNN", "face_vit": "ViT"},
+    "model.voice": {"voice_ecapa": "ECAPA-TDNN", "voice_vit": "ViT"},
+    "model.text": {"text_tiny": "Tiny transformer", "text_hf": "MiniLM"},
+}
+# Column headers of the known keys; other keys print as their last dotted part, capitalised.
+COLUMN_NAMES = {
+    "loss.name": "Loss",
+    "loss.{loss.name}.margin": "Margin",
+    "model.fusion": "Fusion",
+    "model.modalities": "Modalities",
+    "model.combine": "Combination",
+    "model.dim": "Width",
+    "optim.lr": "Learning rate",
+    "data.synthetic.noise": "Noise",
+    "data.synthetic.missing": "Missing",
+    "data.synthetic.carry": "Label carried by",
+}
+
+
+@dataclass
+class Names:
+    """How keys, metrics and values print in the LaTeX and Markdown tables and the chart (the CSV keeps the
+    config's own values). `columns`: key or metric -> header; `values`: key -> {value: name}."""
+
+    columns: dict[str, str] = field(default_factory=lambda: dict(COLUMN_NAMES))
+    values: dict[str, dict[str, str]] = field(default_factory=lambda: {k: dict(v) for k, v in VALUE_NAMES.items()})
+
+    def update(self, labels: dict[str, Any]) -> None:
+        """Add a labels file's names: {"columns": {key: header}, "values": {key: {value: name}}}."""
+        if not isinstance(labels, dict) or set(labels) - {"columns", "values"}:
+            raise TableError("a labels file maps 'columns' (key or metric: header) and 'values' (key: {value: name})")
+        self.columns |= {str(k): str(v) for k, v in (labels.get("columns") or {}).items()}
+        for key, names in (labels.get("values") or {}).items():
+            if not isinstance(names, dict):
+                raise TableError(f"labels file: values of {key!r} must map each value to its name")
+            self.values.setdefault(str(key), {}).update({str(v): str(n) for v, n in names.items()})
+
+    def column(self, key: str) -> str:
+        return self.columns.get(key) or re.sub(r"\{[^}]*\}", "", key).split(".")[-1].capitalize()
+
+    def value(self, key: str, text: str) -> str:
+        names = self.values.get(key, {})
+        parts = text.split("+")
+        if text not in names and len(parts) > 1 and all(part in names for part in parts):
+            return " + ".join(names[part] for part in parts)
+        return names.get(text, text)
+
+
 @dataclass
 class Cell:
     values: dict[int, float]  # seed -> metric value of a finished run
@@ -45,6 +119,7 @@ class Row:
     label: tuple[str, ...]  # formatted values of the table's keys
     runs: dict[int, str]  # seed -> record status, or "missing"
     cells: dict[str, Cell] = field(default_factory=dict)
+    params: float | None = None  # mean trainable parameter count (summary `params`) of the finished runs
 
     @property
     def finished(self) -> int:
@@ -58,7 +133,13 @@ class Table:
     metrics: list[tuple[str, str]]  # (name, "max" | "min")
     seeds: list[int]
     rows: list[Row]
-    baseline: int | None = None  # index of the baseline row
+    baseline: int | None = None  # index of the baseline row (the first row when there is one)
+    names: Names = field(default_factory=Names)
+    params: bool = False  # render a parameter-count column
+
+    def display(self, row: Row) -> list[str]:
+        """The row's values as the table prints them."""
+        return [self.names.value(key, text) for key, text in zip(self.keys, row.label, strict=True)]
 
 
 def config_value(config: dict[str, Any], key: str) -> Any:
@@ -113,14 +194,18 @@ def build_table(
     metrics: list[tuple[str, str]],
     baseline: dict[str, str] | None = None,
     seeds: list[int] | None = None,
+    study_order: dict[str, list[str]] | None = None,
 ) -> Table:
-    """Group records by `keys`, one run per seed; `seeds` defaults to every seed seen in the records."""
+    """Group records by `keys`, one run per seed; `seeds` defaults to every seed seen in the records.
+
+    Rows follow `study_order` (key -> its values as labels, in the study's order, e.g. a sweep file's),
+    values it does not list coming after in their natural order; the baseline row comes first."""
     groups: dict[tuple[str, ...], dict[int, list]] = {}
     order: dict[tuple[str, ...], tuple] = {}
     for record in records:
         values = [config_value(record["config"], k) for k in keys]
         row = tuple(map(label, values))
-        order[row] = tuple(map(_order, values))
+        order[row] = tuple(_place(k, v, study_order or {}) for k, v in zip(keys, values, strict=True))
         seed = int(config_value(record["config"], "run.seed") or 0)
         groups.setdefault(row, {}).setdefault(seed, []).append(record)
     seeds = sorted(seeds if seeds is not None else {s for runs in groups.values() for s in runs})
@@ -138,12 +223,26 @@ def build_table(
                 mean=float(data.mean()) if len(data) else math.nan,
                 std=float(data.std(ddof=1)) if len(data) > 1 else math.nan,
             )
+        counts = [r["summary"]["params"] for s, r in picked.items() if row.runs[s] == "finished" and _has_params(r)]
+        row.params = float(np.mean(counts)) if counts else None
         rows.append(row)
     table = Table(list(keys), list(metrics), seeds, rows)
     _rank(table)
     if baseline:
         _compare(table, baseline)
     return table
+
+
+def _place(key: str, value: Any, study_order: dict[str, list[str]]) -> tuple:
+    """Sort key of one value: its position in the study's order, then (values it lacks) the natural order."""
+    listed = study_order.get(key, [])
+    text = label(value)
+    return (listed.index(text) if text in listed else len(listed), *_order(value))
+
+
+def _has_params(record: dict[str, Any]) -> bool:
+    value = record.get("summary", {}).get("params")
+    return isinstance(value, (int, float)) and math.isfinite(value)
 
 
 def _rank(table: Table) -> None:
@@ -164,7 +263,8 @@ def _compare(table: Table, baseline: dict[str, str]) -> None:
     matches = [i for i, r in enumerate(table.rows) if all(r.label[column[k]] == v for k, v in baseline.items())]
     if len(matches) != 1:
         raise TableError(f"baseline {baseline} matches {len(matches)} rows, not one")
-    table.baseline = matches[0]
+    table.rows.insert(0, table.rows.pop(matches[0]))  # the row every other is compared with comes first
+    table.baseline = 0
     for name, _ in table.metrics:
         base = table.rows[table.baseline].cells[name]
         for i, row in enumerate(table.rows):
@@ -188,14 +288,14 @@ def notes(table: Table) -> list[str]:
         "Bold: best, underlined: second best per column among complete rows (↑ higher / ↓ lower is better).",
     ]
     if table.baseline is not None:
-        base = " / ".join(table.rows[table.baseline].label)
+        base = " / ".join(table.display(table.rows[table.baseline]))
         lines.append(
             f"Δ: difference of means to the baseline row ({base}); †: p < {ALPHA} in a two-sided paired t-test "
             "across the seeds both rows finished (no test, and no mark, with fewer than 2 paired seeds"
             " or identical values)."
         )
         untested = [
-            " / ".join(r.label)
+            " / ".join(table.display(r))
             for r in table.rows
             if any(c.delta is not None and c.p is None for c in r.cells.values())
         ]
@@ -204,7 +304,7 @@ def notes(table: Table) -> list[str]:
         if not all(c.complete for c in row.cells.values()):
             gaps = ", ".join(f"seed {s} {st}" for s, st in row.runs.items() if st != "finished")
             lines.append(
-                f"‡ {' / '.join(row.label)}: incomplete ({gaps or 'a finished run lacks the metric'}); "
+                f"‡ {' / '.join(table.display(row))}: incomplete ({gaps or 'a finished run lacks the metric'}); "
                 "the mean is over the finished seeds only and the row is not ranked."
             )
     return lines
@@ -221,7 +321,8 @@ def _body(table: Table, style: dict[str, str], digits: int) -> list[list[str]]:
     """Table cells as strings: keys, seeds, then per metric the value (and Δ with a baseline)."""
     body = []
     for i, row in enumerate(table.rows):
-        cells = [*row.label, f"{row.finished}/{len(table.seeds)}"]
+        cells = [*table.display(row), f"{row.finished}/{len(table.seeds)}"]
+        cells += [style["dash"] if row.params is None else params_text(row.params)] if table.params else []
         for name, _ in table.metrics:
             c = row.cells[name]
             text = f"{c.mean:.{digits}f}" + ("" if math.isnan(c.std) else f"{style['pm']}{c.std:.{digits}f}")
@@ -237,12 +338,22 @@ def _body(table: Table, style: dict[str, str], digits: int) -> list[list[str]]:
 
 
 def _header(table: Table) -> list[str]:
-    """Key names (last dotted part), Seeds, metric names with their direction, Δ columns."""
-    header = [re.sub(r"\{[^}]*\}", "", k).split(".")[-1].capitalize() for k in table.keys] + ["Seeds"]
+    """Key names, Seeds, Params (when asked), metric names with their direction, Δ columns."""
+    names = table.names
+    header = [names.column(k) for k in table.keys] + ["Seeds"] + (["Params"] if table.params else [])
     for name, goal in table.metrics:
-        header.append(f"{name} {'↑' if goal == 'max' else '↓'}")
-        header += [f"Δ {name}"] if table.baseline is not None else []
+        metric = names.columns.get(name, name)
+        header.append(f"{metric} {'↑' if goal == 'max' else '↓'}")
+        header += [f"Δ {metric}"] if table.baseline is not None else []
     return header
+
+
+def params_text(count: float) -> str:
+    """A parameter count as papers print it: 845K, 2.91M, 1.20B."""
+    for unit, size in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if count >= size:
+            return f"{count / size:.{0 if unit == 'K' else 2}f}{unit}"
+    return f"{count:.0f}"
 
 
 def to_markdown(table: Table, digits: int = 3) -> str:
@@ -284,13 +395,14 @@ def to_latex(table: Table, caption: str, tag: str, digits: int = 3) -> str:
 
 def to_csv(table: Table) -> list[list[str]]:
     """Rows for csv.writer: full-precision numbers, one column per statistic, empty = none."""
-    header = [*table.keys, "seeds_finished", "seeds_expected", "runs"]
+    header = [*table.keys, "seeds_finished", "seeds_expected", "runs"] + (["params"] if table.params else [])
     for name, _ in table.metrics:
         header += [f"{name} mean", f"{name} std", f"{name} n", f"{name} delta", f"{name} p"]
     out = [header]
     for row in table.rows:
         cells = [*row.label, str(row.finished), str(len(table.seeds))]
         cells.append(" ".join(f"{s}:{status}" for s, status in row.runs.items()))
+        cells += ["" if row.params is None else repr(row.params)] if table.params else []
         for name, _ in table.metrics:
             c = row.cells[name]
             numbers = [c.mean, c.std, len(c.values), c.delta, c.p]

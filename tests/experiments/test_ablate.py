@@ -5,6 +5,7 @@ import json
 
 import numpy as np
 import pytest
+import yaml
 
 from experiments import ablate
 
@@ -31,11 +32,16 @@ def study(tmp_path):
                 name = f"{fusion}-{'+'.join(mods)}-{seed}"
                 acc = accs[frozenset(mods), fusion, seed] = float(rng.uniform(0.2, 1.0))
                 config = {"model": {"modalities": mods, "fusion": fusion}, "run": {"seed": seed, "name": name}}
-                summary = {"test/acc": acc, "test/macro_f1": acc / 2, "val/acc": acc}
+                summary = {"test/acc": acc, "test/macro_f1": acc / 2, "val/acc": acc, "params": params(mods, fusion)}
                 (folder / name).mkdir(parents=True)
                 record = {"status": "finished", "config": config, "summary": summary, "started_at": "2026"}
                 (folder / name / "record.json").write_text(json.dumps(record))
     return folder, accs
+
+
+def params(mods: list[str], fusion: str) -> int:
+    """A made-up parameter count per row (the same for every seed, as in real runs)."""
+    return 1_000_000 * len(mods) + {"late": 0, "early": 20_000, "cross_attn": 450_000}[fusion]
 
 
 def read_csv(path) -> dict[tuple[str, ...], dict]:
@@ -51,7 +57,12 @@ def test_the_modality_study_writes_latex_markdown_csv_and_png_with_the_records_n
     assert (out / "modality.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (out / "modality.md").read_text() in capsys.readouterr().out
     rows = read_csv(out / "modality.csv")
-    assert len(rows) == 15 and list(rows)[:3] == [("face", "late"), ("text", "late"), ("voice", "late")]
+    # The study's order: baseline first, then unimodal.yaml's modalities, fusion_modality.yaml's subsets and
+    # fusion types, as the two files list them.
+    subsets = ["face+voice", "face+text", "text+voice", "face+text+voice"]
+    expected = [("face+text+voice", "late"), ("face", "late"), ("voice", "late"), ("text", "late")]
+    expected += [(m, f) for m in subsets for f in ("late", "early", "cross_attn") if (m, f) != expected[0]]
+    assert list(rows) == expected
     base = [accs[frozenset(["face", "voice", "text"]), "late", s] for s in range(3)]
     for (mods, fusion), row in rows.items():
         values = [accs[frozenset(mods.split("+")), fusion, s] for s in range(3)]
@@ -68,12 +79,70 @@ def test_the_fusion_study_keeps_the_three_modality_runs_and_takes_options(study)
     args = ["--study", "fusion", "--runs", str(folder), "--metrics", "val/acc:min", "--out", str(folder / "t")]
     assert ablate.main(args) == 0
     rows = list(csv.DictReader((folder / "t" / "fusion.csv").open()))
-    assert [r["model.fusion"] for r in rows] == ["cross_attn", "early", "late"]
+    assert [r["model.fusion"] for r in rows] == ["late", "early", "cross_attn"]  # baseline, then the file's order
     for r in rows:
         expected = np.mean([accs[frozenset(["face", "voice", "text"]), r["model.fusion"], s] for s in range(3)])
         assert float(r["val/acc mean"]) == pytest.approx(expected, abs=1e-12)
     best = min(rows, key=lambda r: float(r["val/acc mean"]))["model.fusion"]  # :min = lower is better
-    assert f"| {best} | 3/3 | **" in (folder / "t" / "fusion.md").read_text()
+    name = {"late": "Late", "early": "Early", "cross_attn": "Cross-attention"}[best]
+    assert (
+        f"| {name} | 3/3 | {params(['face', 'voice', 'text'], best) / 1e6:.2f}M | **"
+        in (folder / "t" / "fusion.md").read_text()
+    )
+
+
+def test_paper_ready_markdown_names_rows_and_columns_and_counts_parameters(study):
+    folder, _ = study
+    assert ablate.main(["--study", "modality", "--runs", str(folder), "--metrics", "test/acc"]) == 0
+    lines = (folder / "tables" / "modality.md").read_text().splitlines()
+    assert lines[0] == "| Modalities | Fusion | Seeds | Params | test/acc ↑ | Δ test/acc |"
+    body = [line.split(" | ") for line in lines[2:17]]
+    assert [cells[:4] for cells in body[:5]] == [
+        ["| Face + Text + Voice", "Late", "3/3", "3.00M"],
+        ["| Face", "Late", "3/3", "1.00M"],
+        ["| Voice", "Late", "3/3", "1.00M"],
+        ["| Text", "Late", "3/3", "1.00M"],
+        ["| Face + Voice", "Late", "3/3", "2.00M"],
+    ]
+    assert [cells[1] for cells in body[5:7]] == ["Early", "Cross-attention"]
+    assert [cells[3] for cells in body[5:7]] == ["2.02M", "2.45M"]
+    assert "baseline row (Face + Text + Voice / Late)" in "\n".join(lines)
+    tex = (folder / "tables" / "modality.tex").read_text()
+    assert r"Modalities & Fusion & Seeds & Params & test/acc $\uparrow$" in tex
+    with open(folder / "tables" / "modality.csv") as f:
+        assert next(csv.DictReader(f))["params"] == "3000000.0"  # the CSV keeps full numbers and code names
+
+
+@pytest.mark.parametrize("suffix", ["yaml", "json"])
+def test_a_labels_file_renames_values_and_columns(study, suffix):
+    folder, _ = study
+    labels = {
+        "columns": {"model.fusion": "Method", "test/acc": "Accuracy"},
+        "values": {"model.fusion": {"cross_attn": "XA (ours)"}},
+    }
+    path = folder / f"labels.{suffix}"
+    path.write_text(json.dumps(labels) if suffix == "json" else yaml.safe_dump(labels))
+    args = ["--study", "fusion", "--runs", str(folder), "--metrics", "test/acc", "--labels", str(path)]
+    assert ablate.main(args) == 0
+    lines = (folder / "tables" / "fusion.md").read_text().splitlines()
+    assert lines[0] == "| Method | Seeds | Params | Accuracy ↑ | Δ Accuracy |"
+    assert [line.split(" | ")[0] for line in lines[2:5]] == ["| Late", "| Early", "| XA (ours)"]
+
+
+def test_the_loss_study_lists_heads_in_the_sweep_files_order_with_paper_names(tmp_path):
+    folder = tmp_path / "loss"
+    for loss in ["arcface", "cosface", "softmax", "sphereface", "sphereface2", "sphereface_r"]:  # alphabetical
+        for seed in range(2):
+            config = {"loss": {"name": loss}, "run": {"seed": seed}}
+            (folder / f"{loss}-{seed}").mkdir(parents=True)
+            record = {"status": "finished", "config": config, "summary": {"test/acc": 0.5}, "started_at": "2026"}
+            (folder / f"{loss}-{seed}" / "record.json").write_text(json.dumps(record))
+    assert ablate.main(["--study", "loss", "--runs", str(folder)]) == 0
+    lines = (folder / "tables" / "loss.md").read_text().splitlines()
+    assert lines[0].startswith("| Loss | Seeds | test/acc ↑")
+    names = [line.split(" | ")[0].strip("| ") for line in lines[2:8]]
+    # experiments/sweeps/loss.yaml: softmax (the baseline), sphereface, sphereface_r, sphereface2, cosface, arcface.
+    assert names == ["Softmax", "SphereFace", "SphereFace-R", "SphereFace2", "CosFace", "ArcFace"]
 
 
 @pytest.mark.parametrize(

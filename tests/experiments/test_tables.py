@@ -35,7 +35,7 @@ def test_cells_differences_and_p_values_equal_numpy_and_scipy_on_the_records():
     metrics = [("test/acc", "max"), ("test/eer", "min")]
     table = tables.build_table(records, ["model.fusion"], metrics, baseline={"model.fusion": "late"})
     rows = {r["model.fusion"]: r for r in csv_rows(table)}
-    assert [r.label for r in table.rows] == [("cross_attn",), ("early",), ("late",)]
+    assert [r.label for r in table.rows] == [("late",), ("cross_attn",), ("early",)]  # baseline first
     for f in acc:
         for name, values in (("test/acc", acc[f]), ("test/eer", eer[f])):
             base = acc["late"] if name == "test/acc" else eer["late"]
@@ -62,8 +62,8 @@ def test_the_paired_t_test_matches_a_hand_worked_example_and_daggers_only_below_
     assert p["early"] == pytest.approx(2 * stats.t.sf(0.2 / (0.1 / math.sqrt(3)), df=2), rel=1e-6)  # 0.0742
     assert p["gated"] == pytest.approx(2 * stats.t.sf(0.1 / (0.01 / math.sqrt(3)), df=2), rel=1e-6)  # 0.0033
     lines = {line.split(" | ")[0].strip("| "): line for line in tables.to_markdown(table).splitlines()}
-    assert "+0.200 |" in lines["early"] and "+0.200†" not in lines["early"]
-    assert "+0.100† |" in lines["gated"] and "| baseline |" in lines["late"]
+    assert "+0.200 |" in lines["Early"] and "+0.200†" not in lines["Early"]
+    assert "+0.100† |" in lines["Gated"] and "| baseline |" in lines["Late"]
 
 
 def test_best_is_bold_and_second_underlined_in_the_direction_of_each_metric():
@@ -91,9 +91,9 @@ def test_a_failed_or_missing_seed_is_shown_and_the_row_is_not_ranked():
     assert rows["early"]["runs"] == "0:finished 1:finished 2:failed" and rows["early"]["test/acc n"] == "2"
     assert rows["gated"]["runs"] == "0:finished 1:missing 2:finished" and rows["gated"]["seeds_finished"] == "2"
     text = tables.to_markdown(table)
-    assert "| early | 2/3 | 0.900 ± 0.000 ‡ |" in text and "| gated | 2/3 | 0.950 ± 0.000 ‡ |" in text
-    assert "| late | 3/3 | **0.510 ± 0.010** |" in text  # the only complete row is the best one
-    assert "‡ early: incomplete (seed 2 failed)" in text and "‡ gated: incomplete (seed 1 missing)" in text
+    assert "| Early | 2/3 | 0.900 ± 0.000 ‡ |" in text and "| Gated | 2/3 | 0.950 ± 0.000 ‡ |" in text
+    assert "| Late | 3/3 | **0.510 ± 0.010** |" in text  # the only complete row is the best one
+    assert "‡ Early: incomplete (seed 2 failed)" in text and "‡ Gated: incomplete (seed 1 missing)" in text
 
 
 def test_fewer_than_two_paired_seeds_give_no_test_and_say_so():
@@ -102,7 +102,7 @@ def test_fewer_than_two_paired_seeds_give_no_test_and_say_so():
     table = tables.build_table(records, ["model.fusion"], [("test/acc", "max")], {"model.fusion": "late"})
     early = table.rows[[r.label for r in table.rows].index(("early",))].cells["test/acc"]
     assert early.p is None and early.delta == pytest.approx(np.mean([0.8, 0.9]) - np.mean([0.5, 0.6]))
-    assert "No test for: early." in tables.notes(table)
+    assert "No test for: Early." in tables.notes(table)
 
 
 def test_rows_come_from_dotted_and_templated_keys_in_a_natural_order():
@@ -151,5 +151,6 @@ def test_latex_is_a_booktabs_table_with_escaped_text_and_aligned_columns():
     )
     columns = re.search(r"\\begin\{tabular\}\{(\w+)\}", latex).group(1)
     assert len(body) == 2 and all(row.count("&") == header.count("&") == len(columns) - 1 for row in body)
-    assert body[0].startswith(r"cross\_attn & 3/4 & $0.650 \pm 0.100^\ddagger$")
+    assert body[0].startswith(r"Late & 3/4 & $0.600 \pm 0.100^\ddagger$ & baseline")  # the baseline row first
+    assert body[1].startswith(r"Cross-attention & 3/4 & $0.650 \pm 0.100^\ddagger$")
     assert not re.search(r"[±Δ†‡↑↓<]", latex.replace("$<$", ""))  # every symbol written as LaTeX math
