@@ -66,6 +66,7 @@ def usage(node=None, prefix: str = "") -> list[str]:
 
 def print_results(summary: dict, run_dir: Path) -> None:
     keys = [k for k in summary if k.split("/")[0] in ("val", "test") and k.count("/") == 1]
+    keys += [k for k in summary if k.startswith("test/without_")]  # the test-time modality ablation
     keys += ["params", "best_epoch", "wall_time_s"]
     width = max(len(k) for k in keys)
     print("\nresults")

@@ -1,5 +1,5 @@
-"""run.py's error handling: bad data and unknown presets end with `error: ...` and exit 2, while a preset
-that exists but fails to import is reported as its own error."""
+"""run.py's errors and results: bad data and unknown presets end with `error: ...` and exit 2, a preset that
+exists but fails to import is reported as its own error, and the results list the modality ablation."""
 
 import sys
 from pathlib import Path
@@ -35,3 +35,13 @@ def test_a_failing_import_inside_an_existing_preset_is_not_called_unknown(tmp_pa
         run.main(["--config=broken"])
     assert err.value.name == "no_such_package_xyz"
     sys.modules.pop("experiments.configs.broken", None)
+
+
+def test_the_results_list_the_test_time_modality_ablation(tmp_path, capsys):
+    summary = {"val/acc": 0.9, "test/acc": 0.8, "test/without_face/acc": 0.5, "test/without_voice/acc": 0.75}
+    summary |= {"test/without_face/macro_f1": 0.4, "test/fair/gender/acc/f": 0.7, "params": 1000, "best_epoch": 3}
+    run.print_results(summary, tmp_path)
+    lines = [line.split() for line in capsys.readouterr().out.splitlines()]
+    for key in ("test/acc", "test/without_face/acc", "test/without_voice/acc", "test/without_face/macro_f1"):
+        assert [key, f"{summary[key]:.4f}"] in lines
+    assert not any(line and line[0].startswith("test/fair") for line in lines)  # breakdowns stay in the files
