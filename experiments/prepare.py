@@ -7,9 +7,10 @@
     python experiments/prepare.py pack data/vox1.csv --out data/vox1-packed   # ArrayRecord shards
 
 Datasets: voxceleb1, voxceleb2, vggface2, librispeech, firstimpressions, voxceleb1-vggface,
-voxceleb2-vggface2 (what each expects on disk: docs/data.md). Nothing is downloaded. The manifest (and
-its sidecar) appear atomically once every check has passed; `--on-error skip` drops bad files and lines
-and counts them instead of stopping. Then train with `python experiments/run.py --dataset data/vox1.csv`.
+voxceleb2-vggface2, voxceleb2-voxceleb1 (--test-root VOX1); what each expects on disk: docs/data.md.
+Nothing is downloaded. The manifest (and its sidecar) appear atomically once every check has passed;
+`--on-error skip` drops bad files and lines and counts them instead of stopping. Then train with
+`python experiments/run.py --dataset data/vox1.csv`.
 """
 
 from __future__ import annotations
@@ -67,9 +68,10 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--val-fraction", type=float, default=0.1, help="training identities held out as open val")
     parser.add_argument("--fps", type=float, default=1.0, help="firstimpressions: samples (frames) per second")
     parser.add_argument("--faces", type=Path, help="face + voice joins: the face dataset's folder")
+    parser.add_argument("--test-root", type=Path, help="voxceleb2-voxceleb1: VoxCeleb1's folder")
     args = parser.parse_args(argv)
     out = args.out or Path("data") / f"{args.name}.csv"
-    opts = Options(out, args.workers, args.on_error, args.val_fraction, args.fps, args.faces)
+    opts = Options(out, args.workers, args.on_error, args.val_fraction, args.fps, args.faces, args.test_root)
     try:
         prepared = prepare(args.name, args.root, opts)
     except DataError as err:

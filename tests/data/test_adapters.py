@@ -178,3 +178,19 @@ def test_voxceleb1_x_vggface_drops_people_without_faces(layouts_source, tmp_path
     for r in rows.values():
         assert Path(r.face).parent.name == with_faces[r.subject] and r.voice
     assert manifest.read_meta(out).trials == {}  # both official lists name people without faces
+
+
+def test_voxceleb2_training_with_voxceleb1_as_the_test_set(layouts_source, tmp_path, data_config):
+    vox1_root, vox1 = layouts_source["voxceleb1"]
+    out, _, rows = run("voxceleb2-voxceleb1", layouts_source["voxceleb2"][0], tmp_path, test_root=vox1_root)
+    assert set(rows) == set(layouts_source["voxceleb2"][1]["files"]) | set(vox1["files"])
+    for r in rows.values():
+        vox2_test = r.subject == "id09999"
+        assert r.open_split == ("test" if r.id in vox1["files"] else "val" if vox2_test else r.open_split)
+    assert {r.open_split for r in rows.values() if r.id not in vox1["files"]} == {"train", "val"}
+    splits = loader.load(data_config(out, split="open"))
+    assert set(splits.test.trials) == {"vox1-o", "vox1-e"}  # every VoxCeleb1 list is usable now
+    i, j, target = splits.test.trials["vox1-e"]
+    assert [(int(t), splits.test.ids[a], splits.test.ids[b]) for a, b, t in zip(i, j, target, strict=True)] == vox1[
+        "trials"
+    ]["vox1-e"]

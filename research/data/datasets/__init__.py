@@ -12,6 +12,7 @@ from collections.abc import Callable
 ADAPTERS = {
     "voxceleb1": "voxceleb:voxceleb1",
     "voxceleb2": "voxceleb:voxceleb2",
+    "voxceleb2-voxceleb1": "voxceleb:voxceleb2_voxceleb1",
     "vggface2": "vggface2:vggface2",
     "librispeech": "librispeech:librispeech",
     "firstimpressions": "firstimpressions:firstimpressions",

@@ -27,6 +27,7 @@ class Options:
     val_fraction: float = 0.1  # share of the training identities held out as the open split's val part
     fps: float = 1.0  # firstimpressions: face frames (samples) per second of video
     faces: Path | None = None  # face + voice joins: the root of the face dataset
+    test_root: Path | None = None  # voxceleb2-voxceleb1: VoxCeleb1's root (the test data)
     progress: bool = True
 
 

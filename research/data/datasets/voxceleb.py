@@ -18,6 +18,7 @@ identity's utterances (in path order) are split ~80/10/10. group is "all" (no gr
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from research.data import decode
@@ -119,6 +120,20 @@ def voxceleb2(root: Path, opts: Options) -> Prepared:
                 gender_ = people[subject]["Gender"]
                 rows.append(Row(name, subject, split, parts[subject], "", voice, "", "", gender_, "all"))
     return skip.result(rows, Meta())
+
+
+def voxceleb2_voxceleb1(root: Path, opts: Options) -> Prepared:
+    """The usual speaker-verification protocol: train on VoxCeleb2 (`root`), test on all of VoxCeleb1
+    (`opts.test_root`) with Vox1-O, Vox1-E and Vox1-H. Open split: VoxCeleb2's dev identities train / val,
+    its test identities val, every VoxCeleb1 identity test. The closed split stays each dataset's own."""
+    if opts.test_root is None:
+        raise DataError("voxceleb2-voxceleb1 needs VoxCeleb1's folder: give --test-root DIR")
+    train, test = voxceleb2(root, opts), voxceleb1(need(opts.test_root, "VoxCeleb1's folder (--test-root)"), opts)
+    rows = [dataclasses.replace(r, open_split="val" if r.open_split == "test" else r.open_split) for r in train.rows]
+    rows += [dataclasses.replace(r, open_split="test") for r in test.rows]
+    skipped = {f"voxceleb2: {k}": v for k, v in train.skipped.items()}
+    skipped |= {f"voxceleb1: {k}": v for k, v in test.skipped.items()}
+    return Prepared(rows, test.meta, {}, skipped, train.problems + test.problems)
 
 
 def _utterances(folder: Path, suffix: str, opts: Options) -> tuple[dict[str, float], dict[str, DataError]]:
