@@ -4,9 +4,9 @@
 
 A dataset of millions of loose files is slow to read at random; `write` decodes every row once (faces
 cropped and resized to `image_size`, voices resampled to `sample_rate`, transcripts read) and writes
-one record per sample into `shard-K-of-N.array_record`. Next to the shards it writes a manifest of the
+one record per sample into `shard-K.array_record`. Next to the shards it writes a manifest of the
 same rows (labels, splits, sidecar) whose face / voice / text point at the sample's record
-(`shard-00000-of-00002.array_record#17`), and `NAME.packed.json` (the sizes it was decoded at, the
+(`shard-00000.array_record#17`), and `NAME.packed.json` (the sizes it was decoded at, the
 shards); training on that manifest reads the records through the same input pipeline as loose files.
 A record is a JSON header line, then the face's uint8 bytes, then the voice's float32 bytes: no pickle.
 """
@@ -23,7 +23,7 @@ from array_record.python.array_record_module import ArrayRecordWriter
 
 from research.data import manifest
 from research.data.manifest import DataError, Row
-from research.data.pipeline import FileSource, Read
+from research.data.pipeline import OPTIONS, FileSource, Read
 
 
 def info_path(path: str | Path) -> Path:
@@ -104,8 +104,9 @@ def write(
     ds = ds.to_iter_dataset()
     if workers > 0:
         ds = ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=workers))
+    ds = grain.experimental.WithOptionsIterDataset(ds, OPTIONS)
     shards = -(-len(rows) // per_shard)
-    names = [f"shard-{k:05d}-of-{shards:05d}.array_record" for k in range(shards)]
+    names = [f"shard-{k:05d}.array_record" for k in range(shards)]
     packed, problems, counts, writer = [], [], [0] * shards, None
     it = iter(ds)
     try:
@@ -116,7 +117,7 @@ def write(
                     raise DataError(record["error"])
                 problems.append(record["error"])
                 continue
-            k = (len(packed)) // per_shard
+            k = len(packed) // per_shard
             if counts[k] == 0:
                 writer = _next_writer(writer, out / names[k])
             writer.write(encode(record))

@@ -44,15 +44,6 @@ OPTIONS = grain.experimental.DatasetOptions(min_shm_size=1 << 24)
 _LOCAL = threading.local()
 
 
-def content(face: np.ndarray | None, voice: np.ndarray | None, text: str | None, image_size: int) -> dict:
-    """One decoded sample as a record: missing face = zeros, missing voice = empty, missing text = None."""
-    return {
-        "face": np.zeros((3, image_size, image_size), np.uint8) if face is None else face,  # (3, H, W) uint8
-        "voice": np.zeros(0, np.float32) if voice is None else voice,  # (n,) float32, any length
-        "text": text,
-    }
-
-
 class FileSource:
     """A Grain random-access source over manifest rows that decodes a sample's files when it is read."""
 
@@ -68,7 +59,12 @@ class FileSource:
             s = decode_row(self.manifest.parent, row, self.image_size, self.sample_rate)
         except DataError as err:  # the loader's message: the file, then where the row is
             return {"error": f"{err} (manifest {self.manifest} line {row.line}, sample '{row.id}')"}
-        return content(s.face, s.voice, s.text, self.image_size)
+        size = self.image_size
+        return {
+            "face": np.zeros((3, size, size), np.uint8) if s.face is None else s.face,  # (3, H, W) uint8
+            "voice": np.zeros(0, np.float32) if s.voice is None else s.voice,  # (n,) float32, any length
+            "text": s.text,  # None = missing
+        }
 
 
 class MemorySource:
@@ -186,7 +182,9 @@ class Batches:
     """
 
     def __init__(self, dataset: grain.IterDataset, check: Check, total: int) -> None:
-        self._it, self._check, self._total = iter(dataset), check, total
+        self._it = None  # set first: __del__ runs even when iter() fails
+        self._check, self._total = check, total
+        self._it = iter(dataset)
 
     def __iter__(self) -> Batches:
         return self
