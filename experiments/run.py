@@ -48,9 +48,8 @@ def run_name(cfg: Config) -> str:
     return f"{cfg.model.fusion}-{cfg.loss.name}-{mods}-s{cfg.run.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def usage(node=None, prefix: str = "") -> list[str]:
+def usage(node, prefix: str = "") -> list[str]:
     """One line per config key: `--key (type) = default`."""
-    node = Config() if node is None else node
     lines = []
     hints = typing.get_type_hints(type(node))
     for f in dataclasses.fields(node):
@@ -82,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     if "--help" in argv or "-h" in argv:
         print(__doc__)
         print("short flags: " + ", ".join(f"--{k} -> {v}" for k, v in SHORT_FLAGS.items()))
-        print("keys:\n" + "\n".join(usage()))
+        print("keys (the main job's defaults, experiments/configs/default.py):\n" + "\n".join(usage(preset("default"))))
         return 0
     try:
         cfg = parse(argv)
