@@ -5,6 +5,8 @@ runs, one per `run.seed`. A row that lacks a finished run for any seed is marked
 averaged silently), not ranked, and its missing seeds are named in the notes. With a baseline row, each
 row gets the difference of means and a two-sided paired t-test over the seeds both rows finished.
 Renderers: LaTeX (booktabs), Markdown and CSV rows; the bar chart is drawn by experiments/ablate.py.
+LaTeX and Markdown print paper names (VALUE_NAMES, COLUMN_NAMES, a labels file) in the study's row order
+with the baseline first; the CSV keeps the config's values.
 """
 
 from __future__ import annotations
