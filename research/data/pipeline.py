@@ -202,6 +202,11 @@ class Batches:
             self.close()
             raise
 
+    @property
+    def skipped(self) -> int:
+        """Samples dropped so far for unreadable files (data.on_error = skip)."""
+        return len(self._check.problems)
+
     def get_state(self) -> dict:
         """Where the epoch stands, as plain JSON-able data for a checkpoint."""
         return self._it.get_state()

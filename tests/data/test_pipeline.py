@@ -157,7 +157,9 @@ def test_a_bad_file_in_a_worker_raises_the_data_error_naming_it(tiny, data_confi
 def test_skip_mode_drops_and_counts_a_bad_file(tiny, data_config, caplog):
     bad = damaged_face(tiny)
     splits = loader.load(data_config(tiny / "manifest.csv", cache=False, on_error="skip"))
-    batches = epoch(splits.train)
+    with splits.train.batches(BATCH, **TRAIN) as it:
+        batches = list(it)
+        assert it.skipped == 1
     assert sum(len(b["face"]) for b in batches) == len(splits.train) - 1
     assert f"skipped 1 of {len(splits.train)} samples" in caplog.text and str(bad) in caplog.text
 
