@@ -39,8 +39,9 @@ class Report:
     trials: dict[str, int] = field(default_factory=dict)  # official list -> trials
 
 
-def check(path: str | Path, *, workers: int = 1, image_size: int = 32, sample_rate: int = 16000, progress: bool = True
-          ) -> Report:  # fmt: skip
+def check(
+    path: str | Path, *, workers: int = 1, image_size: int = 32, sample_rate: int = 16000, progress: bool = True
+) -> Report:
     """Validate manifest `path` (a structural error raises DataError; file and split problems are listed)."""
     path = Path(path)
     rows, meta = manifest.read(path), manifest.read_meta(path)
@@ -86,8 +87,8 @@ def _split_problems(path: Path, rows: list[Row]) -> list[str]:
         parts: dict[str, set[str]] = {}
         for r in rows:
             parts.setdefault(r.subject, set()).add(r.open_split)
-        problems += [f"manifest {path}: subject '{s}' is in several open splits {sorted(p)}" for s, p in parts.items()
-                     if len(p) > 1]  # fmt: skip
+        several = {s: sorted(p) for s, p in parts.items() if len(p) > 1}
+        problems += [f"manifest {path}: subject '{s}' is in several open splits {p}" for s, p in several.items()]
     train = [r for r in rows if r.split == "train"]
     subjects, groups = {r.subject for r in train}, {r.group for r in train}
     for r in rows:

@@ -120,16 +120,14 @@ def gender(value: str, where: str) -> str:
 def probe_all(paths: list[Path], probe: Callable[[Path], object], opts: Options, what: str) -> list[object]:
     """probe(path) for every path, in `opts.workers` processes with a progress bar, in order.
 
-    A probe that raises DataError gives None in its place (the adapter decides to raise or skip).
+    A probe that raises DataError gives that error in its place (the adapter decides to raise or skip).
     """
-    results: list[object] = []
     bar = dict(total=len(paths), desc=f"probing {what}", disable=not opts.progress, leave=False)
     if opts.workers <= 1:
         return [_safe(probe, p) for p in tqdm(paths, **bar)]
     with ProcessPoolExecutor(opts.workers) as pool:
         chunk = max(1, min(64, len(paths) // (4 * opts.workers)))
-        results = list(tqdm(pool.map(_safe, [probe] * len(paths), paths, chunksize=chunk), **bar))
-    return results
+        return list(tqdm(pool.map(_safe, [probe] * len(paths), paths, chunksize=chunk), **bar))
 
 
 def _safe(probe: Callable[[Path], object], path: Path) -> object:
