@@ -19,6 +19,7 @@ from research.data import loader
 from research.jax.convert import to_nnx
 
 RATE = 16000
+B, S = 12, 4800  # one batch shape for every call here (and the dataset's): each new shape compiles anew
 TOL = dict(rtol=1e-5, atol=1e-5)  # log-mel values are of order 1 (mean-normalised, up to ~10)
 
 
@@ -37,12 +38,13 @@ def frontends(twin) -> dict[str, LogMel]:
 
 
 def random_voices() -> tuple[np.ndarray, np.ndarray]:
-    """(6, 4800) waveforms: unpadded, padded, exactly one window, shorter than one window, missing, loud."""
+    """(B, S) waveforms: unpadded, padded, exactly one window, shorter than one window, missing, loud, and
+    lengths at and around frame boundaries."""
     g = np.random.default_rng(0)
-    wave = 0.1 * g.standard_normal((6, 4800)).astype(np.float32)
+    wave = 0.1 * g.standard_normal((B, S)).astype(np.float32)
     wave[5] *= 50.0
-    lengths = np.array([4800, 3300, 400, 300, 0, 4800])
-    return np.where(np.arange(4800) < lengths[:, None], wave, 0.0).astype(np.float32), lengths
+    lengths = np.array([S, 3300, 400, 300, 0, S, 559, 560, 561, 2000, 1000, S - 1])
+    return np.where(np.arange(S) < lengths[:, None], wave, 0.0).astype(np.float32), lengths
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +60,7 @@ def dataset_voices(tmp_path_factory) -> tuple[np.ndarray, np.ndarray]:
             waves.append(batch["voice"])
             lengths.append(batch["voice_len"])
     waves, lengths = np.concatenate(waves), np.concatenate(lengths)
-    S = waves.shape[1]
+    assert waves.shape == (B, S)
     assert (lengths == S).any() and ((lengths > 0) & (lengths < S)).any() and (lengths == 0).any()
     return waves, lengths
 
@@ -91,7 +93,7 @@ def test_logmel_equals_torchaudio_on_dataset_voices(frontends, twin, dataset_voi
 
 def test_frames_rule():
     frontend = LogMel(RATE, spec_augment=False, rngs=nnx.Rngs(0))
-    lengths = np.array([0, 399, 400, 559, 560, 4800])
+    lengths = np.array([0, 399, 400, 559, 560, S])
     assert np.asarray(frontend.frames(lengths)).tolist() == [0, 0, 1, 1, 2, 28]  # (L - 400) // 160 + 1, >= 0
 
 
@@ -106,17 +108,17 @@ def zeroed_bands_and_spans(train: np.ndarray, clean: np.ndarray) -> tuple[np.nda
 
 def test_spec_augment_masks_one_band_and_one_span_per_sample_only_in_training():
     g = np.random.default_rng(1)
-    wave, lengths = jnp.asarray(0.1 * g.standard_normal((8, 4800)), jnp.float32), jnp.full(8, 4800)
+    wave, lengths = jnp.asarray(0.1 * g.standard_normal((B, S)), jnp.float32), jnp.full(B, S)
     frontend = LogMel(RATE, spec_augment=True, rngs=nnx.Rngs(0, augment=1))
     frontend.eval()
-    clean = np.asarray(frontend(wave, lengths)[0])  # (8, M, T)
+    clean = np.asarray(frontend(wave, lengths)[0])  # (B, M, T)
     assert np.array_equal(np.asarray(frontend(wave, lengths)[0]), clean)  # eval: no masks
 
     frontend.train()
     train = np.asarray(frontend(wave, lengths)[0])
-    bands, spans = map(np.stack, zip(*(zeroed_bands_and_spans(train[i], clean[i]) for i in range(8)), strict=True))
+    bands, spans = map(np.stack, zip(*(zeroed_bands_and_spans(train[i], clean[i]) for i in range(B)), strict=True))
     for masks, limit in ((bands, 8), (spans, 10)):
-        widths = masks.sum(1)  # (8,)
+        widths = masks.sum(1)  # (B,)
         assert widths.max() < limit and widths.sum() > 0  # torchaudio draws widths in [0, limit)
         runs = np.diff(masks.astype(int), axis=1)
         assert ((runs == 1).sum(1) + masks[:, 0] <= 1).all()  # one contiguous band / span per sample
