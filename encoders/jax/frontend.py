@@ -82,7 +82,8 @@ class LogMel(nnx.Module):
     each band over the valid frames (cepstral mean normalisation); padded frames are set to 0.
     In training with spec_augment=True, SpecAugment (Park et al. 2019) sets one random band of up to
     8 mels and one random span of up to 10 frames to 0 (the mean), independently per sample. The masks
-    are drawn from the module's `augment` RNG stream (`nnx.reseed(model, augment=key)`).
+    are drawn from the module's `augment` RNG stream (`nnx.reseed(model, augment=key)`; build with
+    `nnx.Rngs(..., augment=...)`, else the module forks the `default` stream, which that leaves alone).
     """
 
     def __init__(self, sample_rate: int, spec_augment: bool, *, rngs: nnx.Rngs):
@@ -101,12 +102,13 @@ class LogMel(nnx.Module):
 
     def __call__(self, wave: jax.Array, lengths: jax.Array) -> tuple[jax.Array, jax.Array]:
         """wave (B, S) float, lengths (B,) int -> features (B, M, T) float32, mask (B, T) bool."""
-        # The STFT and the log need float32: bf16 would quantise the log-power to ~3 significant digits.
+        # The STFT and the log need float32: bf16 would quantise the log-power to ~3 significant digits
+        # (hence also the HIGHEST precision matmul: TPUs multiply float32 in bf16 passes by default).
         wave = wave.astype(jnp.float32)
         T = (wave.shape[-1] - self.win) // self.hop + 1
         index = self.hop * jnp.arange(T)[:, None] + jnp.arange(self.win)  # (T, win)
         spectrum = jnp.fft.rfft(wave[:, index] * self.hann_window[...], axis=-1)  # (B, T, F)
-        power = jnp.square(jnp.abs(spectrum)) @ self.mel_filterbank[...]  # (B, T, M)
+        power = jnp.matmul(jnp.square(jnp.abs(spectrum)), self.mel_filterbank[...], precision="highest")  # (B, T, M)
         x = jnp.log(power + EPS).transpose(0, 2, 1)  # (B, M, T)
         mask = jnp.arange(T) < self.frames(lengths)[:, None]  # (B, T)
         keep = mask[:, None, :]  # (B, 1, T)
