@@ -35,6 +35,12 @@ def fusion_kwargs(cfg: Config) -> dict[str, Any]:
         "stack": {"tokens": m.stack_tokens},
         "gated": {},
         "late": {"combine": m.combine},
+        "concat": {"combine_features": m.combine_features},
+        "bottleneck": {
+            **transformer,
+            "bottleneck_tokens": m.bottleneck_tokens,
+            "fusion_from_layer": m.fusion_from_layer,
+        },
     }[m.fusion]
     return {"dim": m.dim, "modalities": modalities, **kwargs}
 

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 # The name lists of the project, each in one place: loaders, generators, tests and benchmarks use these.
 Modality = Literal["face", "voice", "text"]
-Fusion = Literal["early", "stack", "cross_attn", "late", "gated"]
+Fusion = Literal["early", "stack", "cross_attn", "late", "gated", "concat", "bottleneck"]
 Loss = Literal["softmax", "sphereface", "sphereface_r", "sphereface2", "cosface", "arcface", "mask_proxy"]
 MODALITIES: tuple[str, ...] = typing.get_args(Modality)
 FUSIONS: tuple[str, ...] = typing.get_args(Fusion)
@@ -70,6 +70,9 @@ class ModelConfig:
     heads: int = 4
     dropout: float = 0.1
     combine: Literal["mean", "product", "learned"] = "mean"  # late fusion score combination
+    combine_features: Literal["add", "mul", "concat"] = "concat"  # concat fusion: how the pooled vectors combine
+    bottleneck_tokens: int = 4  # bottleneck fusion: shared tokens through which the modality streams talk
+    fusion_from_layer: int = 0  # bottleneck fusion: first fusion layer that reads and writes the bottleneck
     spec_augment: bool = True  # voice: SpecAugment masks in training
 
 
@@ -321,6 +324,11 @@ def validate(cfg: Config) -> None:
         (cfg.optim.epochs > 0, "optim.epochs must be positive"),
         (cfg.optim.lr > 0, "optim.lr must be positive"),
         (cfg.model.stack_tokens > 0, "model.stack_tokens must be positive"),
+        (cfg.model.bottleneck_tokens > 0, "model.bottleneck_tokens must be positive"),
+        (
+            0 <= cfg.model.fusion_from_layer <= cfg.model.fusion_layers,
+            "model.fusion_from_layer must be in [0, model.fusion_layers]",
+        ),
         (cfg.model.dim % cfg.model.heads == 0, "model.dim must be divisible by model.heads"),
         (0.0 <= cfg.data.synthetic.missing < 1.0, "data.synthetic.missing must be in [0, 1)"),
         (0.0 <= cfg.loss.label_smoothing < 1.0, "loss.label_smoothing must be in [0, 1)"),
