@@ -89,6 +89,17 @@ def kept_mean(values: jax.Array, keep: jax.Array, weight: jax.Array | None = Non
     return total / jnp.where(count != 0, count, jnp.ones_like(count))
 
 
+def shifted_logits(scale: jax.Array | float, cos: jax.Array) -> jax.Array:
+    """r (cos - max_j cos) (B, C) for a scale r ((B, 1) or a number): the logits r cos shifted by their row max.
+
+    A softmax cross-entropy ignores a shift per row, so it gives the loss of r cos, while every entry here is
+    <= 0 exactly. Forming r cos first is not safe under XLA (jax): it recomputes r cos inside the fusion of
+    r cos - max(r cos) as a fused multiply-add, off by ~1e-7 |r cos|, which overflows exp when r = ||x|| is
+    beyond ~1e9. The max is a constant for the gradient (the shift's gradient is zero anyway).
+    """
+    return scale * (cos - jax.lax.stop_gradient(cos.max(axis=1, keepdims=True)))
+
+
 def centres(classes: int, dim: int, *, rngs: nnx.Rngs) -> nnx.Param:
     """Class centres (C, D) with unit-norm rows drawn uniformly on the sphere."""
     w = jax.random.normal(rngs.params(), (classes, dim))

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from encoders.jax.layers import Buffer
-from losses.jax.common import centres, cosine, keep_mask, register_class_weights, safe_labels, upcast
+from losses.jax.common import centres, cosine, keep_mask, register_class_weights, safe_labels, shifted_logits, upcast
 from losses.jax.softmax import softmax_loss
 
 
@@ -57,8 +57,15 @@ def sphereface_loss(
     target = jnp.take_along_axis(cos, labels[:, None], axis=1)  # (B, 1)
     target = (lamb * target + sphereface_psi(target, margin)) / (1.0 + lamb)
     scale = upcast(scale)  # (B, 1) norms or a number
-    logits = scale * cos.at[jnp.arange(len(labels)), labels].set(target[:, 0])
-    return softmax_loss(logits, labels, keep=keep, label_smoothing=label_smoothing, class_weights=class_weights)
+    margined = cos.at[jnp.arange(len(labels)), labels].set(target[:, 0])  # (B, C)
+    loss, _ = softmax_loss(
+        shifted_logits(scale, margined),  # the softmax of scale * margined, safe for huge feature norms
+        labels,
+        keep=keep,
+        label_smoothing=label_smoothing,
+        class_weights=class_weights,
+    )
+    return loss, scale * margined
 
 
 class Sphereface(nnx.Module):

@@ -82,6 +82,17 @@ def kept_mean(values: torch.Tensor, keep: torch.Tensor, weight: torch.Tensor | N
     return total / torch.where(count != 0, count, torch.ones_like(count))
 
 
+def shifted_logits(scale: torch.Tensor | float, cos: torch.Tensor) -> torch.Tensor:
+    """r (cos - max_j cos) (B, C) for a scale r ((B, 1) or a number): the logits r cos shifted by their row max.
+
+    A softmax cross-entropy ignores a shift per row, so it gives the loss of r cos, while every entry here is
+    <= 0 exactly. Forming r cos first is not safe under XLA (jax): it recomputes r cos inside the fusion of
+    r cos - max(r cos) as a fused multiply-add, off by ~1e-7 |r cos|, which overflows exp when r = ||x|| is
+    beyond ~1e9. The max is a constant for the gradient (the shift's gradient is zero anyway).
+    """
+    return scale * (cos - cos.detach().amax(dim=1, keepdim=True))
+
+
 def centres(classes: int, dim: int) -> nn.Parameter:
     """Class centres (C, D) with unit-norm rows drawn uniformly on the sphere."""
     w = torch.randn(classes, dim)

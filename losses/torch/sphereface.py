@@ -11,7 +11,7 @@ import math
 import torch
 from torch import nn
 
-from losses.torch.common import centres, cosine, keep_mask, register_class_weights, safe_labels, upcast
+from losses.torch.common import centres, cosine, keep_mask, register_class_weights, safe_labels, shifted_logits, upcast
 from losses.torch.softmax import softmax_loss
 
 
@@ -55,8 +55,15 @@ def sphereface_loss(
     target = cos.gather(1, labels[:, None])  # (B, 1)
     target = (lamb * target + sphereface_psi(target, margin)) / (1.0 + lamb)
     scale = upcast(scale) if torch.is_tensor(scale) else scale  # (B, 1) norms or a number
-    logits = scale * cos.scatter(1, labels[:, None], target)
-    return softmax_loss(logits, labels, keep=keep, label_smoothing=label_smoothing, class_weights=class_weights)
+    margined = cos.scatter(1, labels[:, None], target)  # (B, C)
+    loss, _ = softmax_loss(
+        shifted_logits(scale, margined),  # the softmax of scale * margined, safe for huge feature norms
+        labels,
+        keep=keep,
+        label_smoothing=label_smoothing,
+        class_weights=class_weights,
+    )
+    return loss, scale * margined
 
 
 class Sphereface(nn.Module):

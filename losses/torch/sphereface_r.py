@@ -11,7 +11,16 @@ import math
 import torch
 from torch import nn
 
-from losses.torch.common import centres, cosine, keep_mask, kept_mean, register_class_weights, safe_labels, upcast
+from losses.torch.common import (
+    centres,
+    cosine,
+    keep_mask,
+    kept_mean,
+    register_class_weights,
+    safe_labels,
+    shifted_logits,
+    upcast,
+)
 from losses.torch.softmax import softmax_loss
 
 VERSIONS = ("v0", "v1", "v2")
@@ -68,11 +77,17 @@ def sphereface_r_loss(
     keep = keep_mask(keep, cos)
     labels = safe_labels(labels, keep)
     adjusted = sphereface_r_cosines(cos, labels, version=version, margin=margin)  # (B, C)
-    logits = (scale if normalization == "hard" else norms) * adjusted
-    loss, logits = softmax_loss(logits, labels, keep=keep, label_smoothing=label_smoothing, class_weights=class_weights)
+    r = scale if normalization == "hard" else norms
+    loss, _ = softmax_loss(
+        shifted_logits(r, adjusted),  # the softmax of r * adjusted, safe for huge feature norms
+        labels,
+        keep=keep,
+        label_smoothing=label_smoothing,
+        class_weights=class_weights,
+    )
     if normalization == "soft":
         loss = loss + penalty * kept_mean((norms[:, 0] - scale).abs(), keep)
-    return loss, logits
+    return loss, r * adjusted
 
 
 class SpherefaceR(nn.Module):

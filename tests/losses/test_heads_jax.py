@@ -118,7 +118,7 @@ CASES = {
     "none_kept": (1.0, np.zeros(12, bool)),
     "zero_norm": (0.0, KEEP),
     "tiny_norm": (1e-30, KEEP),
-    "large_norm": (1e6, KEEP),
+    "huge_norm": (1e20, KEEP),
 }
 
 
@@ -147,26 +147,6 @@ def test_head_equals_torch_twin_in_loss_logits_scores_and_gradients(name, case, 
         assert_gradients_close(np.asarray(g_x)[keep], subset[2])
     if case == "none_kept":
         assert float(loss) == 0.0 and not np.asarray(g_x).any() and not any(g.any() for g in g_params.values())
-
-
-@pytest.mark.parametrize("name", HEADS)
-def test_huge_norm_features_eager(name, heads):
-    """Features of norm ~1e20, eagerly: finite, and equal to torch. (Under jit, XLA fuses r cos - max into a
-    fused multiply-add, so logits beyond ~1e9 can overflow exp in the softmax: docs/losses.md.)"""
-    torch_head, jax_head, _ = heads[name]
-    x, labels = batch(1e20), np.where(KEEP, LABELS, -1)
-    graphdef, params, rest = nnx.split(jax_head, nnx.Param, ...)
-
-    def loss_fn(params, x):
-        return nnx.merge(graphdef, params, rest)(x, jnp.asarray(labels), jnp.asarray(KEEP))[0]
-
-    loss, (g_params, g_x) = jax.value_and_grad(loss_fn, argnums=(0, 1))(params, jnp.asarray(x))
-    t_loss, _, t_g_x, t_g_params = torch_loss_and_grads(torch_head, x, labels, KEEP)
-    np.testing.assert_allclose(np.asarray(loss), t_loss, **TOL)
-    assert_gradients_close(g_x, t_g_x)
-    for key, grad in param_grads(graphdef, g_params, rest).items():
-        assert np.isfinite(grad).all()
-        assert_gradients_close(grad, t_g_params[key], err_msg=key)
 
 
 @pytest.mark.parametrize("name", ["softmax", "arcface"])
