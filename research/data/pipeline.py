@@ -4,7 +4,7 @@
       -> Read      decode one sample from its source (files, packed shards or the in-memory cache)
       -> Tokenise  transcript -> token ids and mask (the cache holds them tokenised already)
       -> Crop      voice cut to S samples at an offset fixed by (seed, epoch, sample), zero-padded
-      -> workers   (data.workers > 0: the steps above run in Grain's worker processes)
+      -> workers   (data.workers > 0: the steps above run in Grain's worker processes, CHUNK records at a time)
       -> Check     a bad file raises DataError, or is dropped and counted (data.on_error = skip)
       -> batch     stacked, with labels and presence flags looked up by sample index
 
@@ -42,6 +42,7 @@ if not flags.FLAGS.is_parsed():
 # asynchronously and can outlive the interpreter (leaked shared_memory warnings at exit).
 OPTIONS = grain.experimental.DatasetOptions(min_shm_size=1 << 24)
 _LOCAL = threading.local()
+CHUNK = 16  # consecutive records read and sent by a worker at a time: one transfer per chunk, not per record
 
 
 class FileSource:
@@ -137,6 +138,13 @@ class Crop(grain.transforms.Map):
         voice = np.zeros(self.samples, np.float32)  # (S,)
         voice[: len(clip)] = clip
         return record | {"voice": voice, "voice_len": np.int64(len(clip))}
+
+
+class Unchunk(grain.experimental.FlatMapTransform):
+    max_fan_out = CHUNK
+
+    def flat_map(self, chunk: list[dict]) -> list[dict]:
+        return chunk
 
 
 class Check(grain.transforms.Filter):
@@ -270,9 +278,10 @@ def batches(
     ds = grain.MapDataset.source(indices).map(Read(source))
     if stream is not None:
         ds = ds.map(Tokenise(stream.tokenizer, stream.text_len))
-    ds = ds.map(Crop(fractions, data.voice_samples)).to_iter_dataset()
+    ds = ds.map(Crop(fractions, data.voice_samples)).batch(CHUNK, batch_fn=list).to_iter_dataset()
     if workers > 0:
         ds = ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=workers))
+    ds = grain.experimental.FlatMapIterDataset(ds, Unchunk())
     check = Check("raise" if stream is None else stream.on_error)
     ds = ds.filter(check).batch(batch_size, batch_fn=Collate(data))
     return Batches(grain.experimental.WithOptionsIterDataset(ds, OPTIONS), check, len(indices))
