@@ -161,21 +161,29 @@ def test_class_weights_equal_torch(name):
 
 @pytest.mark.parametrize("name", HEADS)
 def test_one_sample_default_keep_and_bf16(name):
-    # One sample (one class for the softmax-type heads: p = 1, loss 0), keep=None, no jit: the eager path.
+    # One sample (one class for the softmax-type heads: p = 1, loss 0), with the default keep=None.
     classes = 4 if name in ("sphereface2", "mask_proxy") else 1
     torch_head, jax_head = twins(name, classes)
+    graphdef, params, rest = nnx.split(jax_head, nnx.Param, ...)
+
+    @jax.jit
+    def loss_and_grad(x, labels):
+        fn = lambda e: nnx.merge(graphdef, params, rest)(e, labels)  # noqa: E731
+        return jax.value_and_grad(fn, has_aux=True)(x)
+
     x = batch()[:1]
-    loss, logits = jax_head(jnp.asarray(x), jnp.array([0]))
+    (loss, logits), grad = loss_and_grad(jnp.asarray(x), jnp.array([0]))
     t_loss, t_logits = torch_head(torch.tensor(x), torch.tensor([0]))
-    assert logits.shape == (1, classes)
+    assert logits.shape == (1, classes) and np.isfinite(np.asarray(grad)).all()
     np.testing.assert_allclose(np.asarray(loss), t_loss.detach(), **TOL)
     if classes == 1:
         assert float(loss) == pytest.approx(0.0, abs=1e-6)
     # bf16 embeddings: the loss is computed in float32, equal to the loss of the same values in float32.
     x16 = jnp.asarray(batch()).astype(jnp.bfloat16)
-    loss16, logits16 = jax_head(x16, jnp.asarray(LABELS % classes))
-    loss32, _ = jax_head(x16.astype(jnp.float32), jnp.asarray(LABELS % classes))
+    (loss16, logits16), grad16 = loss_and_grad(x16, jnp.asarray(LABELS % classes))
+    (loss32, _), _ = loss_and_grad(x16.astype(jnp.float32), jnp.asarray(LABELS % classes))
     assert loss16.dtype == jnp.float32 and logits16.dtype == jnp.float32 and np.isfinite(np.asarray(logits16)).all()
+    assert grad16.dtype == jnp.bfloat16 and np.isfinite(np.asarray(grad16.astype(jnp.float32))).all()
     np.testing.assert_allclose(np.asarray(loss16), np.asarray(loss32), rtol=1e-6, atol=1e-6)
 
 
