@@ -15,6 +15,7 @@ import platform
 import subprocess
 import sys
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -38,14 +39,15 @@ def reachable(url: str, timeout: float = REACH_TIMEOUT_S) -> bool:
     return True
 
 
-def wandb_mode(requested: str) -> str:
-    """`auto` = online when the user is logged in (API key in the environment or ~/.netrc), else offline."""
+def wandb_mode(requested: str, base_url: str) -> str:
+    """`auto` = online when the user is logged in to the server at `base_url` (API key in the environment
+    or in ~/.netrc for its host, where `wandb login` writes it), else offline."""
     if requested != "auto":
         return requested
     if os.environ.get("WANDB_API_KEY"):
         return "online"
     try:
-        logged_in = netrc.netrc().authenticators("api.wandb.ai") is not None
+        logged_in = netrc.netrc().authenticators(urllib.parse.urlsplit(base_url).hostname or "") is not None
     except (FileNotFoundError, netrc.NetrcParseError):
         logged_in = False
     return "online" if logged_in else "offline"
@@ -80,10 +82,12 @@ class Tracker:
     def _start_wandb(cfg: Config, run_dir: Path, name: str, resumed: bool) -> Any:
         """Online when asked (or logged in) and the server answers, else offline with a warning: a node
         without internet still trains, and `wandb sync` uploads its run directory later."""
-        mode = wandb_mode(cfg.run.wandb)
-        if mode == "disabled":
+        if cfg.run.wandb == "disabled":
             return None
         import wandb
+
+        url = wandb.setup().settings.base_url  # WANDB_BASE_URL, the settings files, or wandb's default server
+        mode = wandb_mode(cfg.run.wandb, url)
 
         # One W&B run per run directory: its id is the run name, so a resumed run continues it.
         kwargs = dict(
@@ -97,7 +101,6 @@ class Tracker:
             dir=str(run_dir),
         )
         if mode == "online":
-            url = wandb.setup().settings.base_url
             problem = f"no answer from {url} within {REACH_TIMEOUT_S:.0f} s"
             if reachable(url):
                 try:
