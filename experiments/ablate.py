@@ -5,9 +5,11 @@
     python experiments/ablate.py --study loss         # runs/loss, against softmax
     python experiments/ablate.py --group G --by model.dim,optim.lr --metrics test/acc,wall_time_s:min
     python experiments/ablate.py --study modality --wandb ENTITY/PROJECT    # the runs of W&B group instead
+    python experiments/ablate.py --study loss --params --labels names.yaml  # parameter column, custom names
 
 Rows are the values of the swept config keys (--by, default: every key that differs between runs except
-run.*), one run per run.seed. Files go to OUT/NAME.{tex,md,csv,png}; docs/sweeps.md explains the marks.
+run.*), one run per run.seed, in the study's order (its sweep files') with the baseline first, under
+paper names (research/tables.py). Files go to OUT/NAME.{tex,md,csv,png}; docs/sweeps.md explains the marks.
 """
 
 from __future__ import annotations
