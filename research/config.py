@@ -37,6 +37,16 @@ class SyntheticConfig:
 
 
 @dataclass
+class PerturbConfig:
+    """Training with a fixed set of random perturbations per sample, drawn once from an L-inf ball
+    (research/data/perturb.py); off while both radii are 0."""
+
+    copies: int = 8  # fixed perturbations per training sample; each epoch shows one of them
+    face_eps: float = 0.0  # L-inf radius on pixels in [0, 1] (e.g. 8/255 = 0.031)
+    voice_eps: float = 0.0  # L-inf radius on the waveform in [-1, 1]
+
+
+@dataclass
 class DataConfig:
     dataset: str = "synthetic"  # "synthetic" or the path of a manifest (.csv / .jsonl)
     root: str = ".cache/datasets"  # where generated datasets are written and cached
@@ -52,6 +62,7 @@ class DataConfig:
     workers: int = 0  # processes that decode samples (research/data/pipeline.py); 0 = in the training process
     cache: bool = True  # decode every file into memory before training (small datasets); false = decode on read
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+    perturb: PerturbConfig = field(default_factory=PerturbConfig)
 
 
 @dataclass
@@ -333,6 +344,8 @@ def validate(cfg: Config) -> None:
         (0.0 <= cfg.data.synthetic.missing < 1.0, "data.synthetic.missing must be in [0, 1)"),
         (0.0 <= cfg.loss.label_smoothing < 1.0, "loss.label_smoothing must be in [0, 1)"),
         (cfg.data.synthetic.identities >= 4, "data.synthetic.identities must be at least 4"),
+        (cfg.data.perturb.copies >= 1, "data.perturb.copies must be at least 1"),
+        (cfg.data.perturb.face_eps >= 0 and cfg.data.perturb.voice_eps >= 0, "data.perturb eps must be >= 0"),
     ]
     for ok, message in checks:
         if not ok:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
-from research.config import DataConfig
+from research.config import DataConfig, PerturbConfig
 from research.data import decode, manifest, synthetic
 from research.data.manifest import SPLITS, DataError, Meta, Row, numbers
 from research.data.text import Tokenizer
@@ -54,6 +54,7 @@ class SampleSet:
     trials: dict[str, Trials] = field(default_factory=dict)  # official trial lists whose samples are all here
     stream: pipeline.Stream | None = None  # data.cache = false: samples are decoded when the pipeline reads them
     workers: int = 0  # data.workers: processes that read samples
+    perturb: PerturbConfig | None = None  # data.perturb, set on the training split (research/data/perturb.py)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -116,6 +117,7 @@ def load(cfg: DataConfig) -> Splits:
             chosen = [s for s in samples if split_of[s.row.id] == split]
             sets[split] = _sample_set(chosen, labels, cfg, tokenizer, list(classes))
         sets[split].workers = cfg.workers
+        sets[split].perturb = cfg.perturb if split == "train" else None
         sets[split].trials = _trials(path, meta, sets[split].ids, {r.id for r in rows})
     return Splits(**sets, classes=classes, skipped=len(problems), vocab_size=tokenizer.vocab_size)
 

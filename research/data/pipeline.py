@@ -28,6 +28,7 @@ import numpy as np
 from absl import flags
 
 from research.config import DataConfig
+from research.data import perturb
 from research.data.loader import MODALITIES, SampleSet, decode_row
 from research.data.manifest import DataError, Row
 from research.data.text import Tokenizer
@@ -276,6 +277,8 @@ def batches(
     fractions = crop_fractions(len(data), seed, epoch) if train else None
     indices = order(len(data), shuffle=shuffle, seed=seed, epoch=epoch, rank=rank, world=world)
     ds = grain.MapDataset.source(indices).map(Read(source))
+    if train and data.perturb is not None and perturb.enabled(data.perturb):  # the defence of data.perturb
+        ds = ds.map(perturb.Perturb(data.perturb, seed, perturb.copy_of(len(data), data.perturb.copies, seed, epoch)))
     if stream is not None:
         ds = ds.map(Tokenise(stream.tokenizer, stream.text_len))
     ds = ds.map(Crop(fractions, data.voice_samples)).batch(CHUNK, batch_fn=list).to_iter_dataset()
