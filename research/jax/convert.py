@@ -28,7 +28,7 @@ RENAMES: dict[str, str] = {
 
 CONVERTED = (nnx.Param, nnx.BatchStat, Buffer)
 # Torch keeps these buffers as int64; jax (without x64) as int32.
-INT64_LEAVES = ("num_batches_tracked",)
+INT64_LEAVES = ("num_batches_tracked", "step")  # BatchNorm's batch count, SphereFace's annealing step
 
 
 def variables(module: nnx.Module) -> dict[str, nnx.Variable]:
