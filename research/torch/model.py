@@ -19,7 +19,10 @@ class FusionModel(nn.Module):
     """`model(batch) -> {"loss", "log_probs" (B, C), "embedding" (B, E), "streams": {name: (B, D)}}`.
 
     The loss is the mean over fusion streams of each stream's head loss on the samples where the stream is
-    present and the label is known (label -1 = unseen class, e.g. an unseen identity on the open split).
+    present and the label is known (label -1 = unseen class, e.g. an unseen identity on the open split),
+    over the streams that have such a sample. Every quantity is a per-sample masked computation on the
+    whole batch (the heads' `keep` mask), with no data-dependent shape and no branch on tensor values,
+    so the jax twin (research/jax/model.py) reads the same and compiles once.
     When the fusion learns how to combine its streams (late fusion, learned weights), the cross-entropy of
     the combined decision is added on detached stream scores, so only the weights learn from it and the
     modalities still never interact before the decision.
@@ -39,17 +42,22 @@ class FusionModel(nn.Module):
             s: present[s] if s in present else torch.stack(list(present.values())).any(0) for s in streams
         }
         labels = batch["target"]  # (B,)
-        losses, log_probs = [], {}
+        known = labels >= 0  # (B,)
+        safe_labels = torch.where(known, labels, 0)  # (B,): any valid class where the label is unknown
+        losses, used, log_probs = [], [], {}
         for s in self.fusion.streams:
-            keep = stream_present[s] & (labels >= 0)
-            if keep.any():
-                losses.append(self.heads[s](streams[s][keep], labels[keep])[0])
+            keep = stream_present[s] & known  # (B,)
+            losses.append(self.heads[s](streams[s], safe_labels, keep=keep)[0])
+            used.append(keep.any())
             log_probs[s] = F.log_softmax(self.heads[s].scores(streams[s]).float(), dim=-1)  # (B, C)
         decision = self.fusion.combine(log_probs, stream_present)  # (B, C)
-        loss = torch.stack(losses).mean() if losses else decision.sum() * 0.0
-        if self.fusion.learns_combination and (labels >= 0).any():
-            detached = self.fusion.combine({s: lp.detach() for s, lp in log_probs.items()}, stream_present)
-            loss = loss + F.nll_loss(detached[labels >= 0], labels[labels >= 0])
+        used = torch.stack(used)  # (S,): streams with at least one sample to learn from
+        loss = torch.where(used, torch.stack(losses), 0.0).sum() / used.sum().clamp_min(1)
+        if self.fusion.learns_combination:
+            detached = {s: lp.detach() for s, lp in log_probs.items()}
+            detached = self.fusion.combine(detached, stream_present)
+            nll = -detached.gather(1, safe_labels[:, None])[:, 0]  # (B,)
+            loss = loss + torch.where(known, nll, 0.0).sum() / known.sum().clamp_min(1)
         return {
             "loss": loss,
             "log_probs": decision,

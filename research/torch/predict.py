@@ -49,12 +49,3 @@ def predict(model: FusionModel, data: SampleSet, cfg: Config, device: torch.devi
     preds = {k: np.concatenate(v) for k, v in parts.items()}
     preds["loss"] = np.float64(sum(losses) / max(sum(weights), 1))
     return preds
-
-
-def quick_metrics(preds: dict) -> dict[str, float]:
-    """Loss and accuracy over samples whose class was seen in training (per-epoch validation)."""
-    known = preds["target"] >= 0
-    if not known.any():
-        return {}
-    correct = preds["log_probs"][known].argmax(-1) == preds["target"][known]
-    return {"loss": float(preds["loss"]), "acc": float(correct.mean())}

@@ -7,6 +7,7 @@ checkpoint after every epoch from which a rerun resumes exactly (same batches, s
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from pathlib import Path
@@ -17,25 +18,12 @@ from tqdm import tqdm
 
 from research.config import Config
 from research.data.loader import SampleSet, load
-from research.metrics.verification import verify
 from research.torch import checkpoint
 from research.torch.model import build_model, parameter_report
-from research.torch.predict import pick_device, predict, quick_metrics, to_device
+from research.torch.predict import pick_device, predict, to_device
 from research.torch.report import final_report, images
 from research.tracking import Tracker
-
-
-class NonFiniteLoss(RuntimeError):
-    """The loss became NaN or Inf; the last good checkpoint is left untouched."""
-
-
-def class_weights(cfg: Config, labels: np.ndarray, classes: int) -> torch.Tensor | None:
-    """`balanced`: w_c = N / (C * n_c) over the training labels (classes absent from train get weight 0)."""
-    if cfg.loss.class_weights == "none":
-        return None
-    counts = np.bincount(labels[labels >= 0], minlength=classes).astype(np.float64)
-    weights = np.where(counts > 0, counts.sum() / (classes * np.maximum(counts, 1)), 0.0)
-    return torch.tensor(weights, dtype=torch.float32)
+from research.training import NonFiniteLoss, class_weights, is_better, steps_per_epoch, val_metrics
 
 
 def make_optimizer(model: torch.nn.Module, cfg: Config) -> torch.optim.Optimizer:
@@ -60,50 +48,47 @@ def warmup_cosine(optimizer: torch.optim.Optimizer, warmup: int, total: int) -> 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
+def train_step(model, optimizer, scheduler, batch: dict[str, torch.Tensor], cfg: Config) -> dict[str, float]:
+    """One update: forward (bf16 autocast with --optim.bf16), loss, gradient, global-norm clipping, AdamW,
+    schedule. Returns the step's measurements; a non-finite loss returns before touching the weights."""
+    with torch.autocast(batch["target"].device.type, dtype=torch.bfloat16, enabled=cfg.optim.bf16):
+        loss = model(batch)["loss"]
+    value = loss.item()
+    if not math.isfinite(value):
+        return {"loss": value}
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.clip if cfg.optim.clip > 0 else math.inf)
+    lr = scheduler.get_last_lr()[0]
+    optimizer.step()
+    scheduler.step()
+    return {"loss": value, "grad_norm": grad_norm.item(), "lr": lr}
+
+
 def train_epoch(model, optimizer, scheduler, data: SampleSet, cfg: Config, epoch: int, device, last: Path) -> float:
     """One pass over the training set; returns the mean loss. Raises NonFiniteLoss before a bad step."""
     model.train()
-    total, count = 0.0, 0
-    steps = math.ceil(len(data) / cfg.data.batch_size)
-    batches = data.batches(cfg.data.batch_size, shuffle=True, seed=cfg.run.seed, epoch=epoch, train=True)
-    bar = tqdm(
-        batches, total=steps, desc=f"epoch {epoch}/{cfg.optim.epochs}", disable=not cfg.run.progress, leave=False
-    )
-    for step, batch in enumerate(bar):
-        batch = to_device(batch, device)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.optim.bf16):
-            loss = model(batch)["loss"]
-        value = loss.item()
-        if not math.isfinite(value):
-            raise NonFiniteLoss(
-                f"non-finite loss ({value}) at epoch {epoch}, step {step}: stopped before updating the weights; "
-                f"the last good checkpoint is {last if last.exists() else 'none (first epoch)'}"
-            )
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if cfg.optim.clip > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.clip)
-        optimizer.step()
-        scheduler.step()
-        n = len(batch["target"])
-        total, count = total + value * n, count + n
-        bar.set_postfix(loss=f"{total / count:.4f}")
-    return total / max(count, 1)
-
-
-def val_metrics(preds: dict, train_subjects: np.ndarray, cfg: Config) -> dict[str, float]:
-    """Accuracy when the split's classes were seen in training, else open-set verification EER."""
-    metrics = quick_metrics(preds)
-    if not metrics:
-        result, _ = verify(
-            preds["embedding"], preds["subject"], train_subjects, n_trials=cfg.eval.trials, seed=cfg.run.seed
+    total = 0.0
+    steps = steps_per_epoch(data, cfg)
+    with data.batches(cfg.data.batch_size, shuffle=True, seed=cfg.run.seed, epoch=epoch, train=True) as batches:
+        full = (b for b in batches if len(b["target"]) == cfg.data.batch_size)  # short only with skipped files
+        bar = tqdm(
+            itertools.islice(full, steps),
+            total=steps,
+            desc=f"epoch {epoch}/{cfg.optim.epochs}",
+            disable=not cfg.run.progress,
+            leave=False,
         )
-        metrics = {"loss": float("nan"), "eer": result["eer"]}
-    return metrics
-
-
-def is_better(value: float, best: float | None, key: str) -> bool:
-    return best is None or (value < best if key == "eer" else value > best)
+        for step, batch in enumerate(bar):
+            measured = train_step(model, optimizer, scheduler, to_device(batch, device), cfg)
+            if not math.isfinite(measured["loss"]):
+                raise NonFiniteLoss(
+                    f"non-finite loss ({measured['loss']}) at epoch {epoch}, step {step}: stopped before updating "
+                    f"the weights; the last good checkpoint is {last if last.exists() else 'none (first epoch)'}"
+                )
+            total += measured["loss"]
+            bar.set_postfix(loss=f"{total / (step + 1):.4f}")
+    return total / (step + 1)
 
 
 def train_and_evaluate(cfg: Config, run_dir: Path, name: str) -> dict:
@@ -115,9 +100,10 @@ def train_and_evaluate(cfg: Config, run_dir: Path, name: str) -> dict:
     splits = load(cfg.data)
     classes = len(splits.classes[cfg.data.target])
     weights = class_weights(cfg, splits.train.labels("target"), classes)
+    weights = None if weights is None else torch.from_numpy(weights)
     model = build_model(cfg, classes, splits.vocab_size, weights).to(device)
     optimizer = make_optimizer(model, cfg)
-    steps = math.ceil(len(splits.train) / cfg.data.batch_size)
+    steps = steps_per_epoch(splits.train, cfg)
     scheduler = warmup_cosine(optimizer, round(cfg.optim.warmup_epochs * steps), cfg.optim.epochs * steps)
     tracker = Tracker(cfg, run_dir, name)
     last, best_path = run_dir / "last.safetensors", run_dir / "best.safetensors"
