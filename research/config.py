@@ -167,7 +167,7 @@ class EvalConfig:
 
 @dataclass
 class RunConfig:
-    backend: Literal["torch"] = "torch"
+    backend: Literal["torch", "jax"] = "torch"
     seed: int = 0
     device: str = "auto"  # auto = cuda when available, else cpu
     out: str = "runs"  # every run writes to out/name

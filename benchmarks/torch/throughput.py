@@ -1,6 +1,6 @@
 """Training throughput of each fusion type on this machine, next to its measured matmul FLOP/s.
 
-    python benchmarks/torch/throughput.py [--steps 10] [--batch 32] [--device cpu] [--bf16]
+    python benchmarks/torch/throughput.py [--steps 10] [--batch 32] [--device cpu] [--bf16] [--json FILE]
 
 For every fusion module it builds the default model (face_cnn + voice_ecapa + text_tiny at dim 64),
 times full training steps (forward, backward, AdamW) on real batches of the embedded dataset, counts the
@@ -12,6 +12,7 @@ same run. All figures are measured; nothing is assumed about the hardware.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -21,6 +22,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root
 
+from benchmarks.throughput_table import HEADER, row  # noqa: E402
 from research.config import Config  # noqa: E402
 from research.data.loader import load  # noqa: E402
 from research.torch.model import build_model  # noqa: E402
@@ -85,16 +87,19 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--bf16", action="store_true")
+    parser.add_argument("--json", type=Path, help="also write the measurements to this file")
     args = parser.parse_args()
     device = torch.device(args.device)
     peak = matmul_flops(device)
     print(f"device {device}, torch threads {torch.get_num_threads()}, batch {args.batch}, bf16 {args.bf16}")
     print(f"fp32 matmul 2048^3: {peak / 1e9:.1f} GFLOP/s\n")
-    print(f"{'fusion':<11} {'samples/s':>10} {'step ms':>9} {'GFLOP/s':>9} {'of matmul':>10}")
+    print(HEADER)
+    results = {}
     for fusion in FUSIONS:
-        r = measure(fusion, args, device)
-        ratio = r["flop/s"] / peak
-        print(f"{fusion:<11} {r['samples/s']:>10.1f} {r['step_ms']:>9.1f} {r['flop/s'] / 1e9:>9.2f} {ratio:>10.1%}")
+        results[fusion] = measure(fusion, args, device)
+        print(row(fusion, results[fusion], peak))
+    if args.json:
+        args.json.write_text(json.dumps({"peak_flop/s": peak, "fusions": results}, indent=1))
 
 
 if __name__ == "__main__":

@@ -53,7 +53,7 @@ def Conv1d(  # noqa: N802
     """torch.nn.Conv1d on (B, T, C) inputs: kernel (k, cin, cout), zero padding on both sides."""
     init = torch_uniform(cin * kernel)
     return nnx.Conv(
-        cin, cout, (kernel,), strides=(stride,), padding=[(padding, padding)], kernel_dilation=(dilation,),
+        cin, cout, (kernel,), strides=(stride,), padding=((padding, padding),), kernel_dilation=(dilation,),
         use_bias=bias, kernel_init=init, bias_init=init, rngs=rngs,
     )  # fmt: skip
 
@@ -64,7 +64,7 @@ def Conv2d(  # noqa: N802
     """torch.nn.Conv2d on (B, H, W, C) inputs: kernel (k, k, cin, cout), zero padding on every side."""
     init = torch_uniform(cin * kernel * kernel)
     return nnx.Conv(
-        cin, cout, (kernel, kernel), strides=(stride, stride), padding=[(padding, padding)] * 2,
+        cin, cout, (kernel, kernel), strides=(stride, stride), padding=((padding, padding),) * 2,
         use_bias=bias, kernel_init=init, bias_init=init, rngs=rngs,
     )  # fmt: skip
 

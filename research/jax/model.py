@@ -1,0 +1,113 @@
+"""Model assembly: encoders -> fusion -> one head per fusion stream, trained end to end."""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+import encoders
+import fusion
+import losses
+from research.assembly import encoder_kwargs, fusion_kwargs, head_kwargs
+from research.config import Config
+
+
+class FusionModel(nnx.Module):
+    """`model(batch) -> {"loss", "log_probs" (B, C), "embedding" (B, E), "streams": {name: (B, D)}}`.
+
+    The loss is the mean over fusion streams of each stream's head loss on the samples where the stream is
+    present and the label is known (label -1 = unseen class, e.g. an unseen identity on the open split),
+    over the streams that have such a sample. Every quantity is a per-sample masked computation on the
+    whole batch (the heads' `keep` mask), with no data-dependent shape and no branch on array values,
+    as in the torch twin (research/torch/model.py), so the step compiles once.
+    When the fusion learns how to combine its streams (late fusion, learned weights), the cross-entropy of
+    the combined decision is added on detached stream scores, so only the weights learn from it and the
+    modalities still never interact before the decision.
+    """
+
+    def __init__(self, encoders: dict[str, nnx.Module], fusion: nnx.Module, heads: dict[str, nnx.Module]):
+        self.encoders = nnx.Dict(encoders)
+        self.fusion = fusion
+        self.heads = nnx.Dict(heads)
+
+    def __call__(self, batch: dict[str, jax.Array]) -> dict:
+        present = {m: batch[f"{m}_present"] for m in sorted(self.encoders)}  # (B,) bool each
+        outputs = {m: self.encoders[m](batch) for m in sorted(self.encoders)}
+        streams = self.fusion(outputs, present)  # {name: (B, D)}
+        stream_present = {s: present[s] if s in present else jnp.stack(list(present.values())).any(0) for s in streams}
+        labels = batch["target"]  # (B,)
+        known = labels >= 0  # (B,)
+        safe_labels = jnp.where(known, labels, 0)  # (B,): any valid class where the label is unknown
+        losses, used, log_probs = [], [], {}
+        for s in self.fusion.streams:
+            keep = stream_present[s] & known  # (B,)
+            losses.append(self.heads[s](streams[s], safe_labels, keep=keep)[0])
+            used.append(keep.any())
+            log_probs[s] = jax.nn.log_softmax(self.heads[s].scores(streams[s]).astype(jnp.float32), axis=-1)  # (B, C)
+        decision = self.fusion.combine(log_probs, stream_present)  # (B, C)
+        used = jnp.stack(used)  # (S,): streams with at least one sample to learn from
+        loss = jnp.where(used, jnp.stack(losses), 0.0).sum() / jnp.maximum(used.sum(), 1)
+        if self.fusion.learns_combination:
+            detached = self.fusion.combine(
+                {s: jax.lax.stop_gradient(lp) for s, lp in log_probs.items()}, stream_present
+            )
+            nll = -jnp.take_along_axis(detached, safe_labels[:, None], axis=1)[:, 0]  # (B,)
+            loss = loss + jnp.where(known, nll, 0.0).sum() / jnp.maximum(known.sum(), 1)
+        return {
+            "loss": loss,
+            "log_probs": decision,
+            "embedding": embedding(streams, stream_present),
+            "streams": streams,
+        }
+
+
+def embedding(streams: dict[str, jax.Array], present: dict[str, jax.Array]) -> jax.Array:
+    """Concatenated L2-normalised stream embeddings / sqrt(#streams): its cosine is the mean stream cosine."""
+    parts = [normalize(streams[s].astype(jnp.float32)) * present[s][:, None] for s in sorted(streams)]
+    return jnp.concatenate(parts, axis=-1) / math.sqrt(len(parts))  # (B, n_streams * D)
+
+
+def normalize(x: jax.Array) -> jax.Array:
+    """torch's F.normalize: x / max(||x||, 1e-12) over the last axis."""
+    return x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+
+
+def build_model(
+    cfg: Config, classes: int, vocab_size: int, class_weights: jax.Array | None, *, rngs: nnx.Rngs
+) -> FusionModel:
+    backend = "jax"
+    encs = {}
+    for m in sorted(cfg.model.modalities):
+        name, kwargs = encoder_kwargs(cfg, m, vocab_size)
+        encs[m] = encoders.build(backend, name, **kwargs, rngs=rngs)
+    fuse = fusion.build(backend, cfg.model.fusion, **fusion_kwargs(cfg), rngs=rngs)
+    heads = {
+        s: losses.build(backend, cfg.loss.name, class_weights=class_weights, **head_kwargs(cfg, classes), rngs=rngs)
+        for s in fuse.streams
+    }
+    model = FusionModel(encs, fuse, heads)
+    if cfg.optim.bf16:
+        autocast(model)
+    return model
+
+
+def autocast(model: nnx.Module) -> None:
+    """bf16 matmuls and convolutions over float32 master weights, as torch.autocast runs the forward pass:
+    every Linear and Conv computes in bfloat16 (its inputs and kernel cast on the fly), while norms,
+    softmaxes and the heads' losses stay in float32 (the heads upcast their inputs)."""
+    for _, module in model.iter_modules():
+        if isinstance(module, nnx.Linear | nnx.Conv):
+            module.dtype = jnp.bfloat16
+
+
+def parameter_report(model: FusionModel) -> dict[str, int]:
+    """Trainable parameters per encoder, fusion and heads, and in total."""
+    count = lambda module: sum(p.size for p in jax.tree.leaves(nnx.state(module, nnx.Param)))  # noqa: E731
+    report = {f"params/{m}": count(enc) for m, enc in model.encoders.items()}
+    report["params/fusion"] = count(model.fusion)
+    report["params/heads"] = count(model.heads)
+    report["params"] = count(model)
+    return report

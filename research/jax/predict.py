@@ -1,0 +1,109 @@
+"""Per-sample predictions of a model over one split, as NumPy arrays for research/evaluation.py,
+and the device helpers they need: the data-parallel mesh, batch sharding and the jitted forward pass.
+
+Every process holds the whole dataset and walks the same batch order; a global batch is laid over the
+mesh's "data" axis (each device gets batch_size / devices rows) and parameters are replicated, so the
+batch size means the global batch, as in torch, on any number of devices and hosts.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import jax
+import numpy as np
+from flax import nnx
+from jax.experimental import multihost_utils
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from research.config import Config
+from research.data.loader import SampleSet
+from research.jax.model import FusionModel
+
+
+def make_mesh() -> Mesh:
+    """A 1-D mesh of every visible device (of every process), axis "data"."""
+    return Mesh(np.array(jax.devices()), ("data",))
+
+
+def replicate(tree, mesh: Mesh):
+    """Every leaf of a pytree replicated on all devices of the mesh."""
+    sharding = NamedSharding(mesh, PartitionSpec())
+
+    def put(x):
+        if isinstance(x, jax.Array) and x.sharding == sharding:
+            return x
+        if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):  # typed keys travel as their key data
+            return jax.random.wrap_key_data(put(jax.random.key_data(x)), impl=jax.random.key_impl(x))
+        value = np.asarray(x.addressable_data(0) if isinstance(x, jax.Array) else x)
+        return jax.make_array_from_callback(value.shape, sharding, lambda i: value[i])
+
+    return jax.tree.map(put, tree)
+
+
+def to_device(batch: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
+    """A global NumPy batch -> global arrays split along the batch axis over the mesh's "data" axis
+    (int64 -> int32: jax runs without 64-bit types)."""
+    sharding = NamedSharding(mesh, PartitionSpec("data"))
+    if len(batch["target"]) % mesh.size:
+        raise ValueError(f"batch of {len(batch['target'])} does not split over {mesh.size} devices")
+    arrays = {}
+    for key, value in batch.items():
+        value = value.astype(np.int32) if value.dtype == np.int64 else value
+        arrays[key] = jax.make_array_from_callback(value.shape, sharding, lambda i, v=value: v[i])
+    return arrays
+
+
+def to_numpy(tree):
+    """Global arrays -> NumPy on every process (an all-gather when other hosts hold some rows)."""
+    if jax.process_count() > 1:
+        tree = multihost_utils.process_allgather(tree, tiled=True)
+    return jax.tree.map(np.asarray, tree)
+
+
+@partial(jax.jit, static_argnums=0)
+def forward(graphdef: nnx.GraphDef, state: nnx.State, batch: dict[str, jax.Array]) -> dict:
+    """The model in eval mode on one batch: loss, decision, embedding and stream embeddings."""
+    out = nnx.merge(graphdef, state)(batch)
+    return {"loss": out["loss"], "log_probs": out["log_probs"], "embedding": out["embedding"], **{
+        f"{s}_embedding": v for s, v in out["streams"].items()
+    }}  # fmt: skip
+
+
+def pad(batch: dict[str, np.ndarray], size: int) -> dict[str, np.ndarray]:
+    """Fill a short batch up to `size` rows with copies of its first row labelled -1 (unknown), so every
+    batch has one shape (one compiled forward pass); eval-mode outputs are per sample and the loss skips
+    label -1, so the padding changes nothing and is cut off again."""
+    n = len(batch["target"])
+    padded = {k: np.concatenate([v, np.repeat(v[:1], size - n, axis=0)]) for k, v in batch.items()}
+    padded["target"][n:] = -1
+    return padded
+
+
+def predict(model: FusionModel, data: SampleSet, cfg: Config, mesh: Mesh, drop: str = "") -> dict:
+    """Per-sample arrays of one split: log_probs, embedding, labels, presence, {m}_embedding, and the loss.
+
+    `drop` names a modality to remove at test time (its presence flags are set to False).
+    """
+    model.eval()
+    graphdef, state = nnx.split(model)
+    state = replicate(state, mesh)
+    parts: dict[str, list[np.ndarray]] = {}
+    losses, weights = [], []
+    for batch in data.batches(cfg.data.batch_size, shuffle=False, seed=cfg.run.seed, epoch=0, train=False):
+        if drop:
+            batch = {**batch, f"{drop}_present": np.zeros_like(batch[f"{drop}_present"])}
+        n = len(batch["target"])
+        out = to_numpy(forward(graphdef, state, to_device(pad(batch, cfg.data.batch_size), mesh)))
+        known = int((batch["target"] >= 0).sum())
+        losses.append(float(out.pop("loss")) * known)
+        weights.append(known)
+        for key, value in out.items():
+            if key in ("log_probs", "embedding") or key.removesuffix("_embedding") in cfg.model.modalities:
+                parts.setdefault(key, []).append(value[:n].astype(np.float32))
+        for key, value in batch.items():
+            if value.ndim == 1:
+                parts.setdefault(key, []).append(value)
+    preds = {k: np.concatenate(v) for k, v in parts.items()}
+    preds["loss"] = np.float64(sum(losses) / max(sum(weights), 1))
+    return preds

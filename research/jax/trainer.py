@@ -1,0 +1,203 @@
+"""JAX trainer: `train_and_evaluate(cfg, run_dir, name)` trains encoders + fusion + heads jointly.
+
+A thin loop around one jit-compiled `train_step`, reading like research/torch/trainer.py: AdamW, linear
+warm-up then cosine decay per step (torch's factors), global-norm clipping, optional bf16 matmuls,
+validation every epoch, the best epoch kept by the validation metric, and a `last` checkpoint after
+every epoch from which a rerun resumes exactly (same batches, same dropout and SpecAugment masks).
+
+The model is split once into its graph definition and its state (params, other variables, optimizer
+state); the step is `jax.jit` of a pure function of that state (donated), one batch and the step number,
+and compiles once per run: every batch has the same shape (the last partial batch is dropped, in torch
+too). Data parallel over a mesh of every visible device: the batch is split on the "data" axis and the
+state replicated (research/jax/predict.py), so XLA inserts the gradient all-reduce.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import os
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from tqdm import tqdm
+
+from research.config import Config, from_dict, to_dict
+from research.data.loader import SampleSet, load
+from research.jax import checkpoint
+from research.jax.model import build_model, parameter_report
+from research.jax.predict import make_mesh, predict, replicate, to_device
+from research.jax.report import final_report, images
+from research.tracking import Tracker
+from research.training import NonFiniteLoss, class_weights, is_better, steps_per_epoch, val_metrics
+
+__all__ = ["NonFiniteLoss", "train_and_evaluate"]
+
+
+def make_optimizer(cfg: Config, schedule: optax.Schedule) -> optax.GradientTransformation:
+    """Global-norm clipping, then AdamW with weight decay on matrices only (not on biases, norms and
+    embeddings of one dimension), with torch's AdamW defaults (betas 0.9/0.999, eps 1e-8)."""
+    decay = lambda params: jax.tree.map(lambda p: p.ndim >= 2, params)  # noqa: E731
+    adamw = optax.adamw(schedule, b1=0.9, b2=0.999, eps=1e-8, weight_decay=cfg.optim.weight_decay, mask=decay)
+    clip = optax.clip_by_global_norm(cfg.optim.clip) if cfg.optim.clip > 0 else optax.identity()
+    return optax.chain(clip, adamw)
+
+
+def warmup_cosine(lr: float, warmup: int, total: int) -> optax.Schedule:
+    """lr factor: linear from 1/warmup to 1 over `warmup` steps, then cosine to 0 at `total`."""
+
+    def schedule(step: jax.Array) -> jax.Array:
+        progress = (step - warmup) / max(1, total - warmup)
+        cosine = 0.5 * (1.0 + jnp.cos(jnp.pi * jnp.minimum(1.0, progress)))
+        return lr * jnp.where(step < warmup, (step + 1) / max(warmup, 1), cosine)
+
+    return schedule
+
+
+def train_state(model: nnx.Module, tx: optax.GradientTransformation) -> tuple[nnx.GraphDef, nnx.State, dict]:
+    """(graph definition in train mode, RNG streams, train state): the state is every array that training
+    changes, {"params", "variables" (BatchNorm statistics, counters), "optim"}, and all a checkpoint holds.
+    The RNG streams are reseeded from (seed, step) in every step, so they are not part of it."""
+    model.train()
+    graphdef, params, rng_state, variables = nnx.split(model, nnx.Param, nnx.RngState, ...)
+    return graphdef, rng_state, {"params": params, "variables": variables, "optim": tx.init(params)}
+
+
+def make_train_step(graphdef: nnx.GraphDef, rngs: nnx.State, tx, schedule, cfg: Config, mesh: Mesh):
+    """The jitted step `(state, batch, step) -> (state, measurements)`: forward, loss, gradient,
+    clipping, AdamW. A non-finite loss leaves the state as it was (the loop then stops the run)."""
+    seed = jax.random.key(cfg.run.seed)
+
+    def train_step(state: dict, batch: dict[str, jax.Array], step: jax.Array) -> tuple[dict, dict]:
+        k_dropout, k_augment = jax.random.split(jax.random.fold_in(seed, step))
+
+        def loss_fn(params):  # copy=True: fresh Variables, which NNX lets the forward pass mutate under grad
+            model = nnx.merge(graphdef, params, rngs, state["variables"], copy=True)
+            nnx.reseed(model, dropout=k_dropout, augment=k_augment)
+            loss = model(batch)["loss"]
+            return loss, nnx.split(model, nnx.Param, nnx.RngState, ...)[3]  # BatchNorm statistics, counters
+
+        (loss, variables), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
+        updates, optim = tx.update(grads, state["optim"], state["params"])
+        new = {"params": optax.apply_updates(state["params"], updates), "variables": variables, "optim": optim}
+        new = jax.tree.map(lambda a, b: jnp.where(jnp.isfinite(loss), a, b), new, state)
+        return new, {"loss": loss, "grad_norm": optax.tree.norm(grads), "lr": schedule(step)}
+
+    replicated = NamedSharding(mesh, PartitionSpec())
+    return jax.jit(train_step, donate_argnums=0, out_shardings=(replicated, replicated))
+
+
+def train_epoch(train_step, state: dict, data: SampleSet, cfg: Config, epoch: int, mesh: Mesh, last: Path):
+    """One pass over the training set -> (state, mean loss). Raises NonFiniteLoss before a bad step."""
+    total = 0.0
+    steps = steps_per_epoch(data, cfg)
+    with data.batches(cfg.data.batch_size, shuffle=True, seed=cfg.run.seed, epoch=epoch, train=True) as batches:
+        full = (b for b in batches if len(b["target"]) == cfg.data.batch_size)  # short only with skipped files
+        bar = tqdm(
+            itertools.islice(full, steps),
+            total=steps,
+            desc=f"epoch {epoch}/{cfg.optim.epochs}",
+            disable=not cfg.run.progress,
+            leave=False,
+        )
+        for step, batch in enumerate(bar):
+            state, measured = train_step(state, to_device(batch, mesh), (epoch - 1) * steps + step)
+            loss = float(measured["loss"])
+            if not math.isfinite(loss):
+                raise NonFiniteLoss(
+                    f"non-finite loss ({loss}) at epoch {epoch}, step {step}: stopped before updating the "
+                    f"weights; the last good checkpoint is {last if last.exists() else 'none (first epoch)'}"
+                )
+            total += loss
+            bar.set_postfix(loss=f"{total / (step + 1):.4f}")
+    return state, total / (step + 1)
+
+
+def initialize_distributed() -> None:
+    """Join a multi-host run when JAX_COORDINATOR_ADDRESS (host:port of process 0) is set (docs/training.md):
+    JAX_NUM_PROCESSES and JAX_PROCESS_ID name the process; on TPU pods and SLURM jax detects them."""
+    if "JAX_COORDINATOR_ADDRESS" in os.environ and not jax.distributed.is_initialized():
+        n, pid = os.environ.get("JAX_NUM_PROCESSES"), os.environ.get("JAX_PROCESS_ID")
+        jax.distributed.initialize(num_processes=int(n) if n else None, process_id=int(pid) if pid else None)
+
+
+def make_tracker(cfg: Config, run_dir: Path, name: str) -> Tracker:
+    """Process 0 tracks the run (record.json, W&B). The other processes of a multi-host run keep a record of
+    their own in run_dir/process{i}/ without W&B: they neither contend for the run directory's lock nor
+    log every metric twice."""
+    if jax.process_index() == 0:
+        return Tracker(cfg, run_dir, name)
+    quiet = from_dict(to_dict(cfg))
+    quiet.run.wandb = "disabled"
+    folder = run_dir / f"process{jax.process_index()}"
+    folder.mkdir(parents=True, exist_ok=True)
+    return Tracker(quiet, folder, name)
+
+
+def train_and_evaluate(cfg: Config, run_dir: Path, name: str) -> dict:
+    """Train, select the best validation epoch, evaluate it on val and test; return the run summary."""
+    started = time.time()
+    initialize_distributed()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    mesh = make_mesh()
+    splits = load(cfg.data)
+    classes = len(splits.classes[cfg.data.target])
+    weights = class_weights(cfg, splits.train.labels("target"), classes)
+    weights = None if weights is None else jnp.asarray(weights)
+    rngs = nnx.Rngs(params=cfg.run.seed, dropout=cfg.run.seed, augment=cfg.run.seed)
+    model = build_model(cfg, classes, splits.vocab_size, weights, rngs=rngs)
+    steps = steps_per_epoch(splits.train, cfg)
+    schedule = warmup_cosine(cfg.optim.lr, round(cfg.optim.warmup_epochs * steps), cfg.optim.epochs * steps)
+    tx = make_optimizer(cfg, schedule)
+    graphdef, rng_state, state = train_state(model, tx)
+    train_step = make_train_step(graphdef, rng_state, tx, schedule, cfg, mesh)
+    tracker = make_tracker(cfg, run_dir, name)
+    last, best_path = run_dir / "last.safetensors", run_dir / "best.safetensors"
+    meta = {"epoch": 0, "best": None, "best_epoch": 0, "selection": ""}
+    if cfg.run.resume and last.exists():
+        state, meta = checkpoint.load(last, state)
+        tracker.truncate(meta["epoch"])
+    state = replicate(state, mesh)
+    train_subjects = np.unique(splits.train.labels("subject"))
+    try:
+        for epoch in range(meta["epoch"] + 1, cfg.optim.epochs + 1):
+            state, train_loss = train_epoch(train_step, state, splits.train, cfg, epoch, mesh, last)
+            nnx.update(model, state["params"], state["variables"])
+            val = val_metrics(predict(model, splits.val, cfg, mesh), train_subjects, cfg)
+            model.train()
+            key = "acc" if "acc" in val else "eer"
+            if is_better(val[key], meta["best"], key):
+                meta.update(best=val[key], best_epoch=epoch, selection=f"val/{key}")
+                model_state = {"params": state["params"], "variables": state["variables"]}
+                checkpoint.save(best_path, model_state, {"epoch": epoch, f"val/{key}": val[key]})
+            meta["epoch"] = epoch
+            checkpoint.save(last, state, meta)
+            metrics = {"train/loss": train_loss, "lr": float(schedule(epoch * steps))}
+            tracker.log(metrics | {f"val/{k}": v for k, v in val.items()}, epoch)
+            if epoch == cfg.run.stop_after_epoch and epoch < cfg.optim.epochs:
+                tracker.finish("interrupted")
+                return {"status": "interrupted", "epoch": epoch}
+    except KeyboardInterrupt:
+        tracker.finish("interrupted", error=f"interrupted; rerun with --run.name={name} to resume")
+        raise
+    except Exception as err:
+        tracker.finish("failed", error=f"{type(err).__name__}: {err}")
+        raise
+    best, _ = checkpoint.load(best_path, {"params": state["params"], "variables": state["variables"]})
+    nnx.update(model, best["params"], best["variables"])
+    summary = final_report(model, splits, cfg, mesh, run_dir / "eval", tracker.record["history"])
+    tracker.images(images(run_dir / "eval"))
+    summary |= parameter_report(model) | {
+        "best_epoch": meta["best_epoch"],
+        "selection": meta["selection"],
+        "skipped_samples": splits.skipped,
+        "wall_time_s": time.time() - started,
+    }
+    tracker.finish("finished", summary)
+    return summary
