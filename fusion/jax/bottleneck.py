@@ -23,7 +23,8 @@ class Bottleneck(OneStream):
     the cost is linear in the number of modalities and the width of the channel is T tokens.
 
     z written in layer l is read in layer l + 1, so information crosses modalities only when at least two
-    layers fuse: fusion_from_layer = layers (and layers - 1) means no exchange, as in MBT.
+    layers fuse: fusion_from_layer = layers (and layers - 1) means no exchange between the streams, as in
+    MBT; the readout below still sees them together (it is not late fusion).
 
     The fused embedding is LN(mean over present modalities of each stream's masked-mean-pooled tokens),
     MBT's readout (the per-modality outputs averaged) rather than the bottleneck mean: it is defined for
