@@ -101,10 +101,9 @@ def write(
     rows, meta = manifest.read(path), manifest.read_meta(path)
     out.mkdir(parents=True, exist_ok=True)
     ds = grain.MapDataset.source(np.arange(len(rows))).map(Read(FileSource(path, rows, image_size, sample_rate)))
-    ds = ds.to_iter_dataset()
+    ds = grain.experimental.WithOptionsIterDataset(ds.to_iter_dataset(), OPTIONS)  # before the workers: they read it
     if workers > 0:
         ds = ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=workers))
-    ds = grain.experimental.WithOptionsIterDataset(ds, OPTIONS)
     shards = -(-len(rows) // per_shard)
     names = [f"shard-{k:05d}.array_record" for k in range(shards)]
     packed, problems, counts, writer = [], [], [0] * shards, None

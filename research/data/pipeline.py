@@ -282,12 +282,13 @@ def batches(
     if stream is not None:
         ds = ds.map(Tokenise(stream.tokenizer, stream.text_len))
     ds = ds.map(Crop(fractions, data.voice_samples)).batch(CHUNK, batch_fn=list).to_iter_dataset()
+    ds = grain.experimental.WithOptionsIterDataset(ds, OPTIONS)  # before the workers: they read it
     if workers > 0:
         ds = ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=workers))
     ds = grain.experimental.FlatMapIterDataset(ds, Unchunk())
     check = Check("raise" if stream is None else stream.on_error)
     ds = ds.filter(check).batch(batch_size, batch_fn=Collate(data))
-    return Batches(grain.experimental.WithOptionsIterDataset(ds, OPTIONS), check, len(indices))
+    return Batches(ds, check, len(indices))
 
 
 def streamed_set(path: Path, rows: list[Row], labels: dict[str, dict], cfg: DataConfig, names: list[str]) -> SampleSet:
