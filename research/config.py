@@ -139,6 +139,8 @@ class LossConfig:
     name: Loss = "softmax"
     label_smoothing: float = 0.0  # softmax-type heads only (sphereface2 and mask_proxy reject it)
     class_weights: Literal["none", "balanced"] = "none"  # balanced = inverse train frequency; same heads
+    shard_centres: bool = False  # class centres split across ranks / the "model" mesh axis (losses/*/sharded.py)
+    sample_rate: float = 1.0  # with shard_centres: fraction of negative centres kept per step (Partial FC's r)
     sphereface: Sphereface = field(default_factory=Sphereface)
     sphereface_r: SpherefaceR = field(default_factory=SpherefaceR)
     sphereface2: Sphereface2 = field(default_factory=Sphereface2)
@@ -343,6 +345,7 @@ def validate(cfg: Config) -> None:
         (cfg.model.dim % cfg.model.heads == 0, "model.dim must be divisible by model.heads"),
         (0.0 <= cfg.data.synthetic.missing < 1.0, "data.synthetic.missing must be in [0, 1)"),
         (0.0 <= cfg.loss.label_smoothing < 1.0, "loss.label_smoothing must be in [0, 1)"),
+        (0.0 < cfg.loss.sample_rate <= 1.0, "loss.sample_rate must be in (0, 1]"),
         (cfg.data.synthetic.identities >= 4, "data.synthetic.identities must be at least 4"),
         (cfg.data.perturb.copies >= 1, "data.perturb.copies must be at least 1"),
         (cfg.data.perturb.face_eps >= 0 and cfg.data.perturb.voice_eps >= 0, "data.perturb eps must be >= 0"),
