@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import os
 import sys
 import time
 import typing
@@ -100,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     except trainer.NonFiniteLoss as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
+    if summary.get("status") == "worker":  # a torchrun rank > 0: rank 0 reports
+        return 0
     if summary.get("status") == "interrupted":
         print(f"stopped after epoch {summary['epoch']}; rerun with --run.name={name} to resume")
         return 0
@@ -108,4 +111,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        # Under torchrun, leave without interpreter finalisation: a gloo thread may still be freeing the last
+        # collective's tensors, and one that asks for the GIL during finalisation aborts the process.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)

@@ -157,6 +157,7 @@ class OptimConfig:
     warmup_epochs: float = 1.0
     clip: float = 1.0  # max global gradient norm; 0 disables clipping
     bf16: bool = False  # bf16 autocast of the forward pass
+    accumulate: int = 1  # micro-batches per update: the same update as one batch, 1/k of the activations
 
 
 @dataclass
@@ -183,6 +184,8 @@ class RunConfig:
     progress: bool = True
     stop_after_epoch: int = 0  # > 0: stop after this epoch as if interrupted (tests resume)
     resume: bool = True  # continue from out/name/last.safetensors when it exists
+    compile: bool = False  # torch backend: torch.compile the model (opt-in; compiling takes minutes)
+    sync_bn: bool = False  # torch DDP: BatchNorm statistics over the global batch (SyncBatchNorm, GPU only)
 
 
 @dataclass
@@ -336,6 +339,7 @@ def validate(cfg: Config) -> None:
         (cfg.data.workers >= 0, "data.workers must be >= 0"),
         (cfg.optim.epochs > 0, "optim.epochs must be positive"),
         (cfg.optim.lr > 0, "optim.lr must be positive"),
+        (cfg.optim.accumulate >= 1, "optim.accumulate must be at least 1"),
         (cfg.model.stack_tokens > 0, "model.stack_tokens must be positive"),
         (cfg.model.bottleneck_tokens > 0, "model.bottleneck_tokens must be positive"),
         (

@@ -89,6 +89,11 @@ def broadcast(value, world: World):
     return box[0]
 
 
+def barrier(world: World) -> None:
+    if world.size > 1:
+        dist.barrier()
+
+
 def mean(value: float, world: World) -> float:
     """The mean over ranks of one number (a rank's step loss -> the global batch's loss)."""
     if world.size == 1:
@@ -122,6 +127,31 @@ def gather_predictions(preds: dict, world: World) -> dict:
     losses = np.array([s["loss"] for s in shards], dtype=np.float64)
     out["loss"] = np.float64((losses * known).sum() / max(known.sum(), 1))
     return out
+
+
+def describe(world: World, per_device_batch: int) -> dict:
+    """What the run record states about the job: world size, every rank's device, the per-device batch."""
+    name = torch.cuda.get_device_name(world.device) if world.device.type == "cuda" else "cpu"
+    devices = [f"{world.device} ({name})"]
+    if world.size > 1:
+        devices = [None] * world.size
+        dist.all_gather_object(devices, f"{world.device} ({name})")
+    return {"world_size": world.size, "devices": devices, "per_device_batch": per_device_batch}
+
+
+def main_tracker(world: World, make):
+    """`make()` (the Tracker, which locks the run directory) on rank 0, a Silent tracker elsewhere. When
+    rank 0 fails (the directory is busy), every rank raises its error instead of waiting for rank 0."""
+    tracker, problem = Silent(), None
+    if world.is_main:
+        try:
+            tracker = make()
+        except Exception as err:  # noqa: BLE001 - raised again below, on every rank
+            problem = err
+    problem = broadcast(problem, world)
+    if problem is not None:
+        raise problem
+    return tracker
 
 
 class Silent:

@@ -22,15 +22,25 @@ def to_device(batch: dict[str, np.ndarray], device: torch.device) -> dict[str, t
 
 
 @torch.no_grad()
-def predict(model: FusionModel, data: SampleSet, cfg: Config, device: torch.device, drop: str = "") -> dict:
+def predict(
+    model: FusionModel,
+    data: SampleSet,
+    cfg: Config,
+    device: torch.device,
+    drop: str = "",
+    rank: int = 0,
+    world: int = 1,
+) -> dict:
     """Per-sample arrays of one split: log_probs, embedding, labels, presence, {m}_embedding, and the loss.
 
-    `drop` names a modality to remove at test time (its presence flags are set to False).
+    `drop` names a modality to remove at test time (its presence flags are set to False). `rank` / `world`
+    predict one rank's shard (samples rank, rank + world, ...; distributed.gather_predictions joins them).
     """
     model.eval()
     parts: dict[str, list[np.ndarray]] = {}
     losses, weights = [], []
-    for batch in data.batches(cfg.data.batch_size, shuffle=False, seed=cfg.run.seed, epoch=0, train=False):
+    kw = {"shuffle": False, "seed": cfg.run.seed, "epoch": 0, "train": False, "rank": rank, "world": world}
+    for batch in data.batches(cfg.data.batch_size, **kw):
         if drop:
             batch = {**batch, f"{drop}_present": np.zeros_like(batch[f"{drop}_present"])}
         tensors = to_device(batch, device)

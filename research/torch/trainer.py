@@ -7,6 +7,7 @@ checkpoint after every epoch from which a rerun resumes exactly (same batches, s
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 import time
@@ -18,9 +19,9 @@ from tqdm import tqdm
 
 from research.config import Config
 from research.data.loader import SampleSet, load
-from research.torch import checkpoint
+from research.torch import checkpoint, distributed
 from research.torch.model import build_model, parameter_report
-from research.torch.predict import pick_device, predict, to_device
+from research.torch.predict import predict, to_device
 from research.torch.report import final_report, images
 from research.tracking import Tracker
 from research.training import NonFiniteLoss, class_weights, is_better, steps_per_epoch, val_metrics
@@ -50,14 +51,26 @@ def warmup_cosine(optimizer: torch.optim.Optimizer, warmup: int, total: int) -> 
 
 def train_step(model, optimizer, scheduler, batch: dict[str, torch.Tensor], cfg: Config) -> dict[str, float]:
     """One update: forward (bf16 autocast with --optim.bf16), loss, gradient, global-norm clipping, AdamW,
-    schedule. Returns the step's measurements; a non-finite loss returns before touching the weights."""
-    with torch.autocast(batch["target"].device.type, dtype=torch.bfloat16, enabled=cfg.optim.bf16):
-        loss = model(batch)["loss"]
-    value = loss.item()
-    if not math.isfinite(value):
-        return {"loss": value}
+    schedule. Returns the step's measurements; a non-finite loss returns before touching the weights.
+
+    With optim.accumulate = k the batch goes through in k micro-batches whose gradients (of loss / k) add
+    up to the gradient of the batch's mean loss: the same update when every micro-batch has as many
+    samples with a known label and present modalities (BatchNorm sees the micro-batches). Under DDP the
+    gradients are all-reduced once, in the last micro-batch's backward."""
+    k = cfg.optim.accumulate
+    micro = [{key: v.tensor_split(k)[i] for key, v in batch.items()} for i in range(k)]  # (B / k, ...) each
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+    value = 0.0
+    for i, part in enumerate(micro):
+        with torch.autocast(batch["target"].device.type, dtype=torch.bfloat16, enabled=cfg.optim.bf16):
+            loss = model(part)["loss"] / k
+        value += loss.item()
+        if not math.isfinite(value):
+            optimizer.zero_grad(set_to_none=True)
+            return {"loss": value}
+        last = i == k - 1
+        with contextlib.nullcontext() if last or not hasattr(model, "no_sync") else model.no_sync():
+            loss.backward()
     grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.clip if cfg.optim.clip > 0 else math.inf)
     lr = scheduler.get_last_lr()[0]
     optimizer.step()
@@ -65,13 +78,18 @@ def train_step(model, optimizer, scheduler, batch: dict[str, torch.Tensor], cfg:
     return {"loss": value, "grad_norm": grad_norm.item(), "lr": lr}
 
 
-def train_epoch(model, optimizer, scheduler, data: SampleSet, cfg: Config, epoch: int, device, last: Path) -> float:
-    """One pass over the training set; returns the mean loss. Raises NonFiniteLoss before a bad step."""
+def train_epoch(model, optimizer, scheduler, data: SampleSet, cfg: Config, epoch: int, world, last: Path) -> float:
+    """One pass over the training set; returns the mean loss over the global batches. Each rank reads its
+    shard, B / N samples of every global batch. Raises NonFiniteLoss before a bad step."""
     model.train()
     total = 0.0
     steps = steps_per_epoch(data, cfg)
-    with data.batches(cfg.data.batch_size, shuffle=True, seed=cfg.run.seed, epoch=epoch, train=True) as batches:
-        full = (b for b in batches if len(b["target"]) == cfg.data.batch_size)  # short only with skipped files
+    size = distributed.per_rank_batch(cfg.data.batch_size, world)
+    if size % cfg.optim.accumulate:
+        raise ValueError(f"the per-rank batch {size} is not divisible by optim.accumulate={cfg.optim.accumulate}")
+    kw = {"shuffle": True, "seed": cfg.run.seed, "epoch": epoch, "train": True, "rank": world.rank, "world": world.size}
+    with data.batches(size, **kw) as batches:
+        full = (b for b in batches if len(b["target"]) == size)  # short only with skipped files
         bar = tqdm(
             itertools.islice(full, steps),
             total=steps,
@@ -80,7 +98,7 @@ def train_epoch(model, optimizer, scheduler, data: SampleSet, cfg: Config, epoch
             leave=False,
         )
         for step, batch in enumerate(bar):
-            measured = train_step(model, optimizer, scheduler, to_device(batch, device), cfg)
+            measured = train_step(model, optimizer, scheduler, to_device(batch, world.device), cfg)
             if not math.isfinite(measured["loss"]):
                 raise NonFiniteLoss(
                     f"non-finite loss ({measured['loss']}) at epoch {epoch}, step {step}: stopped before updating "
@@ -88,16 +106,23 @@ def train_epoch(model, optimizer, scheduler, data: SampleSet, cfg: Config, epoch
                 )
             total += measured["loss"]
             bar.set_postfix(loss=f"{total / (step + 1):.4f}")
-    return total / (step + 1)
+    return distributed.mean(total / (step + 1), world)
 
 
 def train_and_evaluate(cfg: Config, run_dir: Path, name: str) -> dict:
-    """Train, select the best validation epoch, evaluate it on val and test; return the run summary."""
+    """Train, select the best validation epoch, evaluate it on val and test; return the run summary.
+
+    Under torchrun every rank trains on its shard (research/torch/distributed.py); rank 0 alone writes the
+    run directory (record, checkpoints, W&B) and runs the end-of-run evaluation, the others return
+    {"status": "worker"} after the last epoch."""
     started = time.time()
-    run_dir.mkdir(parents=True, exist_ok=True)
+    world = distributed.init(cfg.run.device)
+    name, run_dir = distributed.broadcast((name, run_dir), world)  # rank 0's, whose clock named the run
     torch.manual_seed(cfg.run.seed)
-    device = pick_device(cfg.run.device)
-    splits = load(cfg.data)
+    device = world.device
+    splits = load(cfg.data) if world.is_main else None  # rank 0 first: it writes the embedded dataset once
+    distributed.barrier(world)
+    splits = splits or load(cfg.data)
     classes = len(splits.classes[cfg.data.target])
     weights = class_weights(cfg, splits.train.labels("target"), classes)
     weights = None if weights is None else torch.from_numpy(weights)
@@ -105,23 +130,31 @@ def train_and_evaluate(cfg: Config, run_dir: Path, name: str) -> dict:
     optimizer = make_optimizer(model, cfg)
     steps = steps_per_epoch(splits.train, cfg)
     scheduler = warmup_cosine(optimizer, round(cfg.optim.warmup_epochs * steps), cfg.optim.epochs * steps)
-    tracker = Tracker(cfg, run_dir, name)
+    job = distributed.describe(world, distributed.per_rank_batch(cfg.data.batch_size, world))
+    tracker = distributed.main_tracker(world, lambda: Tracker(cfg, run_dir, name))
+    tracker.record |= job
     last, best_path = run_dir / "last.safetensors", run_dir / "best.safetensors"
     state = {"epoch": 0, "best": None, "best_epoch": 0, "selection": ""}
-    if cfg.run.resume and last.exists():
+    if cfg.run.resume and last.exists():  # every rank reads it: the run directory is on a shared file system
         state = checkpoint.load(last, model, optimizer, scheduler)
         tracker.truncate(state["epoch"])
+    trained = distributed.wrap(model, world, cfg.run.sync_bn)
+    trained = torch.compile(trained) if cfg.run.compile else trained
     train_subjects = np.unique(splits.train.labels("subject"))
+    shard = {"rank": world.rank, "world": world.size}
     try:
         for epoch in range(state["epoch"] + 1, cfg.optim.epochs + 1):
-            train_loss = train_epoch(model, optimizer, scheduler, splits.train, cfg, epoch, device, last)
-            val = val_metrics(predict(model, splits.val, cfg, device), train_subjects, cfg)
+            train_loss = train_epoch(trained, optimizer, scheduler, splits.train, cfg, epoch, world, last)
+            preds = distributed.gather_predictions(predict(model, splits.val, cfg, device, **shard), world)
+            val = val_metrics(preds, train_subjects, cfg)
             key = "acc" if "acc" in val else "eer"
             if is_better(val[key], state["best"], key):
                 state.update(best=val[key], best_epoch=epoch, selection=f"val/{key}")
-                checkpoint.save(best_path, model, {"epoch": epoch, f"val/{key}": val[key]})
+                if world.is_main:
+                    checkpoint.save(best_path, model, {"epoch": epoch, f"val/{key}": val[key]})
             state["epoch"] = epoch
-            checkpoint.save(last, model, state, optimizer, scheduler)
+            if world.is_main:
+                checkpoint.save(last, model, state, optimizer, scheduler)
             metrics = {"train/loss": train_loss, "lr": scheduler.get_last_lr()[0]}
             tracker.log(metrics | {f"val/{k}": v for k, v in val.items()}, epoch)
             if epoch == cfg.run.stop_after_epoch and epoch < cfg.optim.epochs:
@@ -133,6 +166,10 @@ def train_and_evaluate(cfg: Config, run_dir: Path, name: str) -> dict:
     except Exception as err:
         tracker.finish("failed", error=f"{type(err).__name__}: {err}")
         raise
+    finally:
+        distributed.close(world)
+    if not world.is_main:
+        return {"status": "worker"}
     checkpoint.load(best_path, model)
     summary = final_report(model, splits, cfg, device, run_dir / "eval", tracker.record["history"])
     tracker.images(images(run_dir / "eval"))
