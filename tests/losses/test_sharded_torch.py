@@ -26,6 +26,7 @@ CASES = [
     ("arcface", {}),
     ("arcface", {"easy_margin": True, "label_smoothing": 0.1, "class_weights": WEIGHTS}),
     ("sphereface", {}),
+    ("sphereface", {"lambda_base": 0.0, "lambda_min": 0.0}),  # the full margin, lambda = 0
     ("sphereface", {"scale": 30.0}),
     ("sphereface_r", {}),
     ("sphereface_r", {"version": "v0", "normalization": "soft"}),
