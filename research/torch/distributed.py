@@ -157,7 +157,8 @@ def main_tracker(world: World, make):
 class Silent:
     """The tracker of a rank other than 0: it takes no run-directory lock and writes nothing."""
 
-    record: dict = {}
+    def __init__(self) -> None:
+        self.record: dict = {}
 
     def log(self, metrics: dict, epoch: int) -> None:
         pass
