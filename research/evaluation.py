@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from research import plots as figs
-from research.config import MODALITIES
+from research.config import MODALITIES, EvalConfig
 from research.metrics import classification, crossmodal, fairness, verification
 
 ATTRIBUTES = ("gender", "age", "group")  # subgroup attributes of the fairness breakdown
@@ -36,8 +36,8 @@ def evaluate(
     seed: int = 0,
     plots: bool = True,
     target: str | None = None,
-    n_trials: int = 10000,
-    top_k: int = 200,
+    n_trials: int = EvalConfig.trials,
+    top_k: int = EvalConfig.as_norm_top_k,
     min_group: int = 5,
     official: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None,
 ) -> dict[str, float]:

@@ -21,9 +21,8 @@ import numpy as np
 from scipy import stats
 
 from research.config import flatten
+from research.metrics import lower_is_better
 
-# Metric names that contain one of these are better when lower (`test/eer`, `val/loss`, `wall_time_s`).
-LOWER_IS_BETTER = ("eer", "loss", "dcf", "error", "wall_time", "params", "flops", "gap", "std")
 ALPHA = 0.05  # significance level of the dagger
 
 
@@ -175,7 +174,7 @@ def _order(value: Any) -> tuple:
 
 def direction(metric: str) -> str:
     """ "min" for metrics where lower is better (by name), else "max"; `name:min` / `name:max` overrides."""
-    return "min" if any(word in metric for word in LOWER_IS_BETTER) else "max"
+    return "min" if lower_is_better(metric) else "max"
 
 
 def swept_keys(records: list[dict[str, Any]]) -> list[str]:

@@ -7,6 +7,7 @@ import numpy as np
 
 from research.config import Config
 from research.data.loader import SampleSet
+from research.metrics import lower_is_better
 from research.metrics.verification import verify
 
 
@@ -53,4 +54,4 @@ def val_metrics(preds: dict, train_subjects: np.ndarray, cfg: Config) -> dict[st
 
 
 def is_better(value: float, best: float | None, key: str) -> bool:
-    return best is None or (value < best if key == "eer" else value > best)
+    return best is None or (value < best if lower_is_better(key) else value > best)

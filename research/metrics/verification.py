@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.stats import rankdata
 
+from research.config import EvalConfig
+
 
 def roc(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """ROC points (fpr, tpr, thresholds) of `accept if score >= t`, for t = +inf then each distinct score
@@ -146,7 +148,12 @@ def class_means(emb: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.nda
 
 
 def as_norm(
-    scores: np.ndarray, emb: np.ndarray, i: np.ndarray, j: np.ndarray, cohort: np.ndarray, top_k: int = 200
+    scores: np.ndarray,
+    emb: np.ndarray,
+    i: np.ndarray,
+    j: np.ndarray,
+    cohort: np.ndarray,
+    top_k: int = EvalConfig.as_norm_top_k,
 ) -> np.ndarray:
     """Adaptive symmetric score normalisation (AS-norm1, Matejka et al. 2017):
 
@@ -168,10 +175,10 @@ def verify(
     emb: np.ndarray,
     subjects: np.ndarray,
     train_subjects: np.ndarray,
-    n_trials: int = 10000,
+    n_trials: int = EvalConfig.trials,
     seed: int = 0,
     cohort: tuple[np.ndarray, np.ndarray] | None = None,
-    top_k: int = 200,
+    top_k: int = EvalConfig.as_norm_top_k,
     trials: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
 ) -> tuple[dict[str, float], dict[str, np.ndarray]]:
     """Open-set verification of embeddings (N, E) on identities never seen in training.
