@@ -1,0 +1,141 @@
+"""Every torch part has a jax twin with the same file name, class and function names and parameters.
+
+Read from the source (ast), so the test needs neither framework: a torch file's public classes and
+functions, and each class's public methods, must exist in the jax file of the same name with the same
+parameter names, kinds and defaults. The jax side may add `rngs` (NNX modules take their random
+streams that way), annotations may differ (torch.Tensor / jax.Array), and torch's `forward` is jax's
+`__call__`.
+"""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+TREES = ("encoders", "fusion", "losses", "research")
+# Modules share their keyword arguments so that one config builds either backend. The trainers' files
+# (research/) share names; their signatures may differ where the frameworks do (a torch device, a jax mesh).
+SAME_SIGNATURES = ("encoders", "fusion", "losses")
+
+# Files that exist on one side only, each with the reason.
+ONE_SIDED = {
+    # torch builds in what these give jax: layers with torch's semantics and initialisation.
+    "encoders/jax/layers.py",
+    # Weight conversion between the twins: it needs both sides' conventions, and lives in jax/.
+    "research/jax/convert.py",
+    # torch's process groups (torchrun, DDP); jax starts its hosts with jax.distributed.initialize
+    # (research/jax/trainer.py initialize_distributed) and shards over a mesh (research/jax/predict.py).
+    "research/torch/distributed.py",
+}
+_BERT = (
+    "Attention",
+    "Embeddings",
+    "Encoder",
+    "Intermediate",
+    "Layer",
+    "Model",
+    "Output",
+    "SelfAttention",
+    "SelfOutput",
+)
+# Names defined on one side only, each with the reason.
+ONE_SIDED_NAMES: dict[str, set[str]] = {
+    # torchaudio provides the window, the filterbank and the masking that jax's front end writes out.
+    "encoders/jax/frontend.py": {"hann_window", "linspace", "mask_along_axis", "mel_filterbank"},
+    # torch wraps transformers' BertModel (and keeps a frozen one in eval mode by overriding train());
+    # transformers ships no Flax model, so jax writes the BERT, its loader, and freezes by making it Buffers.
+    "encoders/torch/text_hf.py": {"TextHf.train"},
+    "encoders/jax/text_hf.py": {f"Bert{part}{method}" for part in _BERT for method in ("", ".__init__", ".__call__")}
+    | {"frozen", "load_pretrained"},
+    # torch all-gathers the batch across ranks by hand; jax's shard_map gathers inside block_loss.
+    "losses/torch/sharded.py": {"gather_batch"},
+    "losses/jax/sharded.py": {"ShardedHead.block_loss"},
+    # jax arrays live on a mesh: moving them to and from the host, padding to the compiled batch shape.
+    "research/jax/checkpoint.py": {"host"},
+    "research/jax/predict.py": {"forward", "make_mesh", "pad", "replicate", "to_numpy"},
+    "research/torch/predict.py": {"pick_device"},
+    # bf16 compute is torch.autocast in torch; jax casts the matmul inputs itself (and normalises by hand).
+    "research/jax/model.py": {"autocast", "normalize"},
+    # The jax step is built once per run and jit-compiled (make_train_step returns it; torch runs its
+    # train_step eagerly); multi-host start and the train-state pytree have no torch counterpart.
+    "research/torch/trainer.py": {"train_step"},
+    "research/jax/trainer.py": {"initialize_distributed", "make_tracker", "make_train_step", "train_state"},
+}
+# Parameters taken on one side only, each with the reason.
+ONE_SIDED_PARAMS: dict[str, set[str]] = {
+    # Negative-centre sampling draws from torch's global generator, in jax from an explicit key.
+    "ShardedHead.__call__": {"key"},
+    # A torch rank builds only its block of centres (offset, classes) and reduces over a process group;
+    # the jax head holds all centres and shard_map splits them over a mesh axis.
+    "ShardedHead.__init__": {"offset", "classes", "group", "mesh", "axis"},
+}
+
+
+def pairs() -> list[tuple[Path, Path]]:
+    found = []
+    for tree in TREES:
+        for side, other in (("torch", "jax"), ("jax", "torch")):
+            for path in sorted((ROOT / tree / side).glob("*.py")):
+                twin = ROOT / tree / other / path.name
+                if path.name != "__init__.py" and (side == "torch" or not twin.exists()):
+                    found.append((path, twin) if side == "torch" else (twin, path))
+    return found
+
+
+def signature(node: ast.FunctionDef) -> list[tuple[str, str, str]]:
+    """(kind, name, default source) of each parameter, without `self` and `rngs`."""
+    a = node.args
+    positional = a.posonlyargs + a.args
+    defaults = [None] * (len(positional) - len(a.defaults)) + a.defaults
+    params = [("positional", p.arg, d) for p, d in zip(positional, defaults, strict=True)]
+    params += [("keyword", p.arg, d) for p, d in zip(a.kwonlyargs, a.kw_defaults, strict=True)]
+    params += [(kind, v.arg, None) for kind, v in (("*args", a.vararg), ("**kwargs", a.kwarg)) if v is not None]
+    return [(k, n, ast.unparse(d) if d is not None else "") for k, n, d in params if n not in ("self", "cls", "rngs")]
+
+
+def public(path: Path) -> dict[str, ast.AST]:
+    """Top-level public classes and functions of a file, and `Class.method` for public methods."""
+    names: dict[str, ast.AST] = {}
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.FunctionDef | ast.ClassDef) and not node.name.startswith("_"):
+            names[node.name] = node
+        if isinstance(node, ast.ClassDef) and not node.name.startswith("_"):
+            for item in node.body:
+                if isinstance(item, ast.FunctionDef) and (not item.name.startswith("_") or item.name == "__init__"):
+                    names[f"{node.name}.{'__call__' if item.name == 'forward' else item.name}"] = item
+                if isinstance(item, ast.FunctionDef) and item.name == "__call__":
+                    names[f"{node.name}.__call__"] = item
+    return names
+
+
+@pytest.mark.parametrize("torch_path, jax_path", pairs(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_twin_exists_and_matches(torch_path, jax_path):
+    rel = {p: str(p.relative_to(ROOT)) for p in (torch_path, jax_path)}
+    missing = [p for p in (torch_path, jax_path) if not p.exists()]
+    if missing:
+        present = jax_path if missing == [torch_path] else torch_path
+        assert rel[present] in ONE_SIDED, f"{rel[missing[0]]} is missing: the twin of {rel[present]}"
+        return
+    torch_names, jax_names = public(torch_path), public(jax_path)
+    allowed = ONE_SIDED_NAMES.get(rel[torch_path], set()) | ONE_SIDED_NAMES.get(rel[jax_path], set())
+    only_torch = sorted(set(torch_names) - set(jax_names) - allowed)
+    only_jax = sorted(set(jax_names) - set(torch_names) - allowed)
+    assert not only_torch and not only_jax, f"{rel[torch_path]} only: {only_torch}; {rel[jax_path]} only: {only_jax}"
+    for name in sorted(set(torch_names) & set(jax_names)):
+        t, j = torch_names[name], jax_names[name]
+        assert type(t) is type(j), f"{name} is a {type(t).__name__} in torch, a {type(j).__name__} in jax"
+        if isinstance(t, ast.FunctionDef) and torch_path.relative_to(ROOT).parts[0] in SAME_SIGNATURES:
+            extra = ONE_SIDED_PARAMS.get(name, set())
+            t_sig, j_sig = ([p for p in signature(f) if p[1] not in extra] for f in (t, j))
+            assert t_sig == j_sig, f"{name}: torch {t_sig} != jax {j_sig}"
+
+
+def test_the_walk_finds_a_missing_twin_and_a_changed_signature(tmp_path):
+    torch_file, jax_file = tmp_path / "a_torch.py", tmp_path / "a_jax.py"
+    torch_file.write_text("class Head:\n    def forward(self, x, labels, keep=None): ...\ndef loss(x, *, m=0.5): ...\n")
+    jax_file.write_text("class Head:\n    def __call__(self, x, labels, keep=None): ...\ndef loss(x, *, m=0.4): ...\n")
+    t, j = public(torch_file), public(jax_file)
+    assert set(t) == set(j) == {"Head", "Head.__call__", "loss"}
+    assert signature(t["Head.__call__"]) == signature(j["Head.__call__"])
+    assert signature(t["loss"]) != signature(j["loss"])
