@@ -66,6 +66,7 @@ ONE_SIDED_NAMES: dict[str, set[str]] = {
 ONE_SIDED_PARAMS: dict[str, set[str]] = {
     # Negative-centre sampling draws from torch's global generator, in jax from an explicit key.
     "ShardedHead.__call__": {"key"},
+    "ShardedHead.sample": {"key"},
     # A torch rank builds only its block of centres (offset, classes) and reduces over a process group;
     # the jax head holds all centres and shard_map splits them over a mesh axis.
     "ShardedHead.__init__": {"offset", "classes", "group", "mesh", "axis"},
