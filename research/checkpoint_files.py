@@ -30,6 +30,12 @@ def previous(path: Path) -> Path:
     return path.with_name(f"{path.stem}.previous{path.suffix}")
 
 
+def exists(path: Path) -> bool:
+    """Whether a checkpoint to resume from is there: `path`, or the previous one when a crash came between
+    the two renames of `publish`."""
+    return path.exists() or previous(path).exists()
+
+
 def publish(path: Path, write: Callable[[Path], None]) -> None:
     """Call write(tmp) to create the new file, then make it `path` atomically and durably."""
     tmp = path.with_name(f"{path.name}.tmp")

@@ -28,6 +28,7 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from tqdm import tqdm
 
+from research import checkpoint_files
 from research.config import Config, from_dict, to_dict
 from research.data.loader import SampleSet, load
 from research.jax import checkpoint
@@ -160,7 +161,7 @@ def train_and_evaluate(cfg: Config, run_dir: Path, name: str) -> dict:
     tracker = make_tracker(cfg, run_dir, name)
     last, best_path = run_dir / "last.safetensors", run_dir / "best.safetensors"
     meta = {"epoch": 0, "best": None, "best_epoch": 0, "selection": ""}
-    if cfg.run.resume and last.exists():
+    if cfg.run.resume and checkpoint_files.exists(last):
         state, meta = checkpoint.load(last, state)
         tracker.truncate(meta["epoch"])
     state = replicate(state, mesh)
@@ -177,9 +178,11 @@ def train_and_evaluate(cfg: Config, run_dir: Path, name: str) -> dict:
                 model_state = {"params": state["params"], "variables": state["variables"]}
                 checkpoint.save(best_path, model_state, {"epoch": epoch, f"val/{key}": val[key]})
             meta["epoch"] = epoch
-            checkpoint.save(last, state, meta)
+            # The record first, then the checkpoint: a run killed between the two resumes from the previous
+            # checkpoint and replays this epoch (truncating the record); the other order would lose it.
             metrics = {"train/loss": train_loss, "lr": float(schedule(epoch * steps))}
             tracker.log(metrics | {f"val/{k}": v for k, v in val.items()}, epoch)
+            checkpoint.save(last, state, meta)
             if epoch == cfg.run.stop_after_epoch and epoch < cfg.optim.epochs:
                 tracker.finish("interrupted")
                 return {"status": "interrupted", "epoch": epoch}

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from research import checkpoint_files
 from research.config import Config
 from research.data.loader import SampleSet, load
 from research.torch import checkpoint, distributed
@@ -135,7 +136,8 @@ def train_and_evaluate(cfg: Config, run_dir: Path, name: str) -> dict:
     tracker.record |= job
     last, best_path = run_dir / "last.safetensors", run_dir / "best.safetensors"
     state = {"epoch": 0, "best": None, "best_epoch": 0, "selection": ""}
-    if cfg.run.resume and last.exists():  # every rank reads it: the run directory is on a shared file system
+    # Every rank reads the checkpoint: the run directory is on a shared file system.
+    if cfg.run.resume and checkpoint_files.exists(last):
         state = checkpoint.load(last, model, optimizer, scheduler)
         tracker.truncate(state["epoch"])
     trained = distributed.wrap(model, world, cfg.run.sync_bn)
@@ -153,10 +155,12 @@ def train_and_evaluate(cfg: Config, run_dir: Path, name: str) -> dict:
                 if world.is_main:
                     checkpoint.save(best_path, model, {"epoch": epoch, f"val/{key}": val[key]})
             state["epoch"] = epoch
-            if world.is_main:
-                checkpoint.save(last, model, state, optimizer, scheduler)
+            # The record first, then the checkpoint: a run killed between the two resumes from the previous
+            # checkpoint and replays this epoch (truncating the record); the other order would lose it.
             metrics = {"train/loss": train_loss, "lr": scheduler.get_last_lr()[0]}
             tracker.log(metrics | {f"val/{k}": v for k, v in val.items()}, epoch)
+            if world.is_main:
+                checkpoint.save(last, model, state, optimizer, scheduler)
             if epoch == cfg.run.stop_after_epoch and epoch < cfg.optim.epochs:
                 tracker.finish("interrupted")
                 return {"status": "interrupted", "epoch": epoch}

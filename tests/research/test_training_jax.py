@@ -9,8 +9,10 @@ import importlib
 import itertools
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import jax
@@ -198,3 +200,35 @@ def test_two_devices_give_the_losses_of_one(root):
     two = json.loads(out.stdout.split("LOSSES", 1)[1])
     assert len(one) == 2 and all(np.isfinite(one))
     np.testing.assert_allclose(two, one, atol=1e-5, rtol=0)
+
+
+def test_a_run_killed_with_sigkill_resumes_to_the_uninterrupted_metrics(root, runs):
+    """run.py in a subprocess, SIGKILLed as soon as its epoch-1 checkpoint is published, then rerun with the
+    same name: it resumes from the checkpoint (the lock of the killed process is gone) and ends with the
+    uninterrupted run's history and test metrics."""
+    cfg = runs["whole"]
+    folder = Path(cfg.run.out) / "killed"
+    argv = [sys.executable, "experiments/run.py", f"--run.out={cfg.run.out}", f"--data.root={cfg.data.root}", *ARGS]
+    argv += ["--backend=jax", "--run.name=killed", "--data.synthetic.noise=0.3"]  # the schema's (the fixture's)
+    env = {**os.environ, "JAX_COMPILATION_CACHE_DIR": jax.config.jax_compilation_cache_dir or ""}
+    victim = subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 300
+        while not (folder / "last.safetensors").exists():
+            assert victim.poll() is None and time.monotonic() < deadline, "the run ended before its first checkpoint"
+            time.sleep(0.05)
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(timeout=60)
+    finally:
+        victim.kill()
+    killed_at = checkpoint.read_meta(folder / "last.safetensors")["epoch"]
+    assert killed_at in (1, 2)  # killed in epoch 2 (usually) or in the end-of-run report
+    again = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    a, b = record(cfg), json.loads((folder / "record.json").read_text())
+    assert b["status"] == "finished" and [h["epoch"] for h in b["history"]] == [1, 2]
+    for ha, hb in zip(a["history"], b["history"], strict=True):
+        for key in ("train/loss", "val/loss", "val/acc", "lr"):
+            assert ha[key] == hb[key], (key, ha, hb)
+    assert a["summary"]["test/acc"] == b["summary"]["test/acc"]
+    assert a["summary"]["test/loss"] == b["summary"]["test/loss"]
