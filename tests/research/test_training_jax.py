@@ -65,7 +65,7 @@ def record(cfg: Config) -> dict:
 @pytest.fixture(scope="module")
 def runs(root):
     """An uninterrupted jax run, and one stopped after epoch 1 and resumed; the jitted steps they made."""
-    steps = []
+    steps, forward_cache = [], predict.forward._cache_size()  # other test files may have compiled it already
     with pytest.MonkeyPatch.context() as patch:
         make = trainer.make_train_step
         patch.setattr(trainer, "make_train_step", lambda *a: steps.append(make(*a)) or steps[-1])
@@ -75,7 +75,8 @@ def runs(root):
         interrupted = run(parts)
         parts.run.stop_after_epoch = 0
         run(parts)
-    return {"whole": whole, "parts": parts, "interrupted": interrupted, "steps": steps}
+    forward_compiles = predict.forward._cache_size() - forward_cache
+    return {"whole": whole, "parts": parts, "interrupted": interrupted, "steps": steps, "forward": forward_compiles}
 
 
 def test_the_step_compiles_once_per_run_including_the_last_batch(runs):
@@ -83,7 +84,7 @@ def test_the_step_compiles_once_per_run_including_the_last_batch(runs):
     assert len(load(cfg.data).train) % cfg.data.batch_size  # there is a partial last batch
     assert len(runs["steps"]) == 3  # whole, parts, resumed parts
     assert [step._cache_size() for step in runs["steps"]] == [1, 1, 1]
-    assert predict.forward._cache_size() == 1  # evaluation pads its last batch: one shape everywhere
+    assert runs["forward"] <= 1  # evaluation pads its last batch: one shape for all three runs
 
 
 def test_resume_after_interruption_reproduces_the_uninterrupted_run(runs):
