@@ -20,6 +20,11 @@ from research.metrics.verification import eer, roc
 DET_TICKS = np.array([0.001, 0.01, 0.05, 0.2, 0.5, 0.8, 0.95])
 
 
+def images(out: Path) -> dict[str, Path]:
+    """The report's plots, keyed for W&B media: `plots/training_curves`, `plots/test/roc_det`, ..."""
+    return {f"plots/{p.relative_to(out).with_suffix('').as_posix()}": p for p in sorted(out.rglob("*.png"))}
+
+
 def _save(fig: Figure, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

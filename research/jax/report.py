@@ -101,8 +101,3 @@ def flops_per_sample(model: FusionModel, data: SampleSet, cfg: Config, mesh: Mes
     padded = to_device(pad(batch, cfg.data.batch_size), mesh)
     cost = forward.lower(graphdef, replicate(state, mesh), padded).cost_analysis()
     return float(cost["flops"]) / cfg.data.batch_size
-
-
-def images(out: Path) -> dict[str, Path]:
-    """The report's plots, keyed for W&B media: `plots/training_curves`, `plots/test/roc_det`, ..."""
-    return {f"plots/{p.relative_to(out).with_suffix('').as_posix()}": p for p in sorted(out.rglob("*.png"))}

@@ -34,7 +34,8 @@ from research.data.loader import SampleSet, load
 from research.jax import checkpoint
 from research.jax.model import build_model, parameter_report
 from research.jax.predict import make_mesh, predict, replicate, to_device
-from research.jax.report import final_report, images
+from research.jax.report import final_report
+from research.plots import images
 from research.tracking import Tracker
 from research.training import NonFiniteLoss, class_weights, is_better, steps_per_epoch, val_metrics
 

@@ -94,8 +94,3 @@ def flops_per_sample(model: FusionModel, data: SampleSet, cfg: Config, device) -
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         model(to_device(batch, device))
     return counter.get_total_flops() / len(batch["target"])
-
-
-def images(out: Path) -> dict[str, Path]:
-    """The report's plots, keyed for W&B media: `plots/training_curves`, `plots/test/roc_det`, ..."""
-    return {f"plots/{p.relative_to(out).with_suffix('').as_posix()}": p for p in sorted(out.rglob("*.png"))}

@@ -20,10 +20,11 @@ from tqdm import tqdm
 from research import checkpoint_files
 from research.config import Config
 from research.data.loader import SampleSet, load
+from research.plots import images
 from research.torch import checkpoint, distributed
 from research.torch.model import build_model, parameter_report
 from research.torch.predict import predict, to_device
-from research.torch.report import final_report, images
+from research.torch.report import final_report
 from research.tracking import Tracker
 from research.training import NonFiniteLoss, class_weights, is_better, steps_per_epoch, val_metrics
 
