@@ -4,6 +4,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -29,9 +30,13 @@ def test_a_second_claim_refuses_naming_the_holder_and_release_frees_it(tmp_path)
 
 
 def test_a_process_killed_with_sigkill_leaves_no_stale_lock(tmp_path):
-    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(tmp_path)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(tmp_path)], cwd=ROOT, stdout=subprocess.DEVNULL)
+    lock = tmp_path / ".lock"
     try:
-        assert holder.stdout.readline().strip() == "held"
+        deadline = time.monotonic() + 120  # a holder that never takes the lock fails the test, never hangs it
+        while not (lock.exists() and lock.read_text().strip() == str(holder.pid)):
+            assert holder.poll() is None and time.monotonic() < deadline, "the holder did not take the lock"
+            time.sleep(0.05)
         with pytest.raises(RunDirBusy, match=f"pid {holder.pid}"):
             claim(tmp_path)
     finally:
