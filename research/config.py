@@ -183,6 +183,7 @@ class RunConfig:
     tags: tuple[str, ...] = ()
     progress: bool = True
     stop_after_epoch: int = 0  # > 0: stop after this epoch as if interrupted (tests resume)
+    checkpoint_every: int = 0  # > 0: also a mid-epoch `last` checkpoint every this many steps (exact resume)
     resume: bool = True  # continue from out/name/last.safetensors when it exists
     compile: bool = False  # torch backend: torch.compile the model (opt-in; compiling takes minutes)
     sync_bn: bool = False  # torch DDP: BatchNorm statistics over the global batch (SyncBatchNorm, GPU only)
