@@ -6,14 +6,17 @@ Every run is rebuilt from its record (any backend) and predicts its val and test
 trained on the same data (same samples and classes), with any modalities, fusion or loss. Scores combine as
 research/ensemble.py says; `learned` fits convex weights on val only. Written to DIR (default
 RUNS_PARENT/ensemble-COMBINE): summary.json (the ensemble's `val/...`, `test/...` metrics, each member's
-`members/NAME/test/acc` etc., the weights), and val/, test/ as research/evaluation.py writes them, each
-with scores.npz (the ensemble's log_probs and targets).
+`members/NAME/test/acc` etc., the weights), val/, test/ as research/evaluation.py writes them, each
+with scores.npz (the ensemble's log_probs and targets), and record.json, a run record that makes the
+ensemble a row of experiments/ablate.py's tables beside the runs of its study (see `ensemble_record`).
 AS-norm is not applied to ensembles.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
+import datetime
 import importlib
 import json
 import sys
@@ -37,6 +40,33 @@ def member_predictions(run_dir: Path, device: str) -> tuple[dict[str, dict], obj
     return restore.split_predictions(run), run
 
 
+def now() -> str:
+    """A UTC time stamp as run records write them (research/tracking.py)."""
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+
+
+def ensemble_record(name: str, run_dirs: list[Path], combine: str, summary: dict, started: str) -> dict:
+    """The ensemble as a run record (record.json) that experiments/ablate.py reads like a trained run's: the
+    first member's config with `model.fusion = "ensemble"`, `model.combine` = the combination and
+    `model.modalities` = the members' together, so a table keyed by fusion or modalities gives it its own row;
+    its `params` is the members' total (every member's weights are used at test time)."""
+    records = [json.loads((run_dir / "record.json").read_text()) for run_dir in run_dirs]
+    config = copy.deepcopy(records[0]["config"])
+    modalities = sorted({m for r in records for m in r["config"]["model"]["modalities"]})
+    config["model"] |= {"fusion": "ensemble", "combine": combine, "modalities": modalities}
+    counts = [r["summary"].get("params") for r in records]
+    params = {"params": sum(counts)} if all(isinstance(c, int) for c in counts) else {}
+    return {
+        "name": name,
+        "status": "finished",
+        "config": config,
+        "summary": summary | params,
+        "members": [str(run_dir) for run_dir in run_dirs],
+        "started_at": started,
+        "finished_at": now(),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", nargs="+", required=True, type=Path, help="run directories holding record.json")
@@ -45,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--plots", action="store_true", help="write the evaluation's PNG plots")
     args = parser.parse_args(argv)
+    started = now()
     for run_dir in args.runs:
         if not (run_dir / "record.json").exists() or not (run_dir / "best.safetensors").exists():
             print(f"error: {run_dir} holds no record.json and best.safetensors of a finished run", file=sys.stderr)
@@ -81,6 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     if weights is not None:
         summary |= {f"weights/{run_dir.name}": float(w) for run_dir, w in zip(args.runs, weights, strict=True)}
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    record = ensemble_record(out.name, args.runs, args.combine, summary, started)
+    (out / "record.json").write_text(json.dumps(record, indent=1))
     shown = [k for k in summary if k.startswith("weights/") or k.rsplit("/", 1)[-1] in HEADLINE]
     width = max(map(len, shown))
     print(f"ensemble ({args.combine}) of {len(args.runs)} runs -> {out}")

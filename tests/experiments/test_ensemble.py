@@ -1,6 +1,7 @@
 """experiments/ensemble.py on two tiny runs trained separately (a face model and a voice model): its scores
 against a NumPy computation from each run's own predictions, and the learned weights fitted on val only."""
 
+import csv
 import importlib.util
 import json
 import shutil
@@ -9,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from experiments import ablate
 from research.config import Config, from_dict
 from research.data.loader import load
 
@@ -123,3 +125,23 @@ def test_runs_on_different_data_are_refused(runs, tmp_path):
     record["config"]["data"]["synthetic"]["samples_per_identity"] = 5
     (other / "record.json").write_text(json.dumps(record))
     assert program("ensemble").main(["--runs", str(runs[0]), str(other), "--out", str(tmp_path / "out")]) == 2
+
+
+def test_the_ensemble_is_one_more_row_of_its_studys_table(runs, tmp_path):
+    """record.json makes the ensemble a row of ablate.py's table over its members' folder: fusion `ensemble` on
+    the members' modalities together, the test accuracy of its summary, the members' parameters summed."""
+    study = tmp_path / "study"
+    for run_dir in runs:
+        shutil.copytree(run_dir, study / run_dir.name)
+    summary = ensemble([study / r.name for r in runs], study / "ensemble-mean", "mean")
+    by = ["--by", "model.modalities,model.fusion", "--params", "--metrics", "test/acc"]
+    assert ablate.main(["--runs", str(study), *by]) == 0
+    table = csv.DictReader((study / "tables" / "study.csv").open())
+    rows = {(r["model.modalities"], r["model.fusion"]): r for r in table}
+    assert set(rows) == {("face", "early"), ("voice", "early"), ("face+voice", "ensemble")}
+    members = [json.loads((r / "record.json").read_text())["summary"] for r in runs]
+    assert float(rows["face+voice", "ensemble"]["test/acc mean"]) == pytest.approx(summary["test/acc"], abs=1e-12)
+    assert float(rows["face+voice", "ensemble"]["params"]) == sum(m["params"] for m in members)
+    for (modality, _), row in rows.items():
+        if modality != "face+voice":
+            assert float(row["test/acc mean"]) == members[[r.name for r in runs].index(modality)]["test/acc"]

@@ -1,5 +1,5 @@
 """Sweep files: W&B's own argument formatting, the parameter specs, and the shipped studies against the
-real config schema (every grid point a valid run.py command line, without running it)."""
+real config schema (every grid point a valid run.py command line, preset included, without running it)."""
 
 import json
 import math
@@ -11,6 +11,7 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 from optuna.trial import TrialState
 from wandb.sdk.launch.sweeps.utils import create_sweep_command_args
 
+from experiments import run
 from research import sweeps
 from research.config import Config, apply_overrides
 
@@ -107,9 +108,24 @@ def test_every_shipped_sweep_point_is_a_valid_run_py_command_line(path):
     constants = sweeps.constants(sweep)
     assert constants["run.group"] == sweeps.group(sweep) and sweeps.group(sweep) in constants["run.tags"]
     for point in sampled_points(sweep):
-        args = sweeps.agent_args(sweeps.trial_params(sweep, point))
-        cfg = apply_overrides(Config(), args)  # raises ConfigError on an unknown key or a bad value
+        cfg = point_config(sweep, point)  # raises ConfigError on an unknown preset, key or value
         assert cfg.run.group == sweeps.group(sweep)
+
+
+def point_config(sweep: dict, point: dict) -> Config:
+    """The config run.py builds for one point: the agent's command line after the program (a `--config=NAME`
+    preset first, where the file's command has one), parsed by run.py's own parser."""
+    line = sweeps.command_line(sweep, sweeps.trial_params(sweep, point), "python")
+    return run.parse(line[line.index(sweep["program"]) + 1 :])
+
+
+def study_configs(*names: str) -> list[Config]:
+    """Every grid point's config of the named shipped sweep files."""
+    found = []
+    for name in names:
+        sweep = sweeps.load_sweep(ROOT / "experiments" / "sweeps" / f"{name}.yaml")
+        found += [point_config(sweep, p) for p in sampled_points(sweep)]
+    return found
 
 
 def test_the_fusion_modality_study_runs_every_subset_and_unimodal_rows_once():
@@ -125,3 +141,34 @@ def test_the_fusion_modality_study_runs_every_subset_and_unimodal_rows_once():
     assert {f for m, f in cells if len(m) == 1} == {"late"}
     assert {f for m, f in cells if len(m) > 1} == {"late", "early", "cross_attn"}
     assert len(points) == 45
+
+
+def test_the_age_study_trains_class_weighted_age_models_on_each_modality_and_all_three():
+    configs = study_configs("age_group")
+    assert {(c.data.target, c.loss.class_weights, c.data.split) for c in configs} == {("age", "balanced", "closed")}
+    cells = sorted(tuple(sorted(c.model.modalities)) for c in configs)
+    assert cells == sorted(2 * [("face",), ("voice",), ("text",), ("face", "text", "voice")])
+    assert {c.run.seed for c in configs} == {0, 1}
+
+
+def test_the_face_voice_study_has_every_row_the_issue_lists_once_per_seed():
+    configs = study_configs("face_voice_unimodal", "face_voice", "face_voice_features")
+    assert {c.run.group for c in configs} == {"face_voice"} and {c.data.target for c in configs} == {"identity"}
+    rows = [(tuple(sorted(c.model.modalities)), c.model.fusion, c.model.combine_features, c.run.seed) for c in configs]
+    assert len(set(rows)) == len(rows) == 2 * 8
+    face_voice = ("face", "voice")
+    expected = {((m,), "late", "concat") for m in face_voice}  # the unimodal rows and the ensemble's members
+    expected |= {(face_voice, f, "concat") for f in ("late", "stack", "cross_attn")}
+    expected |= {(face_voice, "concat", c) for c in ("add", "mul", "concat")}
+    assert {row[:3] for row in rows} == expected
+    budgets = {repr((c.data, c.optim, c.model.layers, c.model.fusion_layers, c.eval)) for c in configs}
+    assert len(budgets) == 1  # the same data and budget in the three files: one table
+
+
+def test_the_margin_study_trains_every_margin_head_on_gated_fusion():
+    configs = study_configs("margin_gated")
+    assert {c.model.fusion for c in configs} == {"gated"}
+    assert sorted({c.loss.name for c in configs}) == sorted(
+        ["softmax", "sphereface", "sphereface_r", "sphereface2", "cosface", "arcface", "mask_proxy"]
+    )
+    assert len(configs) == 7 * 2
