@@ -4,6 +4,11 @@ What a margin head (ArcFace, CosFace, SphereFace2) is claimed to do on its train
 embedding towards its own class centre (a small target angle) and push the centres apart (a large minimum
 angle between two centres). For softmax the centres are the rows of its linear layer (the bias is left
 out). Angles are in radians and do not depend on the norms of the vectors.
+
+The minimum over all pairs is one pair's angle, so it is noisy; `nearest_centre_angles(...).mean()`
+averages every centre's angle to its nearest other centre (the inter-class statistic of ArcFace's angle
+table, W-Inter, as I read it). Centres can also be the mean normalised embedding of each class
+(research/metrics/verification.class_means): ArcFace's table reports both.
 """
 
 from __future__ import annotations
@@ -25,11 +30,16 @@ def target_angles(embeddings: np.ndarray, labels: np.ndarray, centres: np.ndarra
     return np.arccos(np.clip(cos, -1.0, 1.0))
 
 
-def min_centre_angle(centres: np.ndarray) -> float:
-    """The smallest angle between two distinct class centres (C, D), C >= 2."""
+def nearest_centre_angles(centres: np.ndarray) -> np.ndarray:
+    """Each centre's angle to its nearest other centre: centres (C, D), C >= 2 -> (C,)."""
     if len(centres) < 2:
-        raise ValueError(f"the minimum angle between centres needs at least 2 centres, got {len(centres)}")
+        raise ValueError(f"the angle between centres needs at least 2 centres, got {len(centres)}")
     unit = _unit(centres)  # (C, D)
     cos = unit @ unit.T  # (C, C)
     np.fill_diagonal(cos, -1.0)
-    return float(np.arccos(np.clip(cos.max(), -1.0, 1.0)))
+    return np.arccos(np.clip(cos.max(axis=1), -1.0, 1.0))
+
+
+def min_centre_angle(centres: np.ndarray) -> float:
+    """The smallest angle between two distinct class centres (C, D), C >= 2."""
+    return float(nearest_centre_angles(centres).min())

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.spatial.distance import cdist, pdist
 
-from research.metrics.geometry import min_centre_angle, target_angles
+from research.metrics.geometry import min_centre_angle, nearest_centre_angles, target_angles
 
 
 def test_target_angles_match_scipy_cosine_distance_at_any_norm():
@@ -50,6 +50,21 @@ def test_min_centre_angle_hand_worked():
     assert min_centre_angle(np.array([[1.0, 0.0], [0.0, 1.0], [2.0, 0.0]])) == pytest.approx(0.0, abs=1e-7)
 
 
-def test_min_centre_angle_needs_two_centres():
-    with pytest.raises(ValueError, match="at least 2"):
-        min_centre_angle(np.ones((1, 3)))
+def test_nearest_centre_angles_match_scipy_row_minima():
+    rng = np.random.default_rng(2)
+    centres = rng.normal(size=(9, 6)) * rng.uniform(0.1, 10.0, size=(9, 1))
+    angles = np.arccos(1.0 - cdist(centres, centres, "cosine"))
+    np.fill_diagonal(angles, np.inf)
+    np.testing.assert_allclose(nearest_centre_angles(centres), angles.min(axis=1), atol=1e-7)
+
+
+def test_nearest_centre_angles_hand_worked():
+    # 0 and 30 degrees are each other's nearest; 120 degrees is 90 from 30 and 120 from 0.
+    centres = np.array([[math.cos(a), math.sin(a)] for a in np.radians([0.0, 30.0, 120.0])]) * [[1.0], [3.0], [0.5]]
+    np.testing.assert_allclose(nearest_centre_angles(centres), np.radians([30.0, 30.0, 90.0]), atol=1e-12)
+
+
+def test_centre_angles_need_two_centres():
+    for angles in (min_centre_angle, nearest_centre_angles):
+        with pytest.raises(ValueError, match="at least 2"):
+            angles(np.ones((1, 3)))
