@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from research.config import SPHEREFACE2_MARGINS, Config
+from research.config import PAIR_LOSSES, SPHEREFACE2_MARGINS, Config
 
 
 def encoder_kwargs(cfg: Config, modality: str, vocab_size: int) -> tuple[str, dict[str, Any]]:
@@ -45,10 +45,26 @@ def fusion_kwargs(cfg: Config) -> dict[str, Any]:
     return {"dim": m.dim, "modalities": modalities, **kwargs}
 
 
-def head_kwargs(cfg: Config, classes: int) -> dict[str, Any]:
-    """Keywords of the classification head named by cfg.loss.name (class weights are added by the caller)."""
-    section = getattr(cfg.loss, cfg.loss.name, None)
-    hyper = dataclasses.asdict(section) if dataclasses.is_dataclass(section) else {}
-    if cfg.loss.name == "sphereface2" and hyper["margin"] is None:  # a Config not passed through apply_overrides
+def head_kwargs(cfg: Config, classes: int, name: str | None = None) -> dict[str, Any]:
+    """Keywords of the classification head `name` (default cfg.loss.name; class weights are added by the caller)."""
+    name = name or cfg.loss.name
+    hyper = loss_kwargs(cfg, name)
+    if name == "sphereface2" and hyper["margin"] is None:  # a Config not passed through apply_overrides
         hyper["margin"] = SPHEREFACE2_MARGINS[hyper["margin_type"]]
     return {"dim": cfg.model.dim, "classes": classes, "label_smoothing": cfg.loss.label_smoothing, **hyper}
+
+
+def loss_kwargs(cfg: Config, name: str) -> dict[str, Any]:
+    """The hyper-parameters of loss `name` (its config section; none for softmax): all a pair loss takes."""
+    section = getattr(cfg.loss, name, None)
+    return dataclasses.asdict(section) if dataclasses.is_dataclass(section) else {}
+
+
+def heads_of(cfg: Config) -> tuple[str, str | None]:
+    """(what the per-stream heads are, the matching loss): heads "classes" (class centres, log-probabilities),
+    "pairs" (a pair loss on the stream embeddings) or "none"; the matching loss is "cross_modal" in a match
+    model (the face and voice streams against each other), whose heads are softmax identity heads when
+    loss.identity_weight > 0."""
+    if cfg.model.task == "match":
+        return ("classes" if cfg.loss.identity_weight > 0 else "none"), "cross_modal"
+    return ("pairs" if cfg.loss.name in PAIR_LOSSES else "classes"), None

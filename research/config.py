@@ -16,10 +16,16 @@ from typing import Any, Literal
 # The name lists of the project, each in one place: loaders, generators, tests and benchmarks use these.
 Modality = Literal["face", "voice", "text"]
 Fusion = Literal["early", "stack", "cross_attn", "late", "gated", "concat", "bottleneck"]
-Loss = Literal["softmax", "sphereface", "sphereface_r", "sphereface2", "cosface", "arcface", "mask_proxy"]
+Loss = Literal[
+    "softmax", "sphereface", "sphereface_r", "sphereface2", "cosface", "arcface", "mask_proxy",
+    "contrastive", "triplet", "cross_modal",
+]  # fmt: skip
 MODALITIES: tuple[str, ...] = typing.get_args(Modality)
 FUSIONS: tuple[str, ...] = typing.get_args(Fusion)
 LOSSES: tuple[str, ...] = typing.get_args(Loss)
+# Losses without class centres (docs/losses.md): the model has no classifier, runs select by val EER.
+PAIR_LOSSES: tuple[str, ...] = ("contrastive", "triplet", "cross_modal")
+CLASS_HEADS: tuple[str, ...] = tuple(name for name in LOSSES if name not in PAIR_LOSSES)
 
 
 @dataclass
@@ -61,12 +67,20 @@ class DataConfig:
     batch_size: int = 32
     workers: int = 0  # processes that decode samples (research/data/pipeline.py); 0 = in the training process
     cache: bool = True  # decode every file into memory before training (small datasets); false = decode on read
+    # Training batch order: random = a permutation per epoch; pk = identity-balanced batches of pk_identities (P)
+    # identities x pk_samples (K) samples each, P x K = batch_size (research/data/sampler.py).
+    sampler: Literal["random", "pk"] = "random"
+    pk_identities: int = 8
+    pk_samples: int = 4
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
     perturb: PerturbConfig = field(default_factory=PerturbConfig)
 
 
 @dataclass
 class ModelConfig:
+    # identify = classify / verify identities (or the target); match = face <-> voice matching in one space
+    # (late fusion's face and voice streams, trained with loss.name = cross_modal; docs/losses.md).
+    task: Literal["identify", "match"] = "identify"
     modalities: tuple[Modality, ...] = ("face", "voice", "text")
     fusion: Fusion = "cross_attn"
     dim: int = 64  # width of every encoder's tokens and of the fused embedding
@@ -136,6 +150,24 @@ class LossConfig:
         scale_init: float = 10.0
         bias_init: float = -5.0
 
+    @dataclass
+    class Contrastive:  # Hadsell et al. 2006, on every pair of the batch
+        margin: float = 1.0
+        normalize: bool = True
+
+    @dataclass
+    class Triplet:  # FaceNet / Hermans et al., in-batch mining
+        margin: float = 0.2
+        mining: Literal["batch_hard", "semi_hard"] = "batch_hard"
+        squared: bool = False
+        normalize: bool = True
+
+    @dataclass
+    class CrossModal:  # face <-> voice: CLIP's InfoNCE or SigLIP's sigmoid loss, learned temperature
+        kind: Literal["infonce", "sigmoid"] = "infonce"
+        scale_init: float | None = None  # None = the paper's (1 / 0.07 InfoNCE, 10 sigmoid)
+        bias_init: float = -10.0
+
     name: Loss = "softmax"
     label_smoothing: float = 0.0  # softmax-type heads only (sphereface2 and mask_proxy reject it)
     class_weights: Literal["none", "balanced"] = "none"  # balanced = inverse train frequency; same heads
@@ -147,6 +179,10 @@ class LossConfig:
     cosface: Cosface = field(default_factory=Cosface)
     arcface: Arcface = field(default_factory=Arcface)
     mask_proxy: MaskProxy = field(default_factory=MaskProxy)
+    contrastive: Contrastive = field(default_factory=Contrastive)
+    triplet: Triplet = field(default_factory=Triplet)
+    cross_modal: CrossModal = field(default_factory=CrossModal)
+    identity_weight: float = 0.0  # model.task = match: weight of softmax identity heads on the face and voice streams
 
 
 @dataclass
@@ -203,6 +239,7 @@ class Config:
 SHORT_FLAGS = {
     "fusion": "model.fusion",
     "loss": "loss.name",
+    "task": "model.task",
     "backend": "run.backend",
     "modalities": "model.modalities",
     "dataset": "data.dataset",
@@ -355,6 +392,35 @@ def validate(cfg: Config) -> None:
         (cfg.data.perturb.copies >= 1, "data.perturb.copies must be at least 1"),
         (cfg.data.perturb.face_eps >= 0 and cfg.data.perturb.voice_eps >= 0, "data.perturb eps must be >= 0"),
     ]
-    for ok, message in checks:
+    for ok, message in checks + _pair_checks(cfg):
         if not ok:
             raise ConfigError(message)
+
+
+def _pair_checks(cfg: Config) -> list[tuple[bool, str]]:
+    """What the pair losses, the P x K sampler and the match task need (docs/losses.md)."""
+    d, name, task = cfg.data, cfg.loss.name, cfg.model.task
+    pk = d.pk_identities * d.pk_samples
+    return [
+        (d.pk_identities >= 2 and d.pk_samples >= 2, "data.pk_identities and data.pk_samples must be at least 2"),
+        (
+            d.sampler != "pk" or pk == d.batch_size,
+            f"data.sampler=pk: data.pk_identities x data.pk_samples ({d.pk_identities} x {d.pk_samples} = {pk}) "
+            f"must equal data.batch_size ({d.batch_size})",
+        ),
+        (
+            name not in PAIR_LOSSES or d.split == "open",
+            f"loss.name={name} has no classifier: it is evaluated by verification on unseen identities; "
+            "set data.split=open",
+        ),
+        (
+            name not in ("contrastive", "triplet") or d.sampler == "pk",
+            f"loss.name={name} needs several samples per identity in each batch: set data.sampler=pk",
+        ),
+        ((name == "cross_modal") == (task == "match"), "loss.name=cross_modal and model.task=match go together"),
+        (
+            task != "match" or (cfg.model.fusion == "late" and {"face", "voice"} <= set(cfg.model.modalities)),
+            "model.task=match needs model.fusion=late and the face and voice modalities",
+        ),
+        (cfg.loss.identity_weight >= 0, "loss.identity_weight must be >= 0"),
+    ]

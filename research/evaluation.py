@@ -40,6 +40,7 @@ def evaluate(
     top_k: int = EvalConfig.as_norm_top_k,
     min_group: int = 5,
     official: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None,
+    threshold: float | None = None,
 ) -> dict[str, float]:
     """Run every protocol that the arrays in `preds` allow; return flat scalar metrics.
 
@@ -52,6 +53,9 @@ def evaluate(
     left out of the fairness figures. official: name -> (i, j, target) official trial lists (e.g. VoxCeleb1-O)
     scored exactly as listed, reported as `{name}/eer` etc. Attributes of the manifest beyond gender, age
     and group take part in the fairness breakdown; an attribute unknown (-1) for some sample does not.
+    Open-set verification also reports `pair_acc`, the trials' accuracy at `threshold` (the score from which
+    a trial is accepted), and that threshold; None = the threshold of highest accuracy on these trials (pass
+    the validation split's to the test split). Closed-set metrics need "log_probs" (a model with a classifier).
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -64,7 +68,7 @@ def evaluate(
         details["dataset"] = fairness.dataset_report({a: preds[a] for a in attrs}, present, classes)
     scalars: dict[str, float] = {}
     closed = np.asarray(preds["target"]) >= 0
-    if closed.any():
+    if closed.any() and "log_probs" in preds:
         found, details["closed_set"] = _closed_set(preds, closed, groups, target, min_group)
         scalars |= found
     trials = None
@@ -72,14 +76,14 @@ def evaluate(
         found, details["verification"], trials = _open_set(
             preds, groups, train_subjects, cohort, n_trials, top_k, seed, min_group
         )
-        scalars |= found
+        scalars |= found | _pair_accuracy(trials, threshold)
         _write_trials(out / "trials.csv", preds["subject"], trials)
     for name, listed in (official or {}).items():
         subjects = np.array([]) if train_subjects is None else train_subjects
         found, _ = verification.verify(preds["embedding"], preds["subject"], subjects, trials=listed)
         scalars |= {f"{name}/{k}": v for k, v in found.items()}
     if "face_embedding" in preds and "voice_embedding" in preds:
-        scalars |= _cross_modal(preds, seed)
+        scalars |= _cross_modal(preds, seed, n_trials)
     if plots:
         _write_figures(preds, classes, details, trials, attrs, target, out, seed)
     record = {"metrics": scalars, **details}
@@ -140,9 +144,17 @@ def _open_set(
     return scalars | _fair_scalars(table, details["bias"]), details, trials
 
 
-def _cross_modal(preds: dict[str, np.ndarray], seed: int) -> dict[str, float]:
-    """1:2 matching and retrieval both ways, on the samples that have both a face and a voice (none when no
-    sample has both, e.g. in the test-time ablation of face or voice)."""
+def _pair_accuracy(trials: dict[str, np.ndarray], threshold: float | None) -> dict[str, float]:
+    """Pair accuracy of the trials at `threshold`, or at these trials' own best threshold when None."""
+    scores, is_target = trials["score"], trials["target"]
+    if threshold is None:
+        threshold = verification.accuracy_threshold(scores, is_target)
+    return {"pair_acc": verification.pair_accuracy(scores, is_target, threshold), "threshold": threshold}
+
+
+def _cross_modal(preds: dict[str, np.ndarray], seed: int, n_trials: int) -> dict[str, float]:
+    """1:2 matching, retrieval both ways and face-voice verification (crossmodal/eer ...), on the samples that
+    have both a face and a voice (none when no sample has both, e.g. in the test-time ablation of face or voice)."""
     n = len(preds["subject"])
     both = preds.get("face_present", np.ones(n, bool)) & preds.get("voice_present", np.ones(n, bool))
     if not both.any():
@@ -151,6 +163,7 @@ def _cross_modal(preds: dict[str, np.ndarray], seed: int) -> dict[str, float]:
     scalars = {f"match/{k}": v for k, v in crossmodal.matching_1to2(face, voice, subjects, seed=seed).items()}
     scalars |= {f"retrieval/v2f/{k}": v for k, v in crossmodal.retrieval(voice, face, subjects, subjects).items()}
     scalars |= {f"retrieval/f2v/{k}": v for k, v in crossmodal.retrieval(face, voice, subjects, subjects).items()}
+    scalars |= {f"crossmodal/{k}": v for k, v in crossmodal.verification(face, voice, subjects, n_trials, seed).items()}
     return scalars
 
 

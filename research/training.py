@@ -7,7 +7,7 @@ import numpy as np
 
 from research.config import Config
 from research.data.loader import SampleSet
-from research.metrics import lower_is_better
+from research.metrics import crossmodal, lower_is_better
 from research.metrics.verification import verify
 
 
@@ -36,21 +36,28 @@ def class_weights(cfg: Config, labels: np.ndarray, classes: int) -> np.ndarray |
 def quick_metrics(preds: dict) -> dict[str, float]:
     """Loss and accuracy over samples whose class was seen in training (per-epoch validation)."""
     known = preds["target"] >= 0
-    if not known.any():
+    if not known.any() or "log_probs" not in preds:  # unseen classes, or a model without a classifier
         return {}
     correct = preds["log_probs"][known].argmax(-1) == preds["target"][known]
     return {"loss": float(preds["loss"]), "acc": float(correct.mean())}
 
 
 def val_metrics(preds: dict, train_subjects: np.ndarray, cfg: Config) -> dict[str, float]:
-    """Accuracy when the split's classes were seen in training, else open-set verification EER."""
+    """Accuracy when the split's classes were seen in training and the model has a classifier, else open-set
+    verification EER: of the embedding, or in a match model (model.task = match) of face against voice on
+    the samples that have both."""
     metrics = quick_metrics(preds)
-    if not metrics:
+    if metrics:
+        return metrics
+    if cfg.model.task == "match":
+        both = preds["face_present"] & preds["voice_present"]
+        face, voice, subjects = preds["face_embedding"][both], preds["voice_embedding"][both], preds["subject"][both]
+        result = crossmodal.verification(face, voice, subjects, n_trials=cfg.eval.trials, seed=cfg.run.seed)
+    else:
         result, _ = verify(
             preds["embedding"], preds["subject"], train_subjects, n_trials=cfg.eval.trials, seed=cfg.run.seed
         )
-        metrics = {"loss": float("nan"), "eer": result["eer"]}
-    return metrics
+    return {"loss": float("nan"), "eer": result["eer"]}
 
 
 def is_better(value: float, best: float | None, key: str) -> bool:

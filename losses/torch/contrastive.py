@@ -3,7 +3,8 @@
 Hadsell, Chopra, LeCun, "Dimensionality Reduction by Learning an Invariant Mapping", CVPR 2006; used for
 speaker verification on L2-normalised embeddings, e.g. Chung et al., "In defence of metric learning for
 speaker recognition", Interspeech 2020 (arXiv 2003.11982). Not a classification head: the caller builds
-pairs (a_i, b_i) and says which are the same person (no trainer uses this loss yet; docs/losses.md).
+pairs (a_i, b_i) and says which are the same person, or `Contrastive.in_batch` pairs every two samples of a
+batch (how the model trains with --loss contrastive; docs/losses.md).
 """
 
 from __future__ import annotations
@@ -50,3 +51,12 @@ class Contrastive(nn.Module):
         self, a: torch.Tensor, b: torch.Tensor, same: torch.Tensor, keep: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         return contrastive_loss(a, b, same, keep=keep, margin=self.margin, normalize=self.normalize)
+
+    def in_batch(
+        self, embeddings: torch.Tensor, labels: torch.Tensor, keep: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every pair i < j of a batch (B, D) with labels (B,): same = equal labels, kept when both samples are
+        -> (loss, distances (B (B - 1) / 2,)). A P x K batch has P K (K - 1) / 2 same pairs among them."""
+        i, j = torch.triu_indices(len(labels), len(labels), offset=1, device=labels.device)  # (B (B - 1) / 2,) each
+        keep = keep_mask(keep, embeddings)
+        return self(embeddings[i], embeddings[j], labels[i] == labels[j], keep[i] & keep[j])

@@ -55,6 +55,7 @@ class SampleSet:
     stream: pipeline.Stream | None = None  # data.cache = false: samples are decoded when the pipeline reads them
     workers: int = 0  # data.workers: processes that read samples
     perturb: PerturbConfig | None = None  # data.perturb, set on the training split (research/data/perturb.py)
+    pk: tuple[int, int] | None = None  # data.sampler = pk: (P, K), set on the training split (research/data/sampler.py)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -118,6 +119,7 @@ def load(cfg: DataConfig) -> Splits:
             sets[split] = _sample_set(chosen, labels, cfg, tokenizer, list(classes))
         sets[split].workers = cfg.workers
         sets[split].perturb = cfg.perturb if split == "train" else None
+        sets[split].pk = (cfg.pk_identities, cfg.pk_samples) if split == "train" and cfg.sampler == "pk" else None
         sets[split].trials = _trials(path, meta, sets[split].ids, {r.id for r in rows})
     return Splits(**sets, classes=classes, skipped=len(problems), vocab_size=tokenizer.vocab_size)
 

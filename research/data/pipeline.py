@@ -1,6 +1,6 @@
 """The input pipeline: the batches of one split and epoch as a Grain dataset, framework-free (NumPy out).
 
-    order (permutation of (seed, epoch), one shard per rank)
+    order (permutation of (seed, epoch), or P x K batches with data.sampler = pk; one shard per rank)
       -> Read      decode one sample from its source (files, packed shards or the in-memory cache)
       -> Tokenise  transcript -> token ids and mask (the cache holds them tokenised already)
       -> Crop      voice cut to S samples at an offset fixed by (seed, epoch, sample), zero-padded
@@ -28,7 +28,7 @@ import numpy as np
 from absl import flags
 
 from research.config import DataConfig
-from research.data import perturb
+from research.data import perturb, sampler
 from research.data.loader import MODALITIES, SampleSet, decode_row
 from research.data.manifest import DataError, Row
 from research.data.text import Tokenizer
@@ -275,7 +275,12 @@ def batches(
     stream = data.stream
     source = MemorySource(data) if stream is None else stream.source
     fractions = crop_fractions(len(data), seed, epoch) if train else None
-    indices = order(len(data), shuffle=shuffle, seed=seed, epoch=epoch, rank=rank, world=world)
+    if shuffle and data.pk is not None:  # data.sampler = pk: identity-balanced batches (research/data/sampler.py)
+        global_batches = len(data) // (batch_size * world)
+        shard = {"seed": seed, "epoch": epoch, "rank": rank, "world": world}
+        indices = sampler.pk_order(data.labels("target"), *data.pk, global_batches, **shard)
+    else:
+        indices = order(len(data), shuffle=shuffle, seed=seed, epoch=epoch, rank=rank, world=world)
     ds = grain.MapDataset.source(indices).map(Read(source))
     if train and data.perturb is not None and perturb.enabled(data.perturb):  # the defence of data.perturb
         ds = ds.map(perturb.Perturb(data.perturb, seed, perturb.copy_of(len(data), data.perturb.copies, seed, epoch)))

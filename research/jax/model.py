@@ -11,7 +11,8 @@ from flax import nnx
 import encoders
 import fusion
 import losses
-from research.assembly import encoder_kwargs, fusion_kwargs, head_kwargs
+from losses.jax.contrastive import Contrastive
+from research.assembly import encoder_kwargs, fusion_kwargs, head_kwargs, heads_of, loss_kwargs
 from research.config import Config
 
 
@@ -26,12 +27,26 @@ class FusionModel(nnx.Module):
     When the fusion learns how to combine its streams (late fusion, learned weights), the cross-entropy of
     the combined decision is added on detached stream scores, so only the weights learn from it and the
     modalities still never interact before the decision.
+
+    `heads` says what the heads are (research/assembly.py heads_of): "classes" (class centres: the output has
+    log_probs), "pairs" (a pair loss on each stream's embeddings: no classifier, no log_probs) or "none". A
+    `matcher` (cross-modal loss, model.task = match) adds the loss of the face stream against the voice
+    stream on the samples that have both; the head losses then count `identity_weight` times.
     """
 
-    def __init__(self, encoders: dict[str, nnx.Module], fusion: nnx.Module, heads: dict[str, nnx.Module]):
+    def __init__(
+        self,
+        encoders: dict[str, nnx.Module],
+        fusion: nnx.Module,
+        heads: dict[str, nnx.Module],
+        kind: str = "classes",
+        matcher: nnx.Module | None = None,
+        identity_weight: float = 1.0,
+    ):
         self.encoders = nnx.Dict(encoders)
         self.fusion = fusion
         self.heads = nnx.Dict(heads)
+        self.kind, self.matcher, self.identity_weight = kind, matcher, identity_weight
 
     def __call__(self, batch: dict[str, jax.Array]) -> dict:
         present = {m: batch[f"{m}_present"] for m in sorted(self.encoders)}  # (B,) bool each
@@ -41,27 +56,39 @@ class FusionModel(nnx.Module):
         labels = batch["target"]  # (B,)
         known = labels >= 0  # (B,)
         safe_labels = jnp.where(known, labels, 0)  # (B,): any valid class where the label is unknown
-        losses, used, log_probs = [], [], {}
-        for s in self.fusion.streams:
-            keep = stream_present[s] & known  # (B,)
-            losses.append(self.heads[s](streams[s], safe_labels, keep=keep)[0])
-            used.append(keep.any())
-            log_probs[s] = jax.nn.log_softmax(self.heads[s].scores(streams[s]).astype(jnp.float32), axis=-1)  # (B, C)
-        decision = self.fusion.combine(log_probs, stream_present)  # (B, C)
-        used = jnp.stack(used)  # (S,): streams with at least one sample to learn from
-        loss = jnp.where(used, jnp.stack(losses), 0.0).sum() / jnp.maximum(used.sum(), 1)
-        if self.fusion.learns_combination:
-            detached = self.fusion.combine(
-                {s: jax.lax.stop_gradient(lp) for s, lp in log_probs.items()}, stream_present
-            )
-            nll = -jnp.take_along_axis(detached, safe_labels[:, None], axis=1)[:, 0]  # (B,)
-            loss = loss + jnp.where(known, nll, 0.0).sum() / jnp.maximum(known.sum(), 1)
-        return {
-            "loss": loss,
-            "log_probs": decision,
-            "embedding": embedding(streams, stream_present),
-            "streams": streams,
-        }
+        result = {"embedding": embedding(streams, stream_present), "streams": streams}
+        loss = jnp.zeros(())
+        if self.kind != "none":
+            losses, used, log_probs = [], [], {}
+            for s in self.fusion.streams:
+                keep = stream_present[s] & known  # (B,)
+                losses.append(self.head_loss(s, streams[s], safe_labels, keep))
+                used.append(keep.any())
+                if self.kind == "classes":
+                    log_probs[s] = jax.nn.log_softmax(self.heads[s].scores(streams[s]).astype(jnp.float32), axis=-1)
+            used = jnp.stack(used)  # (S,): streams with at least one sample to learn from
+            loss = jnp.where(used, jnp.stack(losses), 0.0).sum() / jnp.maximum(used.sum(), 1)
+            if self.kind == "classes":
+                result["log_probs"] = self.fusion.combine(log_probs, stream_present)  # (B, C)
+                if self.fusion.learns_combination:
+                    detached = self.fusion.combine(
+                        {s: jax.lax.stop_gradient(lp) for s, lp in log_probs.items()}, stream_present
+                    )
+                    nll = -jnp.take_along_axis(detached, safe_labels[:, None], axis=1)[:, 0]  # (B,)
+                    loss = loss + jnp.where(known, nll, 0.0).sum() / jnp.maximum(known.sum(), 1)
+        if self.matcher is not None:
+            both = stream_present["face"] & stream_present["voice"] & known  # (B,)
+            matching = self.matcher(streams["face"], streams["voice"], safe_labels, keep=both)[0]
+            loss = matching + self.identity_weight * loss
+        return {"loss": loss, **result}
+
+    def head_loss(self, stream: str, x: jax.Array, labels: jax.Array, keep: jax.Array) -> jax.Array:
+        """One stream's head loss: a class head's, the contrastive loss on every pair of the batch, or the
+        triplet loss with in-batch mining."""
+        head = self.heads[stream]
+        if isinstance(head, Contrastive):
+            return head.in_batch(x, labels, keep=keep)[0]
+        return head(x, labels, keep=keep)[0]
 
 
 def embedding(streams: dict[str, jax.Array], present: dict[str, jax.Array]) -> jax.Array:
@@ -84,11 +111,16 @@ def build_model(
         name, kwargs = encoder_kwargs(cfg, m, vocab_size)
         encs[m] = encoders.build(backend, name, **kwargs, rngs=rngs)
     fuse = fusion.build(backend, cfg.model.fusion, **fusion_kwargs(cfg), rngs=rngs)
-    heads = {
-        s: losses.build(backend, cfg.loss.name, class_weights=class_weights, **head_kwargs(cfg, classes), rngs=rngs)
-        for s in fuse.streams
-    }
-    model = FusionModel(encs, fuse, heads)
+    kind, matching = heads_of(cfg)
+    head = "softmax" if matching else cfg.loss.name  # a match model's identity heads are softmax heads
+    heads = {}
+    if kind == "classes":
+        hyper = head_kwargs(cfg, classes, head)
+        heads = {s: losses.build(backend, head, class_weights=class_weights, **hyper, rngs=rngs) for s in fuse.streams}
+    elif kind == "pairs":
+        heads = {s: losses.build(backend, head, **loss_kwargs(cfg, head)) for s in fuse.streams}
+    matcher = losses.build(backend, matching, **loss_kwargs(cfg, matching)) if matching else None
+    model = FusionModel(encs, fuse, heads, kind, matcher, cfg.loss.identity_weight)
     if cfg.optim.bf16:
         autocast(model)
     return model

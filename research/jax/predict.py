@@ -63,11 +63,12 @@ def to_numpy(tree):
 
 @partial(jax.jit, static_argnums=0)
 def forward(graphdef: nnx.GraphDef, state: nnx.State, batch: dict[str, jax.Array]) -> dict:
-    """The model in eval mode on one batch: loss, decision, embedding and stream embeddings."""
+    """The model in eval mode on one batch: loss, decision (models with a classifier), embedding and stream
+    embeddings."""
     out = nnx.merge(graphdef, state)(batch)
-    return {"loss": out["loss"], "log_probs": out["log_probs"], "embedding": out["embedding"], **{
+    return {k: out[k] for k in ("loss", "log_probs", "embedding") if k in out} | {
         f"{s}_embedding": v for s, v in out["streams"].items()
-    }}  # fmt: skip
+    }
 
 
 def pad(batch: dict[str, np.ndarray], size: int) -> dict[str, np.ndarray]:
@@ -81,7 +82,8 @@ def pad(batch: dict[str, np.ndarray], size: int) -> dict[str, np.ndarray]:
 
 
 def predict(model: FusionModel, data: SampleSet, cfg: Config, mesh: Mesh, drop: str = "") -> dict:
-    """Per-sample arrays of one split: log_probs, embedding, labels, presence, {m}_embedding, and the loss.
+    """Per-sample arrays of one split: log_probs (models with a classifier), embedding, labels, presence,
+    {m}_embedding, and the loss.
 
     `drop` names a modality to remove at test time (its presence flags are set to False).
     """

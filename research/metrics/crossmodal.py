@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from research.metrics.verification import normalise
+from research.metrics.verification import make_trials, normalise, verification_metrics
 
 
 def matching_1to2(
@@ -73,3 +73,16 @@ def retrieval(
         "recall@5": float(relevant[:, :5].any(axis=1).mean()),
         "map": float(ap.mean()),
     }
+
+
+def verification(
+    face_emb: np.ndarray, voice_emb: np.ndarray, subjects: np.ndarray, n_trials: int, seed: int = 0
+) -> dict[str, float]:
+    """Cross-modal verification: is the face of sample i the same person as the voice of sample j? Trials
+    (i, j) of distinct samples from `make_trials` (half same subject), scored cos(face_i, voice_j); returns
+    `verification_metrics` (EER, minDCF, TAR@FAR, AUC)."""
+    if face_emb.shape[1] != voice_emb.shape[1]:
+        raise ValueError("face and voice embeddings must share one space (same width)")
+    i, j, target = make_trials(np.asarray(subjects), n_trials, seed)
+    scores = np.einsum("te,te->t", normalise(face_emb)[i], normalise(voice_emb)[j])  # (T,)
+    return verification_metrics(scores, target)

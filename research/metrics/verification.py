@@ -69,6 +69,22 @@ def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
     return float((ranks[labels].sum() - n_tar * (n_tar + 1) / 2) / (n_tar * n_non))
 
 
+def pair_accuracy(scores: np.ndarray, labels: np.ndarray, threshold: float) -> float:
+    """Share of trials decided right when a trial is accepted as "same person" at score >= threshold."""
+    scores, labels = np.asarray(scores, np.float64), np.asarray(labels, bool)
+    return float(np.mean((scores >= threshold) == labels))
+
+
+def accuracy_threshold(scores: np.ndarray, labels: np.ndarray) -> float:
+    """The realisable threshold (+inf or a distinct score) of highest pair accuracy on these trials, the highest
+    such threshold on a tie: chosen on validation trials, it gives the test pair accuracy (the protocol of
+    LFW-style verification accuracy)."""
+    fpr, tpr, thresholds = roc(scores, labels)
+    n_target = np.asarray(labels, bool).sum()
+    correct = tpr * n_target + (1 - fpr) * (len(labels) - n_target)  # accepted targets + rejected non-targets
+    return float(thresholds[int(np.argmax(correct))])
+
+
 def verification_metrics(scores: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     """The reported set: EER, minDCF at p_target 0.01 and 0.05, TAR at FAR 1e-2 and 1e-3, ROC AUC."""
     return {

@@ -11,7 +11,8 @@ from torch import nn
 import encoders
 import fusion
 import losses
-from research.assembly import encoder_kwargs, fusion_kwargs, head_kwargs
+from losses.torch.contrastive import Contrastive
+from research.assembly import encoder_kwargs, fusion_kwargs, head_kwargs, heads_of, loss_kwargs
 from research.config import Config
 
 
@@ -26,13 +27,27 @@ class FusionModel(nn.Module):
     When the fusion learns how to combine its streams (late fusion, learned weights), the cross-entropy of
     the combined decision is added on detached stream scores, so only the weights learn from it and the
     modalities still never interact before the decision.
+
+    `heads` says what the heads are (research/assembly.py heads_of): "classes" (class centres: the output has
+    log_probs), "pairs" (a pair loss on each stream's embeddings: no classifier, no log_probs) or "none". A
+    `matcher` (cross-modal loss, model.task = match) adds the loss of the face stream against the voice
+    stream on the samples that have both; the head losses then count `identity_weight` times.
     """
 
-    def __init__(self, encoders: dict[str, nn.Module], fusion: nn.Module, heads: dict[str, nn.Module]):
+    def __init__(
+        self,
+        encoders: dict[str, nn.Module],
+        fusion: nn.Module,
+        heads: dict[str, nn.Module],
+        kind: str = "classes",
+        matcher: nn.Module | None = None,
+        identity_weight: float = 1.0,
+    ):
         super().__init__()
         self.encoders = nn.ModuleDict(encoders)
         self.fusion = fusion
         self.heads = nn.ModuleDict(heads)
+        self.kind, self.matcher, self.identity_weight = kind, matcher, identity_weight
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict:
         present = {m: batch[f"{m}_present"] for m in sorted(self.encoders)}  # (B,) bool each
@@ -44,26 +59,38 @@ class FusionModel(nn.Module):
         labels = batch["target"]  # (B,)
         known = labels >= 0  # (B,)
         safe_labels = torch.where(known, labels, 0)  # (B,): any valid class where the label is unknown
-        losses, used, log_probs = [], [], {}
-        for s in self.fusion.streams:
-            keep = stream_present[s] & known  # (B,)
-            losses.append(self.heads[s](streams[s], safe_labels, keep=keep)[0])
-            used.append(keep.any())
-            log_probs[s] = F.log_softmax(self.heads[s].scores(streams[s]).float(), dim=-1)  # (B, C)
-        decision = self.fusion.combine(log_probs, stream_present)  # (B, C)
-        used = torch.stack(used)  # (S,): streams with at least one sample to learn from
-        loss = torch.where(used, torch.stack(losses), 0.0).sum() / used.sum().clamp_min(1)
-        if self.fusion.learns_combination:
-            detached = {s: lp.detach() for s, lp in log_probs.items()}
-            detached = self.fusion.combine(detached, stream_present)
-            nll = -detached.gather(1, safe_labels[:, None])[:, 0]  # (B,)
-            loss = loss + torch.where(known, nll, 0.0).sum() / known.sum().clamp_min(1)
-        return {
-            "loss": loss,
-            "log_probs": decision,
-            "embedding": embedding(streams, stream_present),
-            "streams": streams,
-        }
+        result = {"embedding": embedding(streams, stream_present), "streams": streams}
+        loss = torch.zeros((), device=labels.device)
+        if self.kind != "none":
+            losses, used, log_probs = [], [], {}
+            for s in self.fusion.streams:
+                keep = stream_present[s] & known  # (B,)
+                losses.append(self.head_loss(s, streams[s], safe_labels, keep))
+                used.append(keep.any())
+                if self.kind == "classes":
+                    log_probs[s] = F.log_softmax(self.heads[s].scores(streams[s]).float(), dim=-1)  # (B, C)
+            used = torch.stack(used)  # (S,): streams with at least one sample to learn from
+            loss = torch.where(used, torch.stack(losses), 0.0).sum() / used.sum().clamp_min(1)
+            if self.kind == "classes":
+                result["log_probs"] = self.fusion.combine(log_probs, stream_present)  # (B, C)
+                if self.fusion.learns_combination:
+                    detached = {s: lp.detach() for s, lp in log_probs.items()}
+                    detached = self.fusion.combine(detached, stream_present)
+                    nll = -detached.gather(1, safe_labels[:, None])[:, 0]  # (B,)
+                    loss = loss + torch.where(known, nll, 0.0).sum() / known.sum().clamp_min(1)
+        if self.matcher is not None:
+            both = stream_present["face"] & stream_present["voice"] & known  # (B,)
+            matching = self.matcher(streams["face"], streams["voice"], safe_labels, keep=both)[0]
+            loss = matching + self.identity_weight * loss
+        return {"loss": loss, **result}
+
+    def head_loss(self, stream: str, x: torch.Tensor, labels: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        """One stream's head loss: a class head's, the contrastive loss on every pair of the batch, or the
+        triplet loss with in-batch mining."""
+        head = self.heads[stream]
+        if isinstance(head, Contrastive):
+            return head.in_batch(x, labels, keep=keep)[0]
+        return head(x, labels, keep=keep)[0]
 
 
 def embedding(streams: dict[str, torch.Tensor], present: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -79,11 +106,16 @@ def build_model(cfg: Config, classes: int, vocab_size: int, class_weights: torch
         name, kwargs = encoder_kwargs(cfg, m, vocab_size)
         encs[m] = encoders.build(backend, name, **kwargs)
     fuse = fusion.build(backend, cfg.model.fusion, **fusion_kwargs(cfg))
-    heads = {
-        s: losses.build(backend, cfg.loss.name, class_weights=class_weights, **head_kwargs(cfg, classes))
-        for s in fuse.streams
-    }
-    return FusionModel(encs, fuse, heads)
+    kind, matching = heads_of(cfg)
+    head = "softmax" if matching else cfg.loss.name  # a match model's identity heads are softmax heads
+    heads = {}
+    if kind == "classes":
+        hyper = head_kwargs(cfg, classes, head)
+        heads = {s: losses.build(backend, head, class_weights=class_weights, **hyper) for s in fuse.streams}
+    elif kind == "pairs":
+        heads = {s: losses.build(backend, head, **loss_kwargs(cfg, head)) for s in fuse.streams}
+    matcher = losses.build(backend, matching, **loss_kwargs(cfg, matching)) if matching else None
+    return FusionModel(encs, fuse, heads, kind, matcher, cfg.loss.identity_weight)
 
 
 def parameter_report(model: FusionModel) -> dict[str, int]:

@@ -31,7 +31,8 @@ def predict(
     rank: int = 0,
     world: int = 1,
 ) -> dict:
-    """Per-sample arrays of one split: log_probs, embedding, labels, presence, {m}_embedding, and the loss.
+    """Per-sample arrays of one split: log_probs (models with a classifier), embedding, labels, presence,
+    {m}_embedding, and the loss.
 
     `drop` names a modality to remove at test time (its presence flags are set to False). `rank` / `world`
     predict one rank's shard (samples rank, rank + world, ...; distributed.gather_predictions joins them).
@@ -49,7 +50,7 @@ def predict(
         known = int((batch["target"] >= 0).sum())
         losses.append(out["loss"].item() * known)
         weights.append(known)
-        arrays = {"log_probs": out["log_probs"], "embedding": out["embedding"]}
+        arrays = {k: out[k] for k in ("log_probs", "embedding") if k in out}  # no log_probs without a classifier
         arrays |= {f"{s}_embedding": v for s, v in out["streams"].items() if s in cfg.model.modalities}
         for key, value in arrays.items():
             parts.setdefault(key, []).append(value.float().cpu().numpy())

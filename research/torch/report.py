@@ -36,9 +36,12 @@ def final_report(model: FusionModel, splits: Splits, cfg: Config, device, out: P
         top_k=cfg.eval.as_norm_top_k,
     )
     summary: dict[str, float] = {}
+    threshold = None  # open set: test's pair accuracy is taken at the threshold chosen on val
     for split, data in (("val", splits.val), ("test", splits.test)):
         preds = predict(model, data, cfg, device)
-        metrics = evaluate(preds, splits.classes, out / split, plots=cfg.eval.plots, official=data.trials, **protocol)
+        kw = {"plots": cfg.eval.plots, "official": data.trials, "threshold": threshold}
+        metrics = evaluate(preds, splits.classes, out / split, **kw, **protocol)
+        threshold = metrics.get("threshold")
         summary |= {f"{split}/{k}": v for k, v in metrics.items()}
         if np.isfinite(preds["loss"]) and (preds["target"] >= 0).any():
             summary[f"{split}/loss"] = float(preds["loss"])

@@ -1,0 +1,113 @@
+"""Pair and cross-modal training end to end (torch): --loss contrastive (Siamese, one voice tower) and triplet
+with the P x K sampler, --task match with the cross-modal InfoNCE; each run's reported metrics recomputed
+from the best checkpoint's embeddings with NumPy / scikit-learn."""
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import roc_curve
+
+from research.config import Config, apply_overrides
+from research.data.loader import load
+from research.metrics.verification import make_trials
+from research.torch import checkpoint
+from research.torch.model import build_model
+from research.torch.predict import predict
+from research.torch.trainer import train_and_evaluate
+
+TINY = [
+    "--run.wandb=disabled",
+    "--run.progress=false",
+    "--data.synthetic.identities=12",
+    "--data.synthetic.samples_per_identity=6",
+    "--data.voice_seconds=0.5",
+    "--data.batch_size=8",
+    "--data.split=open",
+    "--model.dim=32",
+    "--model.layers=1",
+    "--optim.epochs=3",
+    "--eval.plots=false",
+    "--eval.trials=200",
+]
+PK = ["--data.sampler=pk", "--data.pk_identities=4", "--data.pk_samples=2"]
+RUNS = {
+    "siamese": ["--loss=contrastive", "--modalities=voice", "--fusion=late", *PK],
+    "triplet": ["--loss=triplet", "--modalities=face", "--fusion=late", *PK],
+    "match": ["--task=match", "--loss=cross_modal", "--modalities=face,voice", "--fusion=late"],
+}
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, data_root):
+    out = tmp_path_factory.mktemp("pair_runs")
+    done = {}
+    for name, args in RUNS.items():
+        cfg = apply_overrides(Config(), [*TINY, f"--run.out={out}", f"--data.root={data_root}", *args])
+        torch.manual_seed(0)
+        summary = train_and_evaluate(cfg, out / name, name)
+        record = json.loads((out / name / "record.json").read_text())
+        done[name] = (cfg, out / name, summary, record["history"])
+    return done
+
+
+def embeddings(cfg: Config, run_dir: Path, split: str) -> dict:
+    """The test split's predictions of the run's best checkpoint, rebuilt from its files."""
+    splits = load(cfg.data)
+    model = build_model(cfg, len(splits.classes[cfg.data.target]), splits.vocab_size, None)
+    checkpoint.load(run_dir / "best.safetensors", model)
+    return predict(model, getattr(splits, split), cfg, torch.device("cpu"))
+
+
+def sklearn_eer(target: np.ndarray, scores: np.ndarray) -> float:
+    """EER on the ROC from scikit-learn, FNR = FPR interpolated on the segment where it crosses."""
+    fpr, tpr, _ = roc_curve(target, scores, drop_intermediate=False)
+    k = int(np.argmax(1 - tpr <= fpr))
+    d0, d1 = (1 - tpr[k - 1]) - fpr[k - 1], (1 - tpr[k]) - fpr[k]
+    return float(fpr[k - 1] + d0 / (d0 - d1) * (fpr[k] - fpr[k - 1]))
+
+
+def unit(x: np.ndarray) -> np.ndarray:
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("name", ["siamese", "triplet"])
+def test_pair_loss_trains_without_classifier_and_reports_the_embeddings_eer(runs, name):
+    cfg, run_dir, summary, history = runs[name]
+    assert history[-1]["train/loss"] < history[0]["train/loss"]
+    assert summary["selection"] == "val/eer" and "test/acc" not in summary
+    assert summary["params/heads"] == 0, "a pair loss has no class centres"
+    preds = embeddings(cfg, run_dir, "test")
+    assert "log_probs" not in preds
+    with (run_dir / "eval/test/trials.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    i, j = (np.array([int(r[k]) for r in rows]) for k in ("i", "j"))
+    target = np.array([r["target"] == "1" for r in rows])
+    scores = (unit(preds["embedding"])[i] * unit(preds["embedding"])[j]).sum(axis=1)
+    assert np.allclose(scores, [float(r["score"]) for r in rows], atol=2e-6)
+    assert abs(summary["test/eer"] - sklearn_eer(target, scores)) < 1e-6
+    # Pair accuracy on test at the threshold chosen on val (the val split's, not test's own).
+    val = embeddings(cfg, run_dir, "val")
+    vi, vj, vt = make_trials(val["subject"], cfg.eval.trials, cfg.run.seed)
+    v_scores = (unit(val["embedding"])[vi] * unit(val["embedding"])[vj]).sum(axis=1)
+    best = max(np.mean((v_scores >= t) == vt) for t in np.unique(v_scores))
+    assert abs(summary["val/pair_acc"] - best) < 1e-9
+    assert summary["test/threshold"] == summary["val/threshold"]
+    assert abs(summary["test/pair_acc"] - np.mean((scores >= summary["val/threshold"]) == target)) < 1e-9
+
+
+def test_match_task_trains_face_and_voice_into_one_space(runs):
+    cfg, run_dir, summary, history = runs["match"]
+    assert history[-1]["train/loss"] < history[0]["train/loss"]
+    assert summary["selection"] == "val/eer"
+    v2f, f2v = summary["test/match/v2f"], summary["test/match/f2v"]  # chance is 0.5 (1000 tasks: sd 0.016)
+    assert min(v2f, f2v) > 0.55 and (v2f + f2v) / 2 > 0.6, (v2f, f2v)
+    preds = embeddings(cfg, run_dir, "test")
+    face, voice, subjects = unit(preds["face_embedding"]), unit(preds["voice_embedding"]), preds["subject"]
+    i, j, target = make_trials(subjects, cfg.eval.trials, cfg.run.seed)
+    assert abs(summary["test/crossmodal/eer"] - sklearn_eer(target, (face[i] * voice[j]).sum(axis=1))) < 1e-6
+    nearest = np.argmax(voice @ face.T, axis=1)  # voice -> face retrieval, rank 1
+    assert abs(summary["test/retrieval/v2f/recall@1"] - np.mean(subjects[nearest] == subjects)) < 1e-9
