@@ -2,7 +2,14 @@
 
 A thin loop: AdamW, linear warm-up then cosine decay per step, gradient clipping, optional bf16
 autocast, validation every epoch, the best epoch kept by the validation metric, and a `last`
-checkpoint after every epoch from which a rerun resumes exactly (same batches, same dropout masks).
+checkpoint after every epoch (and every run.checkpoint_every steps inside one) from which a rerun
+resumes exactly (same batches, same dropout masks, the same epoch loss).
+
+The `last` checkpoint's meta: "epoch" (the last completed epoch), "step" (steps done in the next one; 0 at
+an epoch's end), and mid-epoch "pipeline" (the training iterator's state) and "loss_sum" (the global
+batches' losses summed so far in the epoch), plus the best-epoch bookkeeping. The torch CPU and CUDA RNG states
+travel in the checkpoint (research/torch/checkpoint.py), so dropout after a resume draws the masks of the
+uninterrupted run.
 """
 
 from __future__ import annotations
@@ -80,35 +87,44 @@ def train_step(model, optimizer, scheduler, batch: dict[str, torch.Tensor], cfg:
     return {"loss": value, "grad_norm": grad_norm.item(), "lr": lr}
 
 
-def train_epoch(model, optimizer, scheduler, data: SampleSet, cfg: Config, epoch: int, world, last: Path) -> float:
+def train_epoch(model, optimizer, scheduler, data: SampleSet, cfg: Config, epoch: int, world, last: Path, save, begin):
     """One pass over the training set; returns the mean loss over the global batches. Each rank reads its
-    shard, B / N samples of every global batch. Raises NonFiniteLoss before a bad step."""
+    shard, B / N samples of every global batch. Raises NonFiniteLoss before a bad step.
+
+    `begin` is a mid-epoch checkpoint's meta (or None): the epoch's iterator continues from its "pipeline"
+    state after "step" steps, with the loss sum so far. Every run.checkpoint_every steps (not at the epoch's
+    end, whose checkpoint follows the validation) `save(step, pipeline state, loss sum)` is called."""
     model.train()
-    total = 0.0
-    steps = steps_per_epoch(data, cfg)
+    done, total = (begin["step"], begin["loss_sum"]) if begin else (0, 0.0)
+    steps, every = steps_per_epoch(data, cfg), cfg.run.checkpoint_every
     size = distributed.per_rank_batch(cfg.data.batch_size, world)
     if size % cfg.optim.accumulate:
         raise ValueError(f"the per-rank batch {size} is not divisible by optim.accumulate={cfg.optim.accumulate}")
     kw = {"shuffle": True, "seed": cfg.run.seed, "epoch": epoch, "train": True, "rank": world.rank, "world": world.size}
     with data.batches(size, **kw) as batches:
+        if begin:
+            batches.set_state(begin["pipeline"])
         full = (b for b in batches if len(b["target"]) == size)  # short only with skipped files
         bar = tqdm(
-            itertools.islice(full, steps),
+            itertools.islice(full, steps - done),
+            initial=done,
             total=steps,
             desc=f"epoch {epoch}/{cfg.optim.epochs}",
             disable=not cfg.run.progress,
             leave=False,
         )
-        for step, batch in enumerate(bar):
+        for step, batch in enumerate(bar, start=done + 1):  # step: steps done once this one is
             measured = train_step(model, optimizer, scheduler, to_device(batch, world.device), cfg)
             if not math.isfinite(measured["loss"]):
                 raise NonFiniteLoss(
-                    f"non-finite loss ({measured['loss']}) at epoch {epoch}, step {step}: stopped before updating "
-                    f"the weights; the last good checkpoint is {last if last.exists() else 'none (first epoch)'}"
+                    f"non-finite loss ({measured['loss']}) at epoch {epoch}, step {step - 1}: stopped before "
+                    f"updating the weights; the last good checkpoint is {last if last.exists() else 'none yet'}"
                 )
-            total += measured["loss"]
-            bar.set_postfix(loss=f"{total / (step + 1):.4f}")
-    return distributed.mean(total / (step + 1), world)
+            total += distributed.mean(measured["loss"], world)  # the global batch's loss, alike on every rank
+            bar.set_postfix(loss=f"{total / step:.4f}")
+            if every > 0 and step % every == 0 and step < steps:
+                save(step, batches.get_state(), total)
+    return total / step
 
 
 def train_and_evaluate(cfg: Config, run_dir: Path, name: str) -> dict:
@@ -136,18 +152,30 @@ def train_and_evaluate(cfg: Config, run_dir: Path, name: str) -> dict:
     tracker = distributed.main_tracker(world, lambda: Tracker(cfg, run_dir, name))
     tracker.record |= job
     last, best_path = run_dir / "last.safetensors", run_dir / "best.safetensors"
-    state = {"epoch": 0, "best": None, "best_epoch": 0, "selection": ""}
+    state = {"epoch": 0, "step": 0, "best": None, "best_epoch": 0, "selection": ""}
     # Every rank reads the checkpoint: the run directory is on a shared file system.
     if cfg.run.resume and checkpoint_files.exists(last):
         state = checkpoint.load(last, model, optimizer, scheduler)
         tracker.truncate(state["epoch"])
+        if world.is_main:
+            print(f"resuming {name}: epoch {state['epoch']} done, {state['step']} steps into the next")
+    begin = state if state["step"] else None  # resume inside epoch state["epoch"] + 1
+    state = {k: state[k] for k in ("epoch", "best", "best_epoch", "selection")} | {"step": 0}
+
+    def save(step: int, pipeline: dict, loss_sum: float) -> None:
+        """A mid-epoch `last`: state["epoch"] is still the last completed epoch."""
+        meta = state | {"step": step, "pipeline": pipeline, "loss_sum": loss_sum}
+        if world.is_main:
+            checkpoint.save(last, model, meta, optimizer, scheduler)
+
     trained = distributed.wrap(model, world, cfg.run.sync_bn)
     trained = torch.compile(trained) if cfg.run.compile else trained
     train_subjects = np.unique(splits.train.labels("subject"))
     shard = {"rank": world.rank, "world": world.size}
     try:
         for epoch in range(state["epoch"] + 1, cfg.optim.epochs + 1):
-            train_loss = train_epoch(trained, optimizer, scheduler, splits.train, cfg, epoch, world, last)
+            train_loss = train_epoch(trained, optimizer, scheduler, splits.train, cfg, epoch, world, last, save, begin)
+            begin = None
             preds = distributed.gather_predictions(predict(model, splits.val, cfg, device, **shard), world)
             val = val_metrics(preds, train_subjects, cfg)
             key = "acc" if "acc" in val else "eer"
