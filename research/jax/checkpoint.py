@@ -4,8 +4,9 @@ Loading never unpickles and never executes code.
 A train state is a pytree ({"params", "variables"[, "optim"]}); each leaf is stored under its pytree path
 (`jax.tree_util.keystr`) and `load` fills a freshly built template of the same structure, so a missing
 key or a wrong shape is an error, not a silent partial load. No RNG state is stored: dropout and
-SpecAugment keys are a function of (seed, step) and batches of (seed, epoch), so the state and the epoch
-are all an exact resume needs. Writing and finding a good file (atomic publication, the previous
+SpecAugment keys are a function of (seed, step) and batches of (seed, epoch), so the state, the epoch and,
+mid-epoch, the step, the pipeline's iterator state and the epoch's loss sum (all in the meta) are all an
+exact resume needs. Writing and finding a good file (atomic publication, the previous
 checkpoint kept, a content hash) is research/checkpoint_files.py, shared with the torch trainer.
 """
 

@@ -3,7 +3,8 @@
 A thin loop around one jit-compiled `train_step`, reading like research/torch/trainer.py: AdamW, linear
 warm-up then cosine decay per step (torch's factors), global-norm clipping, optional bf16 matmuls,
 validation every epoch, the best epoch kept by the validation metric, and a `last` checkpoint after
-every epoch from which a rerun resumes exactly (same batches, same dropout and SpecAugment masks).
+every epoch (and every `run.checkpoint_every` steps inside one) from which a rerun resumes exactly (same
+batches, same dropout and SpecAugment masks, mid-epoch too).
 
 The model is split once into its graph definition and its state (params, other variables, optimizer
 state); the step is `jax.jit` of a pure function of that state (donated), one batch and the step number,
@@ -95,30 +96,39 @@ def make_train_step(graphdef: nnx.GraphDef, rngs: nnx.State, tx, schedule, cfg: 
     return jax.jit(train_step, donate_argnums=0, out_shardings=(replicated, replicated))
 
 
-def train_epoch(train_step, state: dict, data: SampleSet, cfg: Config, epoch: int, mesh: Mesh, last: Path):
-    """One pass over the training set -> (state, mean loss). Raises NonFiniteLoss before a bad step."""
-    total = 0.0
-    steps = steps_per_epoch(data, cfg)
+def train_epoch(train_step, state: dict, data: SampleSet, cfg: Config, epoch: int, mesh: Mesh, last: Path, save, begin):
+    """One pass over the training set -> (state, mean loss). Raises NonFiniteLoss before a bad step.
+
+    `begin` is a mid-epoch checkpoint's meta (or None): the epoch's iterator continues from its "pipeline"
+    state after "step" steps, with the loss sum so far. Every run.checkpoint_every steps (not at the epoch's
+    end, whose checkpoint follows the validation) `save(state, step, pipeline state, loss sum)` is called."""
+    done, total = (begin["step"], begin["loss_sum"]) if begin else (0, 0.0)
+    steps, every = steps_per_epoch(data, cfg), cfg.run.checkpoint_every
     with data.batches(cfg.data.batch_size, shuffle=True, seed=cfg.run.seed, epoch=epoch, train=True) as batches:
+        if begin:
+            batches.set_state(begin["pipeline"])
         full = (b for b in batches if len(b["target"]) == cfg.data.batch_size)  # short only with skipped files
         bar = tqdm(
-            itertools.islice(full, steps),
+            itertools.islice(full, steps - done),
+            initial=done,
             total=steps,
             desc=f"epoch {epoch}/{cfg.optim.epochs}",
             disable=not cfg.run.progress,
             leave=False,
         )
-        for step, batch in enumerate(bar):
-            state, measured = train_step(state, to_device(batch, mesh), (epoch - 1) * steps + step)
+        for step, batch in enumerate(bar, start=done + 1):  # step: steps done once this one is
+            state, measured = train_step(state, to_device(batch, mesh), (epoch - 1) * steps + step - 1)
             loss = float(measured["loss"])
             if not math.isfinite(loss):
                 raise NonFiniteLoss(
-                    f"non-finite loss ({loss}) at epoch {epoch}, step {step}: stopped before updating the "
-                    f"weights; the last good checkpoint is {last if last.exists() else 'none (first epoch)'}"
+                    f"non-finite loss ({loss}) at epoch {epoch}, step {step - 1}: stopped before updating the "
+                    f"weights; the last good checkpoint is {last if last.exists() else 'none yet'}"
                 )
             total += loss
-            bar.set_postfix(loss=f"{total / (step + 1):.4f}")
-    return state, total / (step + 1)
+            bar.set_postfix(loss=f"{total / step:.4f}")
+            if every > 0 and step % every == 0 and step < steps:
+                save(state, step, batches.get_state(), total)
+    return state, total / step
 
 
 def initialize_distributed() -> None:
@@ -161,15 +171,24 @@ def train_and_evaluate(cfg: Config, run_dir: Path, name: str) -> dict:
     train_step = make_train_step(graphdef, rng_state, tx, schedule, cfg, mesh)
     tracker = make_tracker(cfg, run_dir, name)
     last, best_path = run_dir / "last.safetensors", run_dir / "best.safetensors"
-    meta = {"epoch": 0, "best": None, "best_epoch": 0, "selection": ""}
+    meta = {"epoch": 0, "step": 0, "best": None, "best_epoch": 0, "selection": ""}
     if cfg.run.resume and checkpoint_files.exists(last):
         state, meta = checkpoint.load(last, state)
         tracker.truncate(meta["epoch"])
+        print(f"resuming {name} from {last.name}: epoch {meta['epoch'] + 1}, step {meta['step']}")
+    begin = meta if meta["step"] else None  # resume inside epoch meta["epoch"] + 1
+    meta = {k: meta[k] for k in ("epoch", "best", "best_epoch", "selection")} | {"step": 0}
+
+    def save(state: dict, step: int, pipeline: dict, loss_sum: float) -> None:
+        """A mid-epoch `last`: meta["epoch"] is still the last completed epoch."""
+        checkpoint.save(last, state, meta | {"step": step, "pipeline": pipeline, "loss_sum": loss_sum})
+
     state = replicate(state, mesh)
     train_subjects = np.unique(splits.train.labels("subject"))
     try:
         for epoch in range(meta["epoch"] + 1, cfg.optim.epochs + 1):
-            state, train_loss = train_epoch(train_step, state, splits.train, cfg, epoch, mesh, last)
+            state, train_loss = train_epoch(train_step, state, splits.train, cfg, epoch, mesh, last, save, begin)
+            begin = None
             nnx.update(model, state["params"], state["variables"])
             val = val_metrics(predict(model, splits.val, cfg, mesh), train_subjects, cfg)
             model.train()
