@@ -104,7 +104,9 @@ def sampled_points(sweep: dict) -> list[dict]:
 def test_every_shipped_sweep_point_is_a_valid_run_py_command_line(path):
     sweep = sweeps.load_sweep(path)
     assert sweep["program"] == "experiments/run.py" and (ROOT / sweep["program"]).exists()
-    assert "${args}" in sweep["command"] and sweep["metric"] == {"name": "val/acc", "goal": "maximize"}
+    assert "${args}" in sweep["command"]
+    metric = {"name": "val/acc", "goal": "maximize"}  # closed set; open-set studies select by EER
+    assert sweep["metric"] in (metric, {"name": "val/eer", "goal": "minimize"})
     constants = sweeps.constants(sweep)
     assert constants["run.group"] == sweeps.group(sweep) and sweeps.group(sweep) in constants["run.tags"]
     for point in sampled_points(sweep):
@@ -172,3 +174,11 @@ def test_the_margin_study_trains_every_margin_head_on_gated_fusion():
         ["softmax", "sphereface", "sphereface_r", "sphereface2", "cosface", "arcface", "mask_proxy"]
     )
     assert len(configs) == 7 * 2
+
+
+def test_the_siamese_study_compares_the_contrastive_loss_with_class_heads_on_unseen_speakers():
+    configs = study_configs("siamese")
+    assert {(c.model.modalities, c.data.split, c.data.sampler) for c in configs} == {(("voice",), "open", "pk")}
+    assert {c.loss.name for c in configs} == {"contrastive", "softmax", "cosface", "arcface", "sphereface2"}
+    assert {c.data.pk_identities * c.data.pk_samples for c in configs} == {configs[0].data.batch_size}
+    assert len(configs) == 5 * 2
