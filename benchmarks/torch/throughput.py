@@ -1,18 +1,33 @@
-"""Training throughput of each fusion type on this machine, next to its measured matmul FLOP/s.
+"""Training throughput of each fusion type on this machine: eager, torch.compile (run.compile) and DDP.
 
     python benchmarks/torch/throughput.py [--steps 10] [--batch 32] [--device cpu] [--bf16] [--json FILE]
+                                          [--fusions early,stack,...] [--compile] [--ddp 2]
 
 For every fusion module it builds the default model (face_cnn + voice_ecapa + text_tiny at dim 64),
 times full training steps (forward, backward, AdamW) on real batches of the embedded dataset, counts the
 FLOPs of one step with torch's FLOP counter (matmuls and convolutions, forward and backward), and prints
 samples/s, achieved GFLOP/s and the ratio to the peak-like FLOP/s of a large fp32 matmul measured in the
 same run. All figures are measured; nothing is assumed about the hardware.
+
+--compile: the same steps through torch.compile(model) (what run.compile does; inductor needs a C++
+compiler on the CPU); the first step's time, which includes compiling forward and backward, is printed
+apart, and the step time after two warm-up steps against eager's.
+--ddp N: the same global batch on N gloo processes (this file with --rank, joined through
+research/torch/distributed.py as under torchrun, DistributedDataParallel, B / N samples per rank, each
+rank's shard of the epoch, torch threads split between the ranks), every collective under
+FUSION_DIST_TIMEOUT_S and the ranks under a wall-clock limit. Scaling efficiency = N-process samples/s
+/ (N x 1-process samples/s): 1 is perfect scaling. Here it measures the CPU, not DDP: on an idle CPU
+the ranks share the cores the 1-process run already uses (a ceiling of cores / (N x its threads)), and on a
+CPU loaded by other jobs each process gets its own share of the time, which can lift the figure past that.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import socket
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -25,11 +40,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository r
 from benchmarks.throughput_table import HEADER, row  # noqa: E402
 from research.config import Config  # noqa: E402
 from research.data.loader import load  # noqa: E402
+from research.torch import distributed  # noqa: E402
 from research.torch.model import build_model  # noqa: E402
 from research.torch.predict import to_device  # noqa: E402
 from research.torch.trainer import make_optimizer  # noqa: E402
 
 FUSIONS = ("early", "stack", "cross_attn", "late", "gated")
+WALL_S = 1800  # the DDP ranks of one fusion
 
 
 def matmul_flops(device: torch.device, n: int = 2048, repeats: int = 10) -> float:
@@ -50,17 +67,23 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def measure(fusion: str, args, device: torch.device) -> dict[str, float]:
+def setup(fusion: str, args, device: torch.device, rank: int = 0, world: int = 1):
+    """The default model with `fusion`, its optimizer, and this rank's full batches (B / world samples)."""
     cfg = Config()
     cfg.model.fusion = fusion
     cfg.data.batch_size = args.batch
     cfg.optim.bf16 = args.bf16
     splits = load(cfg.data)
+    torch.manual_seed(0)  # the same initial weights on every rank
     model = build_model(cfg, len(splits.classes[cfg.data.target]), splits.vocab_size, None).to(device).train()
     optimizer = make_optimizer(model, cfg)
-    batches = splits.train.batches(args.batch, shuffle=True, seed=0, epoch=1, train=True)
-    batches = [to_device(b, device) for b in batches if len(b["target"]) == args.batch]
+    size = args.batch // world
+    epoch = splits.train.batches(size, shuffle=True, seed=0, epoch=1, train=True, rank=rank, world=world)
+    batches = [to_device(b, device) for b in epoch if len(b["target"]) == size]
+    return model, optimizer, batches
 
+
+def stepper(model, optimizer, args, device: torch.device):
     def step(batch):
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16):
             loss = model(batch)["loss"]
@@ -68,17 +91,76 @@ def measure(fusion: str, args, device: torch.device) -> dict[str, float]:
         loss.backward()
         optimizer.step()
 
-    with FlopCounterMode(display=False) as counter:
-        step(batches[0])
-    for batch in batches[:2]:  # warm-up
+    return step
+
+
+def timed(step, batches, steps: int, device: torch.device) -> tuple[float, float]:
+    """(seconds of the first step, seconds per step over `steps` steps after two more warm-up steps)."""
+    sync(device)
+    start = time.perf_counter()
+    step(batches[0])
+    sync(device)
+    first = time.perf_counter() - start
+    for batch in batches[1:3]:
         step(batch)
     sync(device)
     start = time.perf_counter()
-    for i in range(args.steps):
+    for i in range(steps):
         step(batches[i % len(batches)])
     sync(device)
-    seconds = (time.perf_counter() - start) / args.steps
+    return first, (time.perf_counter() - start) / steps
+
+
+def measure(fusion: str, args, device: torch.device) -> dict[str, float]:
+    model, optimizer, batches = setup(fusion, args, device)
+    step = stepper(model, optimizer, args, device)
+    with FlopCounterMode(display=False) as counter:
+        step(batches[0])
+    _, seconds = timed(step, batches, args.steps, device)
     return {"samples/s": args.batch / seconds, "step_ms": 1e3 * seconds, "flop/s": counter.get_total_flops() / seconds}
+
+
+def measure_compiled(fusion: str, args, device: torch.device) -> dict[str, float]:
+    model, optimizer, batches = setup(fusion, args, device)
+    first, seconds = timed(stepper(torch.compile(model), optimizer, args, device), batches, args.steps, device)
+    return {"first_step_s": first, "step_ms": 1e3 * seconds, "samples/s": args.batch / seconds}
+
+
+def run_rank(fusion: str, args) -> dict[str, float]:
+    """One DDP rank (RANK / WORLD_SIZE / MASTER_* in the environment, as torchrun sets them)."""
+    world = distributed.init("cpu")
+    model, optimizer, batches = setup(fusion, args, world.device, world.rank, world.size)
+    trained = distributed.wrap(model, world, sync_bn=False)
+    _, seconds = timed(stepper(trained, optimizer, args, world.device), batches, args.steps, world.device)
+    distributed.close(world)
+    return {"rank": world.rank, "step_ms": 1e3 * seconds}
+
+
+def measure_ddp(fusion: str, args) -> dict[str, float]:
+    """The slowest rank's step time of `args.ddp` ranks training on the global batch."""
+    with socket.socket() as s:  # a free port for the rendezvous
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    threads = max(1, torch.get_num_threads() // args.ddp)
+    env = os.environ | {"WORLD_SIZE": str(args.ddp), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
+    env |= {"OMP_NUM_THREADS": str(threads), "FUSION_DIST_TIMEOUT_S": os.environ.get("FUSION_DIST_TIMEOUT_S", "600")}
+    command = [sys.executable, __file__, f"--rank-of={fusion}", f"--steps={args.steps}", f"--batch={args.batch}"]
+    command += ["--bf16"] if args.bf16 else []
+    procs = [
+        subprocess.Popen(command, env=env | {"RANK": str(r), "LOCAL_RANK": str(r)}, stdout=subprocess.PIPE, text=True)
+        for r in range(args.ddp)
+    ]
+    end = time.monotonic() + WALL_S
+    try:
+        outs = [p.communicate(timeout=max(1.0, end - time.monotonic()))[0] for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    if any(p.returncode for p in procs):
+        raise SystemExit(f"DDP {fusion}: a rank failed (exit codes {[p.returncode for p in procs]})")
+    seconds = max(json.loads(o.strip().splitlines()[-1])["step_ms"] for o in outs) / 1e3
+    return {"step_ms": 1e3 * seconds, "samples/s": args.batch / seconds, "threads_per_rank": threads}
 
 
 def main() -> None:
@@ -87,17 +169,57 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--bf16", action="store_true")
+    parser.add_argument("--fusions", default=",".join(FUSIONS))
+    parser.add_argument("--compile", action="store_true", help="also time torch.compile(model) (run.compile)")
+    parser.add_argument("--ddp", type=int, default=0, help="also time DDP on this many gloo processes (CPU)")
     parser.add_argument("--json", type=Path, help="also write the measurements to this file")
+    parser.add_argument("--rank-of", help="internal: run one DDP rank of this fusion and print its JSON")
     args = parser.parse_args()
+    if args.rank_of:
+        print(json.dumps(run_rank(args.rank_of, args)), flush=True)
+        os._exit(0)  # no interpreter finalisation: the gloo teardown race (experiments/run.py does the same)
     device = torch.device(args.device)
+    if args.ddp and device.type != "cpu":
+        raise SystemExit("--ddp runs gloo ranks on the CPU; on GPUs use torchrun (docs/scaling.md)")
+    fusions = args.fusions.split(",")
     peak = matmul_flops(device)
     print(f"device {device}, torch threads {torch.get_num_threads()}, batch {args.batch}, bf16 {args.bf16}")
     print(f"fp32 matmul 2048^3: {peak / 1e9:.1f} GFLOP/s\n")
     print(HEADER)
     results = {}
-    for fusion in FUSIONS:
-        results[fusion] = measure(fusion, args, device)
-        print(row(fusion, results[fusion], peak))
+    for fusion in fusions:
+        results[fusion] = {"eager": measure(fusion, args, device)}
+        print(row(fusion, results[fusion]["eager"], peak), flush=True)
+    if args.compile:
+        print(f"\n{'fusion':<11} {'eager ms':>9} {'compiled ms':>12} {'speed-up':>9} {'first step s':>13}")
+        for fusion in fusions:
+            eager, compiled = results[fusion]["eager"], measure_compiled(fusion, args, device)
+            results[fusion]["compiled"] = compiled
+            print(
+                f"{fusion:<11} {eager['step_ms']:>9.1f} {compiled['step_ms']:>12.1f} "
+                f"{eager['step_ms'] / compiled['step_ms']:>8.2f}x {compiled['first_step_s']:>13.1f}",
+                flush=True,
+            )
+    if args.ddp:
+        print(f"\nDDP: global batch {args.batch} on {args.ddp} gloo processes ({args.batch // args.ddp} per rank)")
+        print(f"{'fusion':<11} {'1-proc ms':>10} {f'{args.ddp}-proc ms':>10} {'samples/s':>10} {'efficiency':>11}")
+        for fusion in fusions:
+            eager, ddp = results[fusion]["eager"], measure_ddp(fusion, args)
+            results[fusion]["ddp"] = ddp
+            efficiency = ddp["samples/s"] / (args.ddp * eager["samples/s"])
+            print(
+                f"{fusion:<11} {eager['step_ms']:>10.1f} {ddp['step_ms']:>10.1f} {ddp['samples/s']:>10.1f} "
+                f"{efficiency:>11.2f}",
+                flush=True,
+            )
+        ceiling = min(1.0, os.cpu_count() / (args.ddp * torch.get_num_threads()))
+        print(
+            f"efficiency = {args.ddp}-process samples/s / ({args.ddp} x 1-process samples/s). The 1-process run uses "
+            f"{torch.get_num_threads()} threads, each rank {ddp['threads_per_rank']}, on {os.cpu_count()} cores: "
+            f"on an idle machine the ranks share the 1-process run's cores and {ceiling:.2f} is the ceiling; on one "
+            "loaded by other jobs each process gets its own share of the CPU, so N processes get more of it than "
+            "1 and the figure can pass that ceiling. Neither is a measure of DDP on N devices"
+        )
     if args.json:
         args.json.write_text(json.dumps({"peak_flop/s": peak, "fusions": results}, indent=1))
 
