@@ -190,16 +190,6 @@ def main() -> None:
     for fusion in fusions:
         results[fusion] = {"eager": measure(fusion, args, device)}
         print(row(fusion, results[fusion]["eager"], peak), flush=True)
-    if args.compile:
-        print(f"\n{'fusion':<11} {'eager ms':>9} {'compiled ms':>12} {'speed-up':>9} {'first step s':>13}")
-        for fusion in fusions:
-            eager, compiled = results[fusion]["eager"], measure_compiled(fusion, args, device)
-            results[fusion]["compiled"] = compiled
-            print(
-                f"{fusion:<11} {eager['step_ms']:>9.1f} {compiled['step_ms']:>12.1f} "
-                f"{eager['step_ms'] / compiled['step_ms']:>8.2f}x {compiled['first_step_s']:>13.1f}",
-                flush=True,
-            )
     if args.ddp:
         print(f"\nDDP: global batch {args.batch} on {args.ddp} gloo processes ({args.batch // args.ddp} per rank)")
         print(f"{'fusion':<11} {'1-proc ms':>10} {f'{args.ddp}-proc ms':>10} {'samples/s':>10} {'efficiency':>11}")
@@ -220,6 +210,16 @@ def main() -> None:
             "loaded by other jobs each process gets its own share of the CPU, so N processes get more of it than "
             "1 and the figure can pass that ceiling. Neither is a measure of DDP on N devices"
         )
+    if args.compile:
+        print(f"\n{'fusion':<11} {'eager ms':>9} {'compiled ms':>12} {'speed-up':>9} {'first step s':>13}")
+        for fusion in fusions:
+            eager, compiled = results[fusion]["eager"], measure_compiled(fusion, args, device)
+            results[fusion]["compiled"] = compiled
+            print(
+                f"{fusion:<11} {eager['step_ms']:>9.1f} {compiled['step_ms']:>12.1f} "
+                f"{eager['step_ms'] / compiled['step_ms']:>8.2f}x {compiled['first_step_s']:>13.1f}",
+                flush=True,
+            )
     if args.json:
         args.json.write_text(json.dumps({"peak_flop/s": peak, "fusions": results}, indent=1))
 
