@@ -19,22 +19,24 @@ from safetensors.torch import save_file
 from research.checkpoint_files import CheckpointError, content_hash, publish, readable
 
 
-def save(path: Path, model: torch.nn.Module, meta: dict[str, Any], optimizer=None, scheduler=None) -> None:
-    """Write `path` (.safetensors) atomically, keeping the checkpoint it replaces (checkpoint_files.py)."""
+def save(path: Path, model_state: dict, meta: dict[str, Any], optim_state: dict | None = None, scheduler=None) -> None:
+    """Write `path` (.safetensors) atomically, keeping the checkpoint it replaces (checkpoint_files.py).
+
+    `model_state` / `optim_state` are `state_dict()`s (distributed.full_state under sharded centres); with an
+    optimizer state the scheduler's and the torch RNG states are saved too (a `last` to resume from)."""
     # clone(): safetensors refuses tensors that share storage (tied weights).
-    tensors = {f"model/{k}": v.detach().clone() for k, v in model.state_dict().items()}
+    tensors = {f"model/{k}": v.detach().clone() for k, v in model_state.items()}
     extra: dict[str, Any] = {"meta": meta}
-    if optimizer is not None:
-        state = optimizer.state_dict()
+    if optim_state is not None:
         plain_state = {}
-        for pid, slots in state["state"].items():
+        for pid, slots in optim_state["state"].items():
             plain_state[str(pid)] = {}
             for name, value in slots.items():
                 if torch.is_tensor(value):
                     tensors[f"optim/{pid}/{name}"] = value.detach().contiguous()
                 else:
                     plain_state[str(pid)][name] = value
-        extra["optim"] = {"state": plain_state, "param_groups": state["param_groups"]}
+        extra["optim"] = {"state": plain_state, "param_groups": optim_state["param_groups"]}
         extra["scheduler"] = scheduler.state_dict() if scheduler is not None else None
         tensors["rng/torch"] = torch.get_rng_state()
         if torch.cuda.is_available():
@@ -43,12 +45,15 @@ def save(path: Path, model: torch.nn.Module, meta: dict[str, Any], optimizer=Non
     publish(path, lambda tmp: save_file(tensors, str(tmp), metadata=header))
 
 
-def load(path: Path, model: torch.nn.Module, optimizer=None, scheduler=None) -> dict[str, Any]:
+def load(path: Path, model: torch.nn.Module, optimizer=None, scheduler=None, own=None) -> dict[str, Any]:
     """Restore what `save` wrote into the given objects; return the meta dict. Falls back to the previous
-    checkpoint when `path` is missing, truncated or corrupt (CheckpointError when neither is good)."""
+    checkpoint when `path` is missing, truncated or corrupt (CheckpointError when neither is good).
+
+    `own(model_state, optim_state) -> (model_state, optim_state)` picks this rank's part of the saved
+    states (distributed.own_state: the blocks of sharded centres)."""
     tensors, extra = readable(path, _read)
     model_state = {k.removeprefix("model/"): v for k, v in tensors.items() if k.startswith("model/")}
-    model.load_state_dict(model_state)
+    optim_state = None
     if optimizer is not None:
         state: dict[int, dict[str, Any]] = {}
         for pid, slots in extra["optim"]["state"].items():
@@ -57,7 +62,12 @@ def load(path: Path, model: torch.nn.Module, optimizer=None, scheduler=None) -> 
             if key.startswith("optim/"):
                 _, pid, name = key.split("/", 2)
                 state.setdefault(int(pid), {})[name] = value
-        optimizer.load_state_dict({"state": state, "param_groups": extra["optim"]["param_groups"]})
+        optim_state = {"state": state, "param_groups": extra["optim"]["param_groups"]}
+    if own is not None:
+        model_state, optim_state = own(model_state, optim_state)
+    model.load_state_dict(model_state)
+    if optimizer is not None:
+        optimizer.load_state_dict(optim_state)
         if scheduler is not None:
             scheduler.load_state_dict(extra["scheduler"])
         torch.set_rng_state(tensors["rng/torch"])

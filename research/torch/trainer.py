@@ -18,6 +18,7 @@ import contextlib
 import itertools
 import math
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -80,7 +81,7 @@ def train_step(model, optimizer, scheduler, batch: dict[str, torch.Tensor], cfg:
         last = i == k - 1
         with contextlib.nullcontext() if last or not hasattr(model, "no_sync") else model.no_sync():
             loss.backward()
-    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.clip if cfg.optim.clip > 0 else math.inf)
+    grad_norm = distributed.clip_grad_norm(model, cfg.optim.clip if cfg.optim.clip > 0 else math.inf)
     lr = scheduler.get_last_lr()[0]
     optimizer.step()
     scheduler.step()
@@ -132,7 +133,8 @@ def train_and_evaluate(cfg: Config, run_dir: Path, name: str) -> dict:
 
     Under torchrun every rank trains on its shard (research/torch/distributed.py); rank 0 alone writes the
     run directory (record, checkpoints, W&B) and runs the end-of-run evaluation, the others return
-    {"status": "worker"} after the last epoch."""
+    {"status": "worker"} after the last epoch. With loss.shard_centres each rank holds a block of every
+    head's class centres (distributed.shard_heads); checkpoints still hold the whole matrices."""
     started = time.time()
     world = distributed.init(cfg.run.device)
     name, run_dir = distributed.broadcast((name, run_dir), world)  # rank 0's, whose clock named the run
@@ -144,7 +146,11 @@ def train_and_evaluate(cfg: Config, run_dir: Path, name: str) -> dict:
     classes = len(splits.classes[cfg.data.target])
     weights = class_weights(cfg, splits.train.labels("target"), classes)
     weights = None if weights is None else torch.from_numpy(weights)
-    model = build_model(cfg, classes, splits.vocab_size, weights).to(device)
+    model = build_model(cfg, classes, splits.vocab_size, weights)
+    sharded = cfg.loss.shard_centres and world.size > 1  # on one process: the ordinary heads (docs/scaling.md)
+    if sharded:  # here, not in research/torch/model.py: a rank's block depends on the world
+        distributed.shard_heads(model, classes, cfg.loss.sample_rate, world)
+    model = model.to(device)
     optimizer = make_optimizer(model, cfg)
     steps = steps_per_epoch(splits.train, cfg)
     scheduler = warmup_cosine(optimizer, round(cfg.optim.warmup_epochs * steps), cfg.optim.epochs * steps)
@@ -155,41 +161,46 @@ def train_and_evaluate(cfg: Config, run_dir: Path, name: str) -> dict:
     state = {"epoch": 0, "step": 0, "best": None, "best_epoch": 0, "selection": ""}
     # Every rank reads the checkpoint: the run directory is on a shared file system.
     if cfg.run.resume and checkpoint_files.exists(last):
-        state = checkpoint.load(last, model, optimizer, scheduler)
+        state = checkpoint.load(last, model, optimizer, scheduler, own=partial(distributed.own_state, model, optimizer))
         tracker.truncate(state["epoch"])
         if world.is_main:
             print(f"resuming {name}: epoch {state['epoch']} done, {state['step']} steps into the next")
     begin = state if state["step"] else None  # resume inside epoch state["epoch"] + 1
     state = {k: state[k] for k in ("epoch", "best", "best_epoch", "selection")} | {"step": 0}
 
+    def write(path: Path, meta: dict, resumable: bool) -> None:
+        """Rank 0 writes a checkpoint as a one-process run has it (every rank sends its sharded centres)."""
+        model_state, optim_state = distributed.full_state(model, optimizer if resumable else None, world)
+        if world.is_main:
+            checkpoint.save(path, model_state, meta, optim_state, scheduler if resumable else None)
+
     def save(step: int, pipeline: dict, loss_sum: float) -> None:
         """A mid-epoch `last`: state["epoch"] is still the last completed epoch."""
-        meta = state | {"step": step, "pipeline": pipeline, "loss_sum": loss_sum}
-        if world.is_main:
-            checkpoint.save(last, model, meta, optimizer, scheduler)
+        write(last, state | {"step": step, "pipeline": pipeline, "loss_sum": loss_sum}, resumable=True)
 
     trained = distributed.wrap(model, world, cfg.run.sync_bn)
     trained = torch.compile(trained) if cfg.run.compile else trained
     train_subjects = np.unique(splits.train.labels("subject"))
-    shard = {"rank": world.rank, "world": world.size}
+    # Validation: each rank predicts its shard of the split, gathered into split order; with sharded centres
+    # every rank predicts the whole split (the heads' collectives need the same batches on every rank).
+    shard = {} if sharded else {"rank": world.rank, "world": world.size}
     try:
         for epoch in range(state["epoch"] + 1, cfg.optim.epochs + 1):
             train_loss = train_epoch(trained, optimizer, scheduler, splits.train, cfg, epoch, world, last, save, begin)
             begin = None
-            preds = distributed.gather_predictions(predict(model, splits.val, cfg, device, **shard), world)
+            preds = predict(model, splits.val, cfg, device, **shard)
+            preds = preds if sharded else distributed.gather_predictions(preds, world)
             val = val_metrics(preds, train_subjects, cfg)
             key = "acc" if "acc" in val else "eer"
             if is_better(val[key], state["best"], key):
                 state.update(best=val[key], best_epoch=epoch, selection=f"val/{key}")
-                if world.is_main:
-                    checkpoint.save(best_path, model, {"epoch": epoch, f"val/{key}": val[key]})
+                write(best_path, {"epoch": epoch, f"val/{key}": val[key]}, resumable=False)
             state["epoch"] = epoch
             # The record first, then the checkpoint: a run killed between the two resumes from the previous
             # checkpoint and replays this epoch (truncating the record); the other order would lose it.
             metrics = {"train/loss": train_loss, "lr": scheduler.get_last_lr()[0]}
             tracker.log(metrics | {f"val/{k}": v for k, v in val.items()}, epoch)
-            if world.is_main:
-                checkpoint.save(last, model, state, optimizer, scheduler)
+            write(last, state, resumable=True)
             if epoch == cfg.run.stop_after_epoch and epoch < cfg.optim.epochs:
                 tracker.finish("interrupted")
                 return {"status": "interrupted", "epoch": epoch}
@@ -203,6 +214,8 @@ def train_and_evaluate(cfg: Config, run_dir: Path, name: str) -> dict:
         distributed.close(world)
     if not world.is_main:
         return {"status": "worker"}
+    if sharded:  # the checkpoint holds the whole centre matrix; rank 0 evaluates as one process
+        model = build_model(cfg, classes, splits.vocab_size, weights).to(device)
     checkpoint.load(best_path, model)
     summary = final_report(model, splits, cfg, device, run_dir / "eval", tracker.record["history"])
     tracker.images(images(run_dir / "eval"))

@@ -20,7 +20,7 @@ def saved_twice(tmp_path):
     path = tmp_path / "last.safetensors"
     for epoch in (1, 2):
         net, opt = trained(epoch)
-        checkpoint.save(path, net, {"epoch": epoch}, opt)
+        checkpoint.save(path, net.state_dict(), {"epoch": epoch}, opt.state_dict())
     return path
 
 
