@@ -53,14 +53,16 @@ ONE_SIDED_NAMES: dict[str, set[str]] = {
     "losses/jax/sharded.py": {"ShardedHead.block_loss"},
     # jax arrays live on a mesh: moving them to and from the host, padding to the compiled batch shape.
     "research/jax/checkpoint.py": {"host"},
-    "research/jax/predict.py": {"forward", "make_mesh", "pad", "replicate", "to_numpy"},
+    "research/jax/predict.py": {"forward", "make_mesh", "pad", "place", "replicate", "to_numpy"},
     "research/torch/predict.py": {"pick_device"},
     # bf16 compute is torch.autocast in torch; jax casts the matmul inputs itself (and normalises by hand).
     "research/jax/model.py": {"autocast", "normalize"},
     # The jax step is built once per run and jit-compiled (make_train_step returns it; torch runs its
     # train_step eagerly); multi-host start and the train-state pytree have no torch counterpart.
     "research/torch/trainer.py": {"train_step"},
-    "research/jax/trainer.py": {"initialize_distributed", "make_tracker", "make_train_step", "train_state"},
+    "research/jax/trainer.py": {"initialize_distributed", "make_tracker", "make_train_step", "train_state"}
+    # jax shards the class centres inside its traced step, over a mesh axis (the torch heads hold a rank's block).
+    | {"StepHead", "StepHead.__init__", "StepHead.__call__", "StepHead.scores", "state_shardings"},
 }
 # Twins whose functions share names but not all parameters, with the reason.
 NAMES_ONLY = {

@@ -18,6 +18,7 @@ from typing import Any
 
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 from safetensors import safe_open
 from safetensors.numpy import save_file
 
@@ -56,8 +57,13 @@ def read_meta(path: Path) -> dict[str, Any]:
 
 
 def host(leaf: Any) -> np.ndarray:
-    """A (replicated) array's value on this host."""
-    return np.asarray(leaf.addressable_data(0) if isinstance(leaf, jax.Array) else leaf)
+    """An array's whole value on this host: a sharded one (the class centres with loss.shard_centres) is
+    gathered from its devices, and from the other processes when they hold some of it (every process calls)."""
+    if not isinstance(leaf, jax.Array) or leaf.is_fully_addressable:
+        return np.asarray(leaf)
+    if leaf.is_fully_replicated:
+        return np.asarray(leaf.addressable_data(0))
+    return np.asarray(multihost_utils.process_allgather(leaf, tiled=True))
 
 
 def _read(path: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:

@@ -21,30 +21,41 @@ from research.data.loader import SampleSet
 from research.jax.model import FusionModel
 
 
-def make_mesh() -> Mesh:
-    """A 1-D mesh of every visible device (of every process), axis "data"."""
-    return Mesh(np.array(jax.devices()), ("data",))
+def make_mesh(model: int = 1) -> Mesh:
+    """A (data, model) mesh of every visible device (of every process): `model` devices along "model" (the
+    axis the sharded class centres are split on, loss.shard_centres), the rest along "data"."""
+    devices = np.array(jax.devices())
+    if devices.size % model:
+        raise ValueError(f"{devices.size} devices do not split into groups of {model} along the model axis")
+    return Mesh(devices.reshape(devices.size // model, model), ("data", "model"))
 
 
-def replicate(tree, mesh: Mesh):
-    """Every leaf of a pytree replicated on all devices of the mesh."""
-    sharding = NamedSharding(mesh, PartitionSpec())
+def place(tree, shardings):
+    """Every leaf of a pytree put on the devices as its NamedSharding in `shardings` (a pytree like `tree`)."""
 
-    def put(x):
+    def put(x, sharding):
         if isinstance(x, jax.Array) and x.sharding == sharding:
             return x
         if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):  # typed keys travel as their key data
-            return jax.random.wrap_key_data(put(jax.random.key_data(x)), impl=jax.random.key_impl(x))
-        value = np.asarray(x.addressable_data(0) if isinstance(x, jax.Array) else x)
+            return jax.random.wrap_key_data(put(jax.random.key_data(x), sharding), impl=jax.random.key_impl(x))
+        value = np.asarray(x.addressable_data(0) if isinstance(x, jax.Array) and not x.is_fully_addressable else x)
         return jax.make_array_from_callback(value.shape, sharding, lambda i: value[i])
 
-    return jax.tree.map(put, tree)
+    return jax.tree.map(put, tree, shardings)
+
+
+def replicate(tree, mesh: Mesh):
+    """Every leaf of a pytree replicated on all devices of the mesh, except leaves already laid out on this
+    mesh: the trainer's sharded class centres stay split (the forward pass reads them where they are)."""
+    replicated = NamedSharding(mesh, PartitionSpec())
+    on_mesh = lambda x: isinstance(x, jax.Array) and getattr(x.sharding, "mesh", None) == mesh  # noqa: E731
+    return place(tree, jax.tree.map(lambda x: x.sharding if on_mesh(x) else replicated, tree))
 
 
 def to_device(batch: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
-    """A global NumPy batch -> global arrays split along the batch axis over the mesh's "data" axis
-    (int64 -> int32: jax runs without 64-bit types)."""
-    sharding = NamedSharding(mesh, PartitionSpec("data"))
+    """A global NumPy batch -> global arrays split along the batch axis over every axis of the mesh (each
+    device gets batch_size / devices rows; int64 -> int32: jax runs without 64-bit types)."""
+    sharding = NamedSharding(mesh, PartitionSpec(mesh.axis_names))
     if len(batch["target"]) % mesh.size:
         raise ValueError(f"batch of {len(batch['target'])} does not split over {mesh.size} devices")
     arrays = {}

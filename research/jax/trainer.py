@@ -9,8 +9,11 @@ batches, same dropout and SpecAugment masks, mid-epoch too).
 The model is split once into its graph definition and its state (params, other variables, optimizer
 state); the step is `jax.jit` of a pure function of that state (donated), one batch and the step number,
 and compiles once per run: every batch has the same shape (the last partial batch is dropped, in torch
-too). Data parallel over a mesh of every visible device: the batch is split on the "data" axis and the
-state replicated (research/jax/predict.py), so XLA inserts the gradient all-reduce.
+too). Data parallel over a (data, model) mesh of every visible device: the batch is split over all of it
+and the state replicated (research/jax/predict.py), so XLA inserts the gradient all-reduce. With
+loss.shard_centres the "model" axis spans every device (Partial FC's layout: each device reads B / N samples
+and holds C / N class centres): the heads' centres and their Adam moments are split along it, and the step
+computes the heads' loss with losses/jax/sharded.py (StepHead).
 """
 
 from __future__ import annotations
@@ -29,12 +32,13 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from tqdm import tqdm
 
+from losses.jax.sharded import ShardedHead
 from research import checkpoint_files
 from research.config import Config, from_dict, to_dict
 from research.data.loader import SampleSet, load
 from research.jax import checkpoint
 from research.jax.model import build_model, parameter_report
-from research.jax.predict import make_mesh, predict, replicate, to_device
+from research.jax.predict import make_mesh, place, predict, to_device
 from research.jax.report import final_report
 from research.plots import images
 from research.tracking import Tracker
@@ -72,18 +76,65 @@ def train_state(model: nnx.Module, tx: optax.GradientTransformation) -> tuple[nn
     return graphdef, rng_state, {"params": params, "variables": variables, "optim": tx.init(params)}
 
 
-def make_train_step(graphdef: nnx.GraphDef, rngs: nnx.State, tx, schedule, cfg: Config, mesh: Mesh):
+class StepHead(ShardedHead):
+    """A head whose class centres are split along the mesh's "model" axis for one training step
+    (loss.shard_centres; losses/jax/sharded.py), with this step's key for negative-centre sampling.
+
+    research/jax/model.py builds plain heads (it does not know the mesh); the trainer wraps them only inside
+    the traced step, so the train state, the checkpoints (the whole centre matrix, under an unsharded run's
+    keys) and evaluation keep the plain heads. FusionModel also asks a head for its scores (the decision):
+    those come from the plain head, and XLA partitions them over the split centres."""
+
+    def __init__(self, head: nnx.Module, *, mesh: Mesh, sample_rate: float, key: jax.Array):
+        super().__init__(head, mesh=mesh, sample_rate=sample_rate)
+        self.key = nnx.data(key)
+
+    def __call__(self, embedding: jax.Array, labels: jax.Array, keep: jax.Array | None = None):
+        return super().__call__(embedding, labels, keep, key=self.key)
+
+    def scores(self, embedding: jax.Array) -> jax.Array:
+        return self.head.scores(embedding)
+
+
+def state_shardings(state: dict, mesh: Mesh, cfg: Config):
+    """Where each train-state leaf lives: replicated, except with loss.shard_centres the heads' class centres
+    (C, D) (softmax: its kernel (D, C) and bias (C,)) and their Adam moments, split along "model"."""
+
+    def spec(path, _) -> NamedSharding:
+        names = tuple(k.key for k in path if isinstance(k, jax.tree_util.DictKey))
+        split = PartitionSpec()
+        if cfg.loss.shard_centres and "heads" in names:
+            if names[-1] == "weight":
+                split = PartitionSpec("model", None)
+            elif names[-2:] == ("linear", "kernel"):
+                split = PartitionSpec(None, "model")
+            elif names[-2:] == ("linear", "bias"):
+                split = PartitionSpec("model")
+        return NamedSharding(mesh, split)
+
+    return jax.tree_util.tree_map_with_path(spec, state)
+
+
+def make_train_step(graphdef: nnx.GraphDef, rngs: nnx.State, tx, schedule, cfg: Config, mesh: Mesh, shardings=None):
     """The jitted step `(state, batch, step) -> (state, measurements)`: forward, loss, gradient,
-    clipping, AdamW. A non-finite loss leaves the state as it was (the loop then stops the run)."""
+    clipping, AdamW. A non-finite loss leaves the state as it was (the loop then stops the run).
+    The new state is laid out as `shardings` (state_shardings; None: replicated)."""
     seed = jax.random.key(cfg.run.seed)
 
     def train_step(state: dict, batch: dict[str, jax.Array], step: jax.Array) -> tuple[dict, dict]:
-        k_dropout, k_augment = jax.random.split(jax.random.fold_in(seed, step))
+        key = jax.random.fold_in(seed, step)
+        k_dropout, k_augment = jax.random.split(key)
 
         def loss_fn(params):  # copy=True: fresh Variables, which NNX lets the forward pass mutate under grad
             model = nnx.merge(graphdef, params, rngs, state["variables"], copy=True)
             nnx.reseed(model, dropout=k_dropout, augment=k_augment)
+            heads = dict(model.heads) if cfg.loss.shard_centres else {}
+            for i, s in enumerate(sorted(heads)):  # negative-centre samples from (seed, step), others for each head
+                kw = {"mesh": mesh, "sample_rate": cfg.loss.sample_rate, "key": jax.random.fold_in(key, 2 + i)}
+                model.heads[s] = StepHead(heads[s], **kw)
             loss = model(batch)["loss"]
+            for s, head in heads.items():  # the plain heads again: the state keeps their layout
+                model.heads[s] = head
             return loss, nnx.split(model, nnx.Param, nnx.RngState, ...)[3]  # BatchNorm statistics, counters
 
         (loss, variables), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
@@ -93,7 +144,7 @@ def make_train_step(graphdef: nnx.GraphDef, rngs: nnx.State, tx, schedule, cfg: 
         return new, {"loss": loss, "grad_norm": optax.tree.norm(grads), "lr": schedule(step)}
 
     replicated = NamedSharding(mesh, PartitionSpec())
-    return jax.jit(train_step, donate_argnums=0, out_shardings=(replicated, replicated))
+    return jax.jit(train_step, donate_argnums=0, out_shardings=(shardings or replicated, replicated))
 
 
 def train_epoch(train_step, state: dict, data: SampleSet, cfg: Config, epoch: int, mesh: Mesh, last: Path, save, begin):
@@ -157,9 +208,11 @@ def train_and_evaluate(cfg: Config, run_dir: Path, name: str) -> dict:
     started = time.time()
     initialize_distributed()
     run_dir.mkdir(parents=True, exist_ok=True)
-    mesh = make_mesh()
+    mesh = make_mesh(jax.device_count() if cfg.loss.shard_centres else 1)
     splits = load(cfg.data)
     classes = len(splits.classes[cfg.data.target])
+    if cfg.loss.shard_centres and classes % mesh.shape["model"]:
+        raise ValueError(f"loss.shard_centres: {classes} classes do not split over {mesh.shape['model']} devices")
     weights = class_weights(cfg, splits.train.labels("target"), classes)
     weights = None if weights is None else jnp.asarray(weights)
     rngs = nnx.Rngs(params=cfg.run.seed, dropout=cfg.run.seed, augment=cfg.run.seed)
@@ -168,7 +221,8 @@ def train_and_evaluate(cfg: Config, run_dir: Path, name: str) -> dict:
     schedule = warmup_cosine(cfg.optim.lr, round(cfg.optim.warmup_epochs * steps), cfg.optim.epochs * steps)
     tx = make_optimizer(cfg, schedule)
     graphdef, rng_state, state = train_state(model, tx)
-    train_step = make_train_step(graphdef, rng_state, tx, schedule, cfg, mesh)
+    shardings = state_shardings(state, mesh, cfg)
+    train_step = make_train_step(graphdef, rng_state, tx, schedule, cfg, mesh, shardings)
     tracker = make_tracker(cfg, run_dir, name)
     last, best_path = run_dir / "last.safetensors", run_dir / "best.safetensors"
     meta = {"epoch": 0, "step": 0, "best": None, "best_epoch": 0, "selection": ""}
@@ -183,7 +237,7 @@ def train_and_evaluate(cfg: Config, run_dir: Path, name: str) -> dict:
         """A mid-epoch `last`: meta["epoch"] is still the last completed epoch."""
         checkpoint.save(last, state, meta | {"step": step, "pipeline": pipeline, "loss_sum": loss_sum})
 
-    state = replicate(state, mesh)
+    state = place(state, shardings)
     train_subjects = np.unique(splits.train.labels("subject"))
     try:
         for epoch in range(meta["epoch"] + 1, cfg.optim.epochs + 1):

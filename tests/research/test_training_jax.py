@@ -5,6 +5,7 @@ losses on 2 devices as on 1.
 The runs share one configuration (face CNN, late fusion: the point is the trainer, not the model) and a
 persistent XLA cache, so each distinct program compiles once per file."""
 
+import contextlib
 import importlib
 import itertools
 import json
@@ -63,21 +64,49 @@ def record(cfg: Config) -> dict:
     return json.loads((Path(cfg.run.out) / cfg.run.name / "record.json").read_text())
 
 
+@contextlib.contextmanager
+def recorded_steps():
+    """trainer.make_train_step patched: yields (the jitted steps it made, the loss of every step they ran)."""
+    steps, losses = [], []
+    make = trainer.make_train_step
+
+    def recording(*args):
+        steps.append(make(*args))
+
+        def step(state, batch, i):
+            state, measured = steps[-1](state, batch, i)
+            losses.append(float(measured["loss"]))
+            return state, measured
+
+        return step
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(trainer, "make_train_step", recording)
+        yield steps, losses
+
+
 @pytest.fixture(scope="module")
 def runs(root):
-    """An uninterrupted jax run, and one stopped after epoch 1 and resumed; the jitted steps they made."""
-    steps, forward_cache = [], predict.forward._cache_size()  # other test files may have compiled it already
-    with pytest.MonkeyPatch.context() as patch:
-        make = trainer.make_train_step
-        patch.setattr(trainer, "make_train_step", lambda *a: steps.append(make(*a)) or steps[-1])
+    """An uninterrupted jax run, and one stopped after epoch 1 and resumed; the jitted steps they made and
+    the uninterrupted run's step losses."""
+    forward_cache = predict.forward._cache_size()  # other test files may have compiled it already
+    with recorded_steps() as (steps, losses):
         whole = config(root, "--backend=jax", "--run.name=whole")
         run(whole)
+        whole_losses = list(losses)
         parts = config(root, "--backend=jax", "--run.name=parts", "--run.stop_after_epoch=1")
         interrupted = run(parts)
         parts.run.stop_after_epoch = 0
         run(parts)
     forward_compiles = predict.forward._cache_size() - forward_cache
-    return {"whole": whole, "parts": parts, "interrupted": interrupted, "steps": steps, "forward": forward_compiles}
+    return {
+        "whole": whole,
+        "parts": parts,
+        "interrupted": interrupted,
+        "steps": steps,
+        "losses": whole_losses,
+        "forward": forward_compiles,
+    }
 
 
 def test_the_step_compiles_once_per_run_including_the_last_batch(runs):
@@ -149,9 +178,8 @@ def test_ablate_puts_jax_and_torch_runs_in_one_table(root, runs, tmp_path, capsy
 
 
 def first_losses(cfg: Config, devices: int) -> list[float]:
-    """The losses of the first 2 training steps on a mesh of `devices` devices, set up as the trainer does
-    (same seed streams and schedule, so in this process the step is the fixture runs' cached program)."""
-    mesh = Mesh(np.array(jax.devices()[:devices]), ("data",))
+    """The losses of the first 2 training steps on a mesh of `devices` devices, set up as the trainer does."""
+    mesh = Mesh(np.array(jax.devices()[:devices]).reshape(devices, 1), ("data", "model"))
     splits = load(cfg.data)
     rngs = nnx.Rngs(params=cfg.run.seed, dropout=cfg.run.seed, augment=cfg.run.seed)
     model = build_model(cfg, len(splits.classes["identity"]), splits.vocab_size, None, rngs=rngs)
@@ -159,49 +187,95 @@ def first_losses(cfg: Config, devices: int) -> list[float]:
     schedule = trainer.warmup_cosine(cfg.optim.lr, round(cfg.optim.warmup_epochs * steps), cfg.optim.epochs * steps)
     tx = trainer.make_optimizer(cfg, schedule)
     graphdef, rng_state, state = trainer.train_state(model, tx)
-    step = trainer.make_train_step(graphdef, rng_state, tx, schedule, cfg, mesh)
-    state, losses = predict.replicate(state, mesh), []
+    shardings = trainer.state_shardings(state, mesh, cfg)
+    step = trainer.make_train_step(graphdef, rng_state, tx, schedule, cfg, mesh, shardings)
+    state, losses = predict.place(state, shardings), []
     for i, batch in enumerate(itertools.islice(splits.train.batches(cfg.data.batch_size, **EPOCH_1), 2)):
         state, measured = step(state, predict.to_device(batch, mesh), i)
         losses.append(float(measured["loss"]))
     return losses
 
 
-MULTI_DEVICE = """
+TWO_DEVICES = """
 import json, sys
 import jax
 sys.path.insert(0, sys.argv[2])
 from research.config import Config, apply_overrides
-from test_training_jax import first_losses
+from test_training_jax import first_losses, recorded_steps, run
 
 assert len(jax.devices()) == 2, jax.devices()
-print("LOSSES", json.dumps(first_losses(apply_overrides(Config(), json.loads(sys.argv[1])), 2)))
+args = json.loads(sys.argv[1])
+print("LOSSES", json.dumps(first_losses(apply_overrides(Config(), args), 2)))
+with recorded_steps() as (_, losses):
+    run(apply_overrides(Config(), [*args, "--run.name=sharded", "--loss.shard_centres=true"]))
+print("SHARDED", json.dumps(losses))
 """
 
 
-def test_two_devices_give_the_losses_of_one(root):
-    """Data parallel over 2 fake CPU devices: the batch is split, gradients all-reduced; the first steps'
-    losses (the later ones after updates from all-reduced gradients) equal the 1-device run's."""
+@pytest.fixture(scope="module")
+def two_devices(root) -> dict:
+    """One subprocess on 2 fake CPU devices: the first 2 steps' losses data parallel (mesh (2, 1)), and a whole
+    run with loss.shard_centres (mesh (1, 2): each device reads 6 of the 12 samples and holds 4 of the 8
+    centres), named "sharded" in the fixture's runs folder, with its step losses."""
     cfg = config(root, "--backend=jax")
-    one = first_losses(cfg, 1)
     args = [f"--run.out={cfg.run.out}", f"--data.root={cfg.data.root}", *ARGS, "--backend=jax"]
     flags = "--xla_force_host_platform_device_count=2 --xla_cpu_collective_timeout_seconds=60"
     env = {**os.environ, "XLA_FLAGS": flags, "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(REPO)}
     for _attempt in range(2):  # CPU collectives can deadlock at start on a loaded 2-core machine: retry once
         try:
             out = subprocess.run(
-                [sys.executable, "-c", MULTI_DEVICE, json.dumps(args), str(Path(__file__).parent)],
-                capture_output=True, text=True, timeout=300, env=env, cwd=REPO,
+                [sys.executable, "-c", TWO_DEVICES, json.dumps(args), str(Path(__file__).parent)],
+                capture_output=True, text=True, timeout=480, env=env, cwd=REPO,
             )  # fmt: skip
         except subprocess.TimeoutExpired:
             continue
         assert out.returncode == 0, out.stderr[-3000:]
         break
     else:
-        pytest.fail("the 2-device run timed out twice")
-    two = json.loads(out.stdout.split("LOSSES", 1)[1])
+        pytest.fail("the 2-device runs timed out twice")
+    lines = dict(line.split(" ", 1) for line in out.stdout.splitlines() if line.startswith(("LOSSES", "SHARDED")))
+    return {"losses": json.loads(lines["LOSSES"]), "sharded": json.loads(lines["SHARDED"])}
+
+
+def test_two_devices_give_the_losses_of_one(runs, two_devices):
+    """Data parallel over 2 fake CPU devices: the batch is split, gradients all-reduced; the first steps'
+    losses (the later ones after updates from all-reduced gradients) equal the 1-device run's."""
+    one = runs["losses"][:2]
     assert len(one) == 2 and all(np.isfinite(one))
-    np.testing.assert_allclose(two, one, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(two_devices["losses"], one, atol=1e-5, rtol=0)
+
+
+def test_sharded_centres_on_two_devices_train_as_the_unsharded_run(runs, two_devices):
+    """loss.shard_centres: the heads' loss from losses/jax/sharded.py over the "model" axis gives the unsharded
+    1-device run's first step losses within 1e-5 and its end-of-run metrics; the checkpoints hold the whole
+    centre matrices under the unsharded run's keys (evaluate.py and restore read them like any run's)."""
+    whole, sharded = runs["whole"], Path(runs["whole"].run.out) / "sharded"
+    losses, reference = two_devices["sharded"], runs["losses"]
+    assert len(losses) == len(reference) == 4
+    np.testing.assert_allclose(losses[:2], reference[:2], atol=1e-5, rtol=0)
+    np.testing.assert_allclose(losses[:2], two_devices["losses"], atol=1e-5, rtol=0)  # unsharded on 2 devices
+    # Later steps: data parallel's rounding, grown by Adam's first updates (an unsharded 2-device run measured
+    # 5.2e-5 from the 1-device run at step 4, the sharded one 1e-7 from that unsharded 2-device run).
+    np.testing.assert_allclose(losses, reference, atol=1e-4, rtol=0)
+    a, b = record(whole), json.loads((sharded / "record.json").read_text())
+    assert b["status"] == "finished" and b["config"]["loss"]["shard_centres"]
+    for ha, hb in zip(a["history"], b["history"], strict=True):
+        assert ha["val/acc"] == hb["val/acc"]
+        np.testing.assert_allclose([hb["train/loss"], hb["val/loss"]], [ha["train/loss"], ha["val/loss"]], atol=1e-4)
+    for key in ("test/acc", "val/acc", "best_epoch"):
+        assert a["summary"][key] == b["summary"][key], key
+    assert b["summary"]["test/loss"] == pytest.approx(a["summary"]["test/loss"], abs=1e-4)
+    folder = Path(whole.run.out) / whole.run.name
+    for name in ("best.safetensors", "last.safetensors"):
+        with (
+            safe_open(str(folder / name), framework="numpy") as fa,
+            safe_open(str(sharded / name), framework="numpy") as fb,
+        ):
+            assert {k: fa.get_slice(k).get_shape() for k in fa.keys()} == {
+                k: fb.get_slice(k).get_shape() for k in fb.keys()
+            }
+    with safe_open(str(sharded / "best.safetensors"), framework="numpy") as f:
+        assert f.get_slice("['params']['heads']['face']['linear']['kernel'].value").get_shape() == [16, 8]  # (D, C)
 
 
 def test_a_run_killed_with_sigkill_mid_epoch_resumes_to_the_uninterrupted_metrics(root, runs):
