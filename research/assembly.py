@@ -4,9 +4,11 @@ model assembly so one config builds either backend (docs/architecture.md lists t
 from __future__ import annotations
 
 import dataclasses
+import json
+from pathlib import Path
 from typing import Any
 
-from research.config import PAIR_LOSSES, SPHEREFACE2_MARGINS, Config
+from research.config import PAIR_LOSSES, SPHEREFACE2_MARGINS, Config, from_dict
 
 
 def encoder_kwargs(cfg: Config, modality: str, vocab_size: int) -> tuple[str, dict[str, Any]]:
@@ -68,3 +70,24 @@ def heads_of(cfg: Config) -> tuple[str, str | None]:
     if cfg.model.task == "match":
         return ("classes" if cfg.loss.identity_weight > 0 else "none"), "cross_modal"
     return ("pairs" if cfg.loss.name in PAIR_LOSSES else "classes"), None
+
+
+def encoder_sources(cfg: Config) -> list[tuple[Path, Config, list[str]]]:
+    """model.init_from: (run directory, its config, the modalities whose encoders it gives) per listed run.
+    A run gives the encoders of the modalities it shares with this model; a modality given by two runs, or a
+    run that shares none, is an error. The source config's own init_from is cleared (its checkpoint holds
+    the weights)."""
+    sources, taken = [], {}
+    for folder in cfg.model.init_from:
+        run = Path(folder)
+        source = from_dict(json.loads((run / "record.json").read_text())["config"])
+        source.model.init_from, source.model.freeze_encoders = (), False
+        shared = sorted(set(source.model.modalities) & set(cfg.model.modalities))
+        if not shared:
+            raise ValueError(f"model.init_from: run {run} has no encoder of {', '.join(cfg.model.modalities)}")
+        for m in shared:
+            if m in taken:
+                raise ValueError(f"model.init_from: the {m} encoder is in both {taken[m]} and {run}")
+            taken[m] = run
+        sources.append((run, source, shared))
+    return sources

@@ -99,6 +99,10 @@ class ModelConfig:
     bottleneck_tokens: int = 4  # bottleneck fusion: shared tokens through which the modality streams talk
     fusion_from_layer: int = 0  # bottleneck fusion: first fusion layer that reads and writes the bottleneck
     spec_augment: bool = True  # voice: SpecAugment masks in training
+    # Run directories whose best checkpoints give the encoders (each run the encoders of its modalities, e.g.
+    # two unimodal runs); freeze_encoders = train only fusion and heads on them (docs/training.md).
+    init_from: tuple[str, ...] = ()
+    freeze_encoders: bool = False
 
 
 @dataclass
@@ -423,4 +427,5 @@ def _pair_checks(cfg: Config) -> list[tuple[bool, str]]:
             "model.task=match needs model.fusion=late and the face and voice modalities",
         ),
         (cfg.loss.identity_weight >= 0, "loss.identity_weight must be >= 0"),
+        (not cfg.model.freeze_encoders or cfg.model.init_from, "model.freeze_encoders needs model.init_from"),
     ]

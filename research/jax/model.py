@@ -11,9 +11,12 @@ from flax import nnx
 import encoders
 import fusion
 import losses
+from encoders.jax.text_hf import frozen
 from losses.jax.contrastive import Contrastive
-from research.assembly import encoder_kwargs, fusion_kwargs, head_kwargs, heads_of, loss_kwargs
+from research.assembly import encoder_kwargs, encoder_sources, fusion_kwargs, head_kwargs, heads_of, loss_kwargs
 from research.config import Config
+from research.data.loader import load
+from research.jax import checkpoint
 
 
 class FusionModel(nnx.Module):
@@ -47,6 +50,13 @@ class FusionModel(nnx.Module):
         self.fusion = fusion
         self.heads = nnx.Dict(heads)
         self.kind, self.matcher, self.identity_weight = kind, matcher, identity_weight
+        self.frozen_encoders = False  # init_encoders sets it (model.freeze_encoders)
+
+    def train(self, **attributes) -> None:
+        """Frozen encoders stay in eval mode: their BatchNorm statistics fixed and no dropout."""
+        super().train(**attributes)
+        if self.frozen_encoders:
+            self.encoders.eval()
 
     def __call__(self, batch: dict[str, jax.Array]) -> dict:
         present = {m: batch[f"{m}_present"] for m in sorted(self.encoders)}  # (B,) bool each
@@ -121,9 +131,31 @@ def build_model(
         heads = {s: losses.build(backend, head, **loss_kwargs(cfg, head)) for s in fuse.streams}
     matcher = losses.build(backend, matching, **loss_kwargs(cfg, matching)) if matching else None
     model = FusionModel(encs, fuse, heads, kind, matcher, cfg.loss.identity_weight)
+    if cfg.model.init_from:
+        init_encoders(model, cfg)
     if cfg.optim.bf16:
         autocast(model)
     return model
+
+
+def init_encoders(model: FusionModel, cfg: Config) -> None:
+    """model.init_from: the encoders of each listed run's best checkpoint (research/assembly.py
+    encoder_sources); with model.freeze_encoders they are not trained: their Params become Buffers (which
+    the trainer's nnx.split(model, nnx.Param, ...) leaves out of the gradient and the optimizer, and the
+    checkpoint keeps), always in eval mode."""
+    for run, source_cfg, modalities in encoder_sources(cfg):
+        splits = load(source_cfg.data)
+        classes = len(splits.classes[source_cfg.data.target])
+        source = build_model(source_cfg, classes, splits.vocab_size, None, rngs=nnx.Rngs(0))
+        variables = nnx.split(source, nnx.Param, nnx.RngState, ...)[3]  # BatchNorm statistics, Buffers
+        template = {"params": nnx.state(source, nnx.Param), "variables": variables}
+        best, _ = checkpoint.load(run / "best.safetensors", template)
+        nnx.update(source, best["params"], best["variables"])
+        for m in modalities:
+            nnx.update(model.encoders[m], nnx.state(source.encoders[m], nnx.Not(nnx.RngState)))
+    if cfg.model.freeze_encoders:
+        frozen(model.encoders)
+        model.frozen_encoders = True  # in eval mode from the next model.train() (the trainer's) on
 
 
 def autocast(model: nnx.Module) -> None:

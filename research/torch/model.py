@@ -12,8 +12,10 @@ import encoders
 import fusion
 import losses
 from losses.torch.contrastive import Contrastive
-from research.assembly import encoder_kwargs, fusion_kwargs, head_kwargs, heads_of, loss_kwargs
+from research.assembly import encoder_kwargs, encoder_sources, fusion_kwargs, head_kwargs, heads_of, loss_kwargs
 from research.config import Config
+from research.data.loader import load
+from research.torch import checkpoint
 
 
 class FusionModel(nn.Module):
@@ -48,6 +50,14 @@ class FusionModel(nn.Module):
         self.fusion = fusion
         self.heads = nn.ModuleDict(heads)
         self.kind, self.matcher, self.identity_weight = kind, matcher, identity_weight
+        self.frozen_encoders = False  # init_encoders sets it (model.freeze_encoders)
+
+    def train(self, mode: bool = True) -> FusionModel:
+        """Frozen encoders stay in eval mode: their BatchNorm statistics fixed and no dropout."""
+        super().train(mode)
+        if self.frozen_encoders:
+            self.encoders.eval()
+        return self
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict:
         present = {m: batch[f"{m}_present"] for m in sorted(self.encoders)}  # (B,) bool each
@@ -115,7 +125,25 @@ def build_model(cfg: Config, classes: int, vocab_size: int, class_weights: torch
     elif kind == "pairs":
         heads = {s: losses.build(backend, head, **loss_kwargs(cfg, head)) for s in fuse.streams}
     matcher = losses.build(backend, matching, **loss_kwargs(cfg, matching)) if matching else None
-    return FusionModel(encs, fuse, heads, kind, matcher, cfg.loss.identity_weight)
+    model = FusionModel(encs, fuse, heads, kind, matcher, cfg.loss.identity_weight)
+    if cfg.model.init_from:
+        init_encoders(model, cfg)
+    return model
+
+
+def init_encoders(model: FusionModel, cfg: Config) -> None:
+    """model.init_from: the encoders of each listed run's best checkpoint (research/assembly.py
+    encoder_sources); with model.freeze_encoders they are not trained: no gradient, always in eval mode."""
+    for run, source_cfg, modalities in encoder_sources(cfg):
+        splits = load(source_cfg.data)
+        source = build_model(source_cfg, len(splits.classes[source_cfg.data.target]), splits.vocab_size, None)
+        checkpoint.load(run / "best.safetensors", source)
+        for m in modalities:
+            model.encoders[m].load_state_dict(source.encoders[m].state_dict())
+    if cfg.model.freeze_encoders:
+        model.encoders.requires_grad_(False)
+        model.frozen_encoders = True
+        model.train(model.training)
 
 
 def parameter_report(model: FusionModel) -> dict[str, int]:

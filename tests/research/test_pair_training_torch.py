@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file
 from sklearn.metrics import roc_curve
 
 from research.config import Config, apply_overrides
@@ -111,3 +112,24 @@ def test_match_task_trains_face_and_voice_into_one_space(runs):
     assert abs(summary["test/crossmodal/eer"] - sklearn_eer(target, (face[i] * voice[j]).sum(axis=1))) < 1e-6
     nearest = np.argmax(voice @ face.T, axis=1)  # voice -> face retrieval, rank 1
     assert abs(summary["test/retrieval/v2f/recall@1"] - np.mean(subjects[nearest] == subjects)) < 1e-9
+
+
+def test_init_from_a_run_with_frozen_encoders_trains_only_fusion_and_heads(runs, tmp_path, data_root):
+    source_dir = runs["siamese"][1]
+    args = [*TINY, f"--run.out={tmp_path}", f"--data.root={data_root}", *RUNS["siamese"], "--optim.epochs=1"]
+    cfg = apply_overrides(Config(), [*args, f"--model.init_from={source_dir}", "--model.freeze_encoders=true"])
+    splits = load(cfg.data)
+    torch.manual_seed(cfg.run.seed)  # as the trainer does before it builds the model
+    initial = build_model(cfg, len(splits.classes["identity"]), splits.vocab_size, None).state_dict()
+    summary = train_and_evaluate(cfg, tmp_path / "frozen", "frozen")
+    source, trained = (
+        load_file(str(source_dir / "best.safetensors")),
+        load_file(str(tmp_path / "frozen/best.safetensors")),
+    )
+    encoder = [k for k in source if k.startswith("model/encoders.")]
+    assert any("running_var" in k for k in encoder), "BatchNorm statistics are compared too"
+    for key in encoder:
+        assert torch.equal(trained[key], source[key]), key
+    fusion = [k for k in trained if k.startswith("model/fusion.")]
+    assert any(not torch.equal(trained[k], initial[k.removeprefix("model/")]) for k in fusion)
+    assert summary["params/voice"] == 0 and summary["params/fusion"] > 0
