@@ -53,7 +53,7 @@ from research.torch.predict import predict  # noqa: E402
 from research.torch.trainer import make_optimizer, train_and_evaluate, warmup_cosine  # noqa: E402
 
 TRAITS, NUISANCE = 16, 16  # coordinates of the embedding-level data that carry identity / that do not
-TEST_PEOPLE, TEST_SAMPLES, TRIALS = 500, 4, 20000
+TEST_PEOPLE, TEST_SAMPLES, TRIALS = 500, 4, 6000  # trials: all 3000 target pairs and 3000 non-target
 BUDGET = [
     "--data.split=open",
     "--data.target=identity",
