@@ -87,15 +87,15 @@ def vectors(people: int, per_person: int, rng: np.random.Generator, noise: float
 
 
 def train_on_vectors(
-    loss: str, x: np.ndarray, labels: np.ndarray, *, seed: int, steps: int, layer_norm: bool = False, **hyper
+    loss: str, x: np.ndarray, labels: np.ndarray, *, seed: int, steps: int, layer_norm: bool = False
 ) -> tuple[nn.Module, nn.Module]:
-    """Train MLP + head `loss` (published defaults unless `hyper` is given) on x (N, 32) -> (mlp, head)."""
+    """Train MLP + head `loss` (its published defaults) on x (N, 32), labels (N,) -> (mlp, head)."""
     torch.manual_seed(seed)
     dim = TRAITS + NUISANCE
     mlp = nn.Sequential(
         nn.Linear(dim, 128), nn.ReLU(), nn.Linear(128, dim), *([nn.LayerNorm(dim)] if layer_norm else [])
     )
-    head = losses.build("torch", loss, dim=dim, classes=int(labels.max()) + 1, **hyper)
+    head = losses.build("torch", loss, dim=dim, classes=int(labels.max()) + 1)
     cfg = Config()  # the trainer's optimizer: lr 2e-3, weight decay 0.05 on matrices
     optimizer = make_optimizer(nn.ModuleList([mlp, head]), cfg)
     scheduler = warmup_cosine(optimizer, steps // 20, steps)
