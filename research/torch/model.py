@@ -30,7 +30,7 @@ class FusionModel(nn.Module):
     the combined decision is added on detached stream scores, so only the weights learn from it and the
     modalities still never interact before the decision.
 
-    `heads` says what the heads are (research/assembly.py heads_of): "classes" (class centres: the output has
+    `kind` says what the heads are (research/assembly.py heads_of): "classes" (class centres: the output has
     log_probs), "pairs" (a pair loss on each stream's embeddings: no classifier, no log_probs) or "none". A
     `matcher` (cross-modal loss, model.task = match) adds the loss of the face stream against the voice
     stream on the samples that have both; the head losses then count `identity_weight` times.
