@@ -38,6 +38,7 @@ def args(out: Path, data_root: Path, name: str) -> list[str]:
         "--model.layers=1",
         "--model.fusion_layers=1",
         "--model.dropout=0.2",
+        "--modalities=face,voice",
         "--optim.epochs=1",
         "--eval.plots=false",
         "--eval.trials=200",
