@@ -49,7 +49,9 @@ WORKER = textwrap.dedent(
     import numpy as np
     import torch
     import torch.distributed as dist
+    from losses.torch.arcface import Arcface
     from losses.torch.cosface import Cosface
+    from losses.torch.sphereface2 import Sphereface2
     from research.torch import distributed
 
     world = distributed.init("cpu")
@@ -102,6 +104,30 @@ WORKER = textwrap.dedent(
         model.train()
         mine = x[2 * world.rank : 2 * world.rank + 2]  # train mode: this rank's rows of a global batch of 4
         assert torch.allclose(model.heads["x"].scores(mine), whole.heads["x"].scores(mine), atol=1e-6)
+        # one DDP step through sharded heads: every gradient and the clipped norm as one process on the global batch
+        for make in (Arcface, Sphereface2):  # a softmax-type head; one with a replicated parameter (the bias)
+            torch.manual_seed(1)
+            whole = torch.nn.Module()
+            whole.enc, whole.heads = torch.nn.Linear(3, 3), torch.nn.ModuleDict({"x": make(dim=3, classes=5)})
+            model = torch.nn.Module()
+            model.enc, model.heads = torch.nn.Linear(3, 3), torch.nn.ModuleDict({"x": make(dim=3, classes=5)})
+            model.load_state_dict(whole.state_dict())
+            model.forward = lambda x, y: model.heads["x"](model.enc(x), y)[0]
+            distributed.shard_heads(model, 5, 1.0, world)
+            x, y = torch.randn(8, 3), torch.tensor([0, 4, 3, 3, 1, 2, 4, 0])  # the global batch
+            whole.heads["x"](whole.enc(x), y)[0].backward()
+            want = torch.nn.utils.clip_grad_norm_(whole.parameters(), 0.5)
+            ddp = distributed.wrap(model, world, sync_bn=False)
+            ddp(x[4 * world.rank : 4 * world.rank + 4], y[4 * world.rank : 4 * world.rank + 4]).backward()
+            got = distributed.clip_grad_norm(ddp, 0.5)
+            assert torch.allclose(got, want, atol=1e-5), (make, got, want)
+            block = model.heads["x"].head
+            pairs = [(model.enc.weight.grad, whole.enc.weight.grad), (model.enc.bias.grad, whole.enc.bias.grad)]
+            pairs.append((block.weight.grad, whole.heads["x"].weight.grad[rows]))  # this rank's centres
+            if make is Sphereface2:
+                pairs.append((block.bias.grad, whole.heads["x"].bias.grad))
+            for a, b in pairs:
+                assert torch.allclose(a, b, atol=1e-6), (make, a, b)
         # a rank that does not come to a collective: the other fails within the group's timeout
         if world.rank == 1:
             time.sleep(6)
