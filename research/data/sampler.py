@@ -12,8 +12,10 @@ sample twice in a batch, a positive pair the loss solves for free. Fewer than P 
 an error. Samples with an unknown label (-1) are never drawn. An epoch has as many batches as the random
 order gives (n // batch size); unlike it, a sample may appear in several batches of an epoch, or in none.
 
-Sharding: rank r reads every `world`-th index, so its k-th batch is its part of global batch k (rows
-r, r + world, ...); when `world` divides K, that part is P identities x K / world samples.
+Sharding: every rank reads its part of each global batch, so a torch rank's pair loss has positives to
+see: when `world` divides P, rank r's part is the whole identities r, r + world, ... of the batch (P / world
+identities x K samples); else its rows r, r + world, ... as in `pipeline.order` (P identities x K / world
+samples when `world` divides K).
 """
 
 from __future__ import annotations
@@ -50,4 +52,6 @@ def pk_order(
     for b in range(batches):
         for p, c in enumerate(rng.choice(eligible, identities, replace=False)):
             full[b, p] = rng.choice(members[c], samples, replace=False)
-    return full.reshape(-1)[rank::world]
+    if identities % world == 0:
+        return full[:, rank::world].reshape(-1)  # (batches * P / world * K,)
+    return full.reshape(batches, -1)[:, rank::world].reshape(-1)  # (batches * P * K / world,)

@@ -39,17 +39,20 @@ def test_the_order_is_a_function_of_seed_and_epoch():
     assert not np.array_equal(a, pk_order(LABELS, P, K, STEPS, seed=1, epoch=1))
 
 
-def test_rank_parts_partition_each_global_batch():
-    whole = pk_order(LABELS, P, K, STEPS, seed=4, epoch=3).reshape(STEPS, P * K)
-    world = 2
-    parts = [pk_order(LABELS, P, K, STEPS, seed=4, epoch=3, rank=r, world=world) for r in range(world)]
-    local = P * K // world
+@pytest.mark.parametrize(("p", "k", "world"), [(4, 2, 2), (3, 2, 2), (2, 3, 3)])
+def test_rank_parts_partition_each_global_batch(p, k, world):
+    whole = pk_order(LABELS, p, k, STEPS, seed=4, epoch=3).reshape(STEPS, p * k)
+    parts = [pk_order(LABELS, p, k, STEPS, seed=4, epoch=3, rank=r, world=world) for r in range(world)]
+    local = p * k // world
     for step in range(STEPS):
         mine = [part[step * local : (step + 1) * local] for part in parts]  # each rank's step-th batch
         assert sorted(np.concatenate(mine).tolist()) == sorted(whole[step].tolist())
-        for r in range(world):  # K divisible by world: every rank sees P identities x K / world samples
+        for r in range(world):
             ids, n = np.unique(LABELS[mine[r]], return_counts=True)
-            assert len(ids) == P and (n == K // world).all()
+            if p % world == 0:  # whole identities per rank: every rank keeps its positive pairs
+                assert len(ids) == p // world and (n == k).all()
+            else:  # rows r, r + world, ...: P identities x K / world samples when world divides K
+                assert len(ids) == p and (n == k // world).all()
 
 
 def test_too_few_identities_with_k_samples_is_an_error():
@@ -77,8 +80,9 @@ def test_pipeline_reads_the_training_split_in_pk_order(tiny_source, data_config)
     targets = np.concatenate(batches)
     assert np.array_equal(targets, labels[expected])
     check_batches(expected, labels, 4, 2)
-    halves = [np.concatenate([b["target"] for b in train.batches(4, **kw, rank=r, world=2)]) for r in range(2)]
-    for r in range(2):  # rank r reads rows r, r + 2, ... of every global batch
-        assert np.array_equal(halves[r], labels[expected][r::2])
+    for r in range(2):  # rank r reads its part: 2 whole identities of every global batch
+        half = np.concatenate([b["target"] for b in train.batches(4, **kw, rank=r, world=2)])
+        assert np.array_equal(half, labels[pk_order(labels, 4, 2, steps, seed=5, epoch=2, rank=r, world=2)])
+        check_batches(np.flatnonzero(np.ones_like(half)), half, 2, 2)
     val = np.concatenate([b["target"] for b in splits.val.batches(8, **kw)])
     assert len(val) == len(splits.val), "only the training split is sampled P x K"
