@@ -7,6 +7,9 @@ torchrun sets RANK, WORLD_SIZE, LOCAL_RANK and the rendezvous address in the env
 `python experiments/run.py` has none and runs as a world of one, with no process group and no collective.
 Every collective runs under the group's timeout (TIMEOUT): a rank that died or hangs makes the others fail
 with an error instead of waiting forever. Only rank 0 writes (record, checkpoints, W&B): `is_main`.
+
+With loss.shard_centres the heads' class centres are split across ranks (ShardedStream, shard_heads, at
+the end of this file); checkpoints still hold whole matrices (full_state / own_state).
 """
 
 from __future__ import annotations
