@@ -1,6 +1,7 @@
 """Training throughput of each fusion type in jax on this machine, next to torch's in the same run.
 
-    python benchmarks/jax/throughput.py [--steps 10] [--batch 32] [--bf16] [--no-torch]
+    python benchmarks/jax/throughput.py [--steps 10] [--batch 32] [--bf16] [--no-torch] [--fusions early ...]
+                                        [--variants cross_attn]
 
 For every fusion module it builds the default model (face_cnn + voice_ecapa + text_tiny at dim 64),
 compiles the trainer's jitted step (research/jax/trainer.py: forward, loss, gradient, clipping, AdamW)
@@ -9,6 +10,14 @@ benchmarks/torch/throughput.py (FLOPs from XLA's cost analysis of the step, whic
 where torch's counter counts matmuls and convolutions only), then runs benchmarks/torch/throughput.py
 in a subprocess with the same arguments and prints the jax/torch step-time ratio per fusion type and the
 compile time of each jax step, separately.
+
+`--variants FUSION` also times the same train step written three ways on that fusion's model (same
+batches, same optimizer): plain `nnx.jit` over (model, nnx.Optimizer) as Flax's guide writes it, the
+same function through `nnx.cached_partial`, and the trainer's `nnx.split` + `jax.jit` with donation.
+For each it prints the step time (the loss read every step, as the trainer does), the time the call
+takes to return (Python and dispatch: XLA runs the step asynchronously, so this is the per-step
+overhead that nnx.jit's graph walk adds to), and the compiled computation alone (the trainer's compiled
+executable, blocked on).
 """
 
 from __future__ import annotations
@@ -24,6 +33,8 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+import optax
 from flax import nnx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root
@@ -51,20 +62,26 @@ def matmul_flops(n: int = 2048, repeats: int = 10) -> float:
     return 2 * n**3 / best
 
 
-def measure(fusion: str, args) -> dict[str, float]:
+def setup(fusion: str, args):
+    """(config, batches on the mesh, the default model with this fusion, optimizer, mesh)."""
     cfg = Config()
     cfg.model.fusion = fusion
     cfg.data.batch_size = args.batch
     cfg.optim.bf16 = args.bf16
     splits = load(cfg.data)
     model = build_model(cfg, len(splits.classes[cfg.data.target]), splits.vocab_size, None, rngs=nnx.Rngs(0))
-    schedule = trainer.warmup_cosine(cfg.optim.lr, 10, 1000)
-    tx = trainer.make_optimizer(cfg, schedule)
+    tx = trainer.make_optimizer(cfg, trainer.warmup_cosine(cfg.optim.lr, 10, 1000))
     mesh = make_mesh()
-    graphdef, rngs, state = trainer.train_state(model, tx)
-    step = trainer.make_train_step(graphdef, rngs, tx, schedule, cfg, mesh)
     batches = splits.train.batches(args.batch, shuffle=True, seed=0, epoch=1, train=True)
     batches = [to_device(b, mesh) for b in itertools.islice(batches, len(splits.train) // args.batch)]
+    return cfg, batches, model, tx, mesh
+
+
+def measure(fusion: str, args) -> dict[str, float]:
+    cfg, batches, model, tx, mesh = setup(fusion, args)
+    schedule = trainer.warmup_cosine(cfg.optim.lr, 10, 1000)
+    graphdef, rngs, state = trainer.train_state(model, tx)
+    step = trainer.make_train_step(graphdef, rngs, tx, schedule, cfg, mesh)
     state = replicate(state, mesh)
     start = time.perf_counter()
     compiled = step.lower(state, batches[0], 0).compile()
@@ -80,6 +97,66 @@ def measure(fusion: str, args) -> dict[str, float]:
     seconds = (time.perf_counter() - start) / args.steps
     speed = {"samples/s": args.batch / seconds, "step_ms": 1e3 * seconds, "flop/s": flops / seconds}
     return speed | {"compile_s": compile_s}
+
+
+def guide_step(model: nnx.Module, optimizer: nnx.Optimizer, batch: dict[str, jax.Array], step: jax.Array):
+    """The trainer's step as Flax's guide writes it, on NNX objects: reseed, loss, gradient, update."""
+    k_dropout, k_augment = jax.random.split(jax.random.fold_in(jax.random.key(0), step))
+    nnx.reseed(model, dropout=k_dropout, augment=k_augment)
+    loss, grads = nnx.value_and_grad(lambda m: m(batch)["loss"])(model)
+    optimizer.update(model, grads)
+    return {"loss": loss, "grad_norm": optax.tree.norm(grads)}
+
+
+def step_variants(fusion: str, args) -> dict[str, dict[str, float]]:
+    """{variant: {step_ms, call_ms, compile_s}} and {"compiled": {step_ms}}; each variant on its own copy
+    of the same model, on the same batches."""
+    cfg, batches, model, tx, mesh = setup(fusion, args)
+    model.train()
+    guide_model = nnx.clone(model)
+    optimizer = nnx.Optimizer(guide_model, tx, wrt=nnx.Param)
+    plain = nnx.jit(guide_step, donate_argnums=(0, 1))
+    with nnx.set_graph_mode(True), nnx.set_graph_updates(True):
+        cached = nnx.cached_partial(nnx.jit(guide_step, donate_argnums=(0, 1)), guide_model, optimizer)
+    graphdef, rngs, state = trainer.train_state(model, tx)
+    ours = trainer.make_train_step(graphdef, rngs, tx, trainer.warmup_cosine(cfg.optim.lr, 10, 1000), cfg, mesh)
+    state = [replicate(state, mesh)]
+    calls = {
+        "nnx.jit": lambda b, i: plain(guide_model, optimizer, b, i),
+        "nnx.cached_partial": lambda b, i: cached(b, i),
+        "split + jax.jit": lambda b, i: ours_call(ours, state, b, i),
+    }
+    results = {name: time_calls(call, batches, args.steps) for name, call in calls.items()}
+    seconds = []
+    for i in range(args.steps):  # already compiled
+        fresh = jax.block_until_ready(jax.tree.map(jnp.copy, state[0]))  # the step consumes (donation) its input
+        start = time.perf_counter()
+        jax.block_until_ready(ours(fresh, batches[i % len(batches)], i))
+        seconds.append(time.perf_counter() - start)
+    return results | {"compiled computation": {"step_ms": 1e3 * float(np.median(seconds))}}
+
+
+def ours_call(step, state: list, batch, i):
+    """The trainer's call: the donated state is replaced by the step's output."""
+    state[0], measured = step(state[0], batch, i)
+    return measured
+
+
+def time_calls(call, batches: list, steps: int) -> dict[str, float]:
+    """First call (trace + compile) time, then per step: the time until the call returns, and until its
+    loss is read (the step time); medians over `steps` steps after two warm-up steps."""
+    start = time.perf_counter()
+    float(call(batches[0], 0)["loss"])
+    first_s = time.perf_counter() - start
+    float(call(batches[1 % len(batches)], 1)["loss"])
+    returned, read = [], []
+    for i in range(2, 2 + steps):
+        start = time.perf_counter()
+        measured = call(batches[i % len(batches)], i)
+        returned.append(time.perf_counter() - start)
+        float(measured["loss"])
+        read.append(time.perf_counter() - start)
+    return {"step_ms": 1e3 * float(np.median(read)), "call_ms": 1e3 * float(np.median(returned)), "first_s": first_s}
 
 
 def torch_results(args) -> dict[str, dict[str, float]]:
@@ -99,21 +176,32 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--bf16", action="store_true")
     parser.add_argument("--no-torch", action="store_true", help="skip the torch run and the ratios")
+    parser.add_argument("--fusions", nargs="*", default=list(FUSIONS), choices=FUSIONS, help="none: only --variants")
+    parser.add_argument("--variants", metavar="FUSION", choices=FUSIONS, help="nnx.jit vs the fast paths on it")
     args = parser.parse_args()
     peak = matmul_flops()
     print(f"jax {jax.__version__}, devices {jax.devices()}, batch {args.batch}, bf16 {args.bf16}")
     print(f"fp32 matmul 2048^3: {peak / 1e9:.1f} GFLOP/s\n")
     print(HEADER)
     results = {}
-    for fusion in FUSIONS:
+    for fusion in args.fusions:
         results[fusion] = measure(fusion, args)
         print(row(fusion, results[fusion], peak))
+    if args.variants:
+        print(f"\nthe train step three ways ({args.variants}; medians of {args.steps} steps):")
+        print(f"{'step':<21} {'step ms':>8} {'returns after ms':>17} {'overhead ms':>12} {'first call s':>13}")
+        variants = step_variants(args.variants, args)
+        computation = variants.pop("compiled computation")["step_ms"]
+        for name, r in variants.items():
+            overhead = r["step_ms"] - computation
+            print(f"{name:<21} {r['step_ms']:>8.1f} {r['call_ms']:>17.1f} {overhead:>12.1f} {r['first_s']:>13.1f}")
+        print(f"{'compiled computation':<21} {computation:>8.1f}   (the split + jax.jit step, blocked on)")
     if args.no_torch:
         return
     print("\ntorch (benchmarks/torch/throughput.py, same arguments, CPU):")
     theirs = torch_results(args)
     print(f"\n{'fusion':<11} {'jax ms':>8} {'torch ms':>9} {'jax/torch':>10} {'jax compile s':>14}")
-    for fusion in FUSIONS:
+    for fusion in args.fusions:
         jax_ms, compile_s = results[fusion]["step_ms"], results[fusion]["compile_s"]
         torch_ms = theirs[fusion]["step_ms"]
         print(f"{fusion:<11} {jax_ms:>8.1f} {torch_ms:>9.1f} {jax_ms / torch_ms:>10.2f} {compile_s:>14.1f}")
