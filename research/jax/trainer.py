@@ -229,7 +229,7 @@ def train_and_evaluate(cfg: Config, run_dir: Path, name: str) -> dict:
     if cfg.run.resume and checkpoint_files.exists(last):
         state, meta = checkpoint.load(last, state)
         tracker.truncate(meta["epoch"])
-        print(f"resuming {name} from {last.name}: epoch {meta['epoch'] + 1}, step {meta['step']}")
+        print(f"resuming {name}: epoch {meta['epoch']} done, {meta['step']} steps into the next")
     begin = meta if meta["step"] else None  # resume inside epoch meta["epoch"] + 1
     meta = {k: meta[k] for k in ("epoch", "best", "best_epoch", "selection")} | {"step": 0}
 
