@@ -1,7 +1,7 @@
 """Training throughput of each fusion type on this machine: eager, torch.compile (run.compile) and DDP.
 
     python benchmarks/torch/throughput.py [--steps 10] [--batch 32] [--device cpu] [--bf16] [--json FILE]
-                                          [--fusions early,stack,...] [--compile] [--ddp 2]
+                                          [--fusions early,stack,...] [--compile] [--ddp 2] [--threads 0]
 
 For every fusion module it builds the default model (face_cnn + voice_ecapa + text_tiny at dim 64),
 times full training steps (forward, backward, AdamW) on real batches of the embedded dataset, counts the
@@ -14,11 +14,13 @@ compiler on the CPU); the first step's time, which includes compiling forward an
 apart, and the step time after two warm-up steps against eager's.
 --ddp N: the same global batch on N gloo processes (this file with --rank, joined through
 research/torch/distributed.py as under torchrun, DistributedDataParallel, B / N samples per rank, each
-rank's shard of the epoch, torch threads split between the ranks), every collective under
+rank's shard of the epoch, the 1-process run's torch threads split between the ranks), every collective under
 FUSION_DIST_TIMEOUT_S and the ranks under a wall-clock limit. Scaling efficiency = N-process samples/s
 / (N x 1-process samples/s): 1 is perfect scaling. Here it measures the CPU, not DDP: on an idle CPU
 the ranks share the cores the 1-process run already uses (a ceiling of cores / (N x its threads)), and on a
 CPU loaded by other jobs each process gets its own share of the time, which can lift the figure past that.
+On a CPU shared with other jobs, --threads 1 (one thread per process, 1 per rank) gives comparable figures:
+OpenMP threads that spin-wait for a descheduled sibling make a 2-thread process many times slower there.
 """
 
 from __future__ import annotations
@@ -169,12 +171,15 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--bf16", action="store_true")
+    parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
     parser.add_argument("--fusions", default=",".join(FUSIONS))
     parser.add_argument("--compile", action="store_true", help="also time torch.compile(model) (run.compile)")
     parser.add_argument("--ddp", type=int, default=0, help="also time DDP on this many gloo processes (CPU)")
     parser.add_argument("--json", type=Path, help="also write the measurements to this file")
     parser.add_argument("--rank-of", help="internal: run one DDP rank of this fusion and print its JSON")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.rank_of:
         print(json.dumps(run_rank(args.rank_of, args)), flush=True)
         os._exit(0)  # no interpreter finalisation: the gloo teardown race (experiments/run.py does the same)
