@@ -9,9 +9,27 @@ The `group` label of unseen people (identity-disjoint split, 2 classes) is carri
 Accuracy is averaged over the val and test people (~100 unseen identities): with 2 balanced classes a
 chance-level model scores 0.5 with a standard deviation of about 0.05 over people, so "near chance" is
 < 0.7 and "learned" is > 0.85. With fewer training people (96) the fused models memorise the people
-instead of finding the face x voice rule on most seeds, and at lr 3e-3 cross-attention sometimes does
-not start on the rule within the budget; with 256 people at lr 1e-3 both learned it on each of seeds
-0-3 (val and test accuracy >= 0.99).
+instead of finding the face x voice rule on most seeds.
+
+The fused models see face and voice only. With text as a third modality (the recipe until 2026-12-01),
+cross_attn failed on 3 of 5 batch-order variants (issue 12) and here on 1 of 6 (seed, order) pairs (2 of 5
+at batch 32, lr 2e-3): every run sits at chance for 1-3 epochs, and a run learns only once the face stream's
+cross-attention turns from the text tokens to the voice tokens. On the batch-32 runs, at init it attends
+almost uniformly over its context, voice 0.65 and text 0.33 of the weight (the voice stream: face 0.17, text
+0.80); a run that learned ends at voice 0.94, text 0.05, while a failing one ends where it started (0.66)
+and has memorised the training people (train accuracy 0.95, val 0.51; mostly by face: 0.73 without it, 0.94
+without text). Text carries no information on the label; without it the face stream's context is voice from
+the first step, and cross_attn left the plateau in epoch 2 on 4 of the 5 pairs whose curves were read (epoch
+3 on the fifth). The redundant task is the control for the models that stay at chance on synergy: it shows
+they can learn when a modality they see carries the label. Early and cross_attn, which learn the synergy
+task itself, need no such control.
+
+Token-level fusion is asserted over VARIANTS (run.seed, batch order): at least MIN_LEARNED of the 3 must
+exceed LEARNED. `nice -n 10 python benchmarks/torch/fusion_properties.py --models cross_attn,early --seeds
+0-4 --orders 0-1` measured 10 of 10 for each (accuracy 0.994-1.000; 2026-12-01, shared CPU under load), and
+cross_attn learned on 4 more pairs by hand, so at the measured rate the test practically never fails; 10
+runs cannot exclude a rate as low as 0.74 (one-sided 95% bound), at which it would fail 17% of the time
+(docs/fusion.md, "Fusion properties, measured").
 """
 
 import contextlib
@@ -43,14 +61,22 @@ FAST = [
     "--eval.plots=false",
     "--eval.trials=500",
 ]
+# The fused models see face and voice, the two modalities whose codes make up the synergy label; text (an
+# independent code and a transcript that names its person) is tested alone. See the module docstring.
 MODELS = {
-    "early": ["--fusion=early", "--modalities=face,voice,text"],
-    "cross_attn": ["--fusion=cross_attn", "--modalities=face,voice,text"],
-    "late": ["--fusion=late", "--modalities=face,voice,text"],
+    "early": ["--fusion=early", "--modalities=face,voice"],
+    "cross_attn": ["--fusion=cross_attn", "--modalities=face,voice"],
+    "late": ["--fusion=late", "--modalities=face,voice"],
     "face": ["--fusion=early", "--modalities=face"],
     "voice": ["--fusion=early", "--modalities=voice"],
     "text": ["--fusion=early", "--modalities=text"],
 }
+TOKEN_LEVEL = ("early", "cross_attn")
+AT_CHANCE = ("late", "face", "voice", "text")  # on synergy; the redundant task is their control
+# The synergy property of token-level fusion is asserted over these (run.seed, batch order) variants: at
+# least MIN_LEARNED of them must exceed LEARNED (the rate it is set against is in the module docstring).
+VARIANTS = ((0, 0), (1, 1), (2, 2))
+MIN_LEARNED = 2
 
 
 @contextlib.contextmanager
@@ -74,21 +100,22 @@ def accuracy(run_dir: Path, data_root: Path, carry: str, model: str, seed: int =
     return summary["val/acc"], summary["test/acc"]
 
 
-def mean_accuracy(tmp_path, data_root, carry: str, model: str) -> float:
-    val, test = accuracy(tmp_path / model, data_root, carry, model)
+def mean_accuracy(run_dir, data_root, carry: str, model: str, seed: int = 0, order: int = 0) -> float:
+    val, test = accuracy(run_dir, data_root, carry, model, seed, order)
     return (val + test) / 2
 
 
-@pytest.mark.parametrize("model", ["early", "cross_attn"])
+@pytest.mark.parametrize("model", TOKEN_LEVEL)
 def test_token_level_fusion_learns_the_synergy_task(tmp_path, data_root, model):
-    assert mean_accuracy(tmp_path, data_root, "synergy", model) > LEARNED
+    accs = [mean_accuracy(tmp_path / f"s{s}-o{o}", data_root, "synergy", model, s, o) for s, o in VARIANTS]
+    assert sum(acc > LEARNED for acc in accs) >= MIN_LEARNED, f"accuracy of {VARIANTS}: {accs}"
 
 
-@pytest.mark.parametrize("model", ["late", "face", "voice", "text"])
+@pytest.mark.parametrize("model", AT_CHANCE)
 def test_late_fusion_and_single_modalities_stay_at_chance_on_synergy(tmp_path, data_root, model):
     assert mean_accuracy(tmp_path, data_root, "synergy", model) < NEAR_CHANCE
 
 
-@pytest.mark.parametrize("model", list(MODELS))
-def test_every_model_learns_the_redundant_task(tmp_path, data_root, model):
+@pytest.mark.parametrize("model", AT_CHANCE)
+def test_the_models_at_chance_learn_the_redundant_task(tmp_path, data_root, model):
     assert mean_accuracy(tmp_path, data_root, "redundant", model) > LEARNED
