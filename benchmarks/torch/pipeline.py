@@ -1,13 +1,16 @@
 """Step time of the default model fed by the input pipeline, against the same steps fed from memory.
 
-    python benchmarks/torch/pipeline.py [--steps 10] [--batch 32] [--workers 2] [--per-identity 20]
+    python benchmarks/torch/pipeline.py [--steps 10] [--batch 32] [--workers 2] [--per-identity 20] [--threads 0]
 
 Feeds of the same training steps (default model, the embedded dataset made larger with --per-identity
 samples per identity): batches already in memory (the yardstick), the pipeline over the in-memory cache
 (data.cache, the default), the pipeline decoding loose files in --workers processes (data.cache=false),
 and packed ArrayRecord shards (prepare.py pack) read in --workers processes. A step's time includes the
 wait for its batch; the spawned workers' start-up (time to the first batch) is printed apart. Then the
-samples/s of decoding in one process and through the pipeline with 1 and 2 workers, without a model.
+samples/s of decoding in one process and through the pipeline with 1 and 2 workers (in all and per
+worker), without a model. The issue's goal: a step fed by 2 workers within 1.1x of the in-memory step.
+--threads sets the training process's torch threads (0: torch's default); on a CPU shared with other jobs
+use 1: OpenMP threads spin-waiting for a descheduled sibling make a 2-thread step many times slower there.
 (Under benchmarks/torch/ because it imports torch: the layout rule.)
 """
 
@@ -77,7 +80,10 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--per-identity", type=int, default=20)
+    parser.add_argument("--threads", type=int, default=0)
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     cfg = Config()
     cfg.data.batch_size = args.batch
     cfg.data.synthetic.samples_per_identity = args.per_identity
@@ -103,15 +109,18 @@ def main() -> None:
         f"pipeline, files, {args.workers} workers": files.train.batches(args.batch, **EPOCH),
         f"pipeline, packed, {args.workers} workers": packed.train.batches(args.batch, **EPOCH),
     }
-    base = None
+    base, ratios = None, {}
     for name, batches in feeds.items():
         startup, seconds = timed(step, batches, args.steps)
         if hasattr(batches, "close"):
             batches.close()
         base = base or seconds
-        print(f"{name:<34} {startup:>13.2f} {1e3 * seconds:>8.1f} {seconds / base:>8.2f}x")
+        ratios[name] = seconds / base
+        print(f"{name:<34} {startup:>13.2f} {1e3 * seconds:>8.1f} {seconds / base:>8.2f}x", flush=True)
+    worst = max(ratios[name] for name in list(feeds)[2:])
+    print(f"goal: <= 1.10x with {args.workers} workers from files and packed shards; worst {worst:.2f}x")
 
-    print(f"\n{'decoding (no model)':<34} {'samples/s':>10}")
+    print(f"\n{'decoding (no model)':<34} {'samples/s':>10} {'per worker':>11}")
     for name, source in [
         ("files, in this process", files.train.stream.source),
         ("packed, in this process", packed.train.stream.source),
@@ -120,11 +129,12 @@ def main() -> None:
         start = time.perf_counter()
         for i in range(n):
             source[i]
-        print(f"{name:<34} {n / (time.perf_counter() - start):>10.0f}")
+        print(f"{name:<34} {n / (time.perf_counter() - start):>10.0f}", flush=True)
     for workers in (1, 2):
         files.train.workers = workers
         with files.train.batches(args.batch, **EPOCH) as batches:
-            print(f"{f'pipeline, files, {workers} worker(s)':<34} {rate(batches, args.batch):>10.0f}")
+            samples, name = rate(batches, args.batch), f"pipeline, files, {workers} worker(s)"
+            print(f"{name:<34} {samples:>10.0f} {samples / workers:>11.0f}", flush=True)
 
 
 if __name__ == "__main__":
