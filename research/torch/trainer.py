@@ -164,7 +164,7 @@ def train_and_evaluate(cfg: Config, run_dir: Path, name: str) -> dict:
         state = checkpoint.load(last, model, optimizer, scheduler, own=partial(distributed.own_state, model, optimizer))
         tracker.truncate(state["epoch"])
         if world.is_main:
-            print(f"resuming {name} from {last.name}: epoch {state['epoch'] + 1}, step {state['step']}")
+            print(f"resuming {name}: epoch {state['epoch']} done, {state['step']} steps into the next")
     begin = state if state["step"] else None  # resume inside epoch state["epoch"] + 1
     state = {k: state[k] for k in ("epoch", "best", "best_epoch", "selection")} | {"step": 0}
 

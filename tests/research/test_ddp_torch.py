@@ -309,7 +309,7 @@ def test_a_two_rank_job_killed_mid_epoch_resumes_to_the_same_metrics(one, data_r
     assert meta["epoch"] == 0 and 1 <= meta["step"] < 4, meta  # inside epoch 1 (4 steps of 8)
     again = torchrun(args, ROOT, timeout_s=120)
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
-    assert f"from last.safetensors: epoch 1, step {meta['step']}" in again.stdout  # resumed mid-epoch
+    assert f"epoch 0 done, {meta['step']} steps into the next" in again.stdout  # resumed mid-epoch
     reference, killed = record(one / "one"), record(one / "killed")
     assert killed["status"] == "finished"
     assert_same_training(reference, killed)
@@ -342,7 +342,7 @@ def test_a_one_process_checkpoint_resumes_on_two_ranks_with_sharded_centres(one,
     args = ["experiments/run.py", *tiny_args(one, data_root, "--run.name=resharded", "--loss.shard_centres=true")]
     done = torchrun(args, ROOT, timeout_s=120)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert "from last.safetensors: epoch 2, step 0" in done.stdout
+    assert "epoch 1 done, 0 steps into the next" in done.stdout
     reference, resumed = record(one / "one"), record(folder)
     assert [h["epoch"] for h in resumed["history"]] == [2]
     for key in ("train/loss", "val/loss", "val/acc", "lr"):
