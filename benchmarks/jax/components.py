@@ -18,6 +18,7 @@ dispatch, in both frameworks).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import subprocess
@@ -52,40 +53,43 @@ def gradient(fn, module: nnx.Module, backward: bool):
         return total(fn(nnx.merge(graphdef, params, rest, copy=True), inputs))
 
     if backward:
-        return jax.jit(lambda inputs: jax.grad(loss)(params, rest, inputs))
-    return jax.jit(lambda inputs: fn(nnx.merge(graphdef, params, rest, copy=True), inputs))
+        step = jax.jit(jax.grad(loss))
+    else:
+        step = jax.jit(lambda params, rest, inputs: fn(nnx.merge(graphdef, params, rest, copy=True), inputs))
+    return functools.partial(step, params, rest)  # arguments, not constants that XLA would fold
 
 
 def components(model, batch: dict[str, jax.Array]) -> dict:
-    """{name: (jitted function of the batch)}; the fusion and the heads get the encoders' and the fusion's
-    outputs as constants, computed once."""
+    """{name: (jitted function, its argument)}; the fusion and the heads get the encoders' and the fusion's
+    outputs, computed once, as arguments (not as constants, which XLA would fold at compile time)."""
     present = {m: batch[f"{m}_present"] for m in sorted(model.encoders)}
     outputs = {m: model.encoders[m](batch) for m in sorted(model.encoders)}
     streams = model.fusion(outputs, present)
     names = {"face": "face_cnn", "voice": "voice_ecapa", "text": "text_tiny"}
-    parts = {names[m]: gradient(lambda e, b: e(b), model.encoders[m], True) for m in sorted(model.encoders)}
+    parts = {names[m]: (gradient(lambda e, b: e(b), model.encoders[m], True), batch) for m in sorted(model.encoders)}
     frontend = model.encoders["voice"].frontend
-    parts["log-mel front end"] = gradient(lambda f, b: f(b["voice"], b["voice_len"]), frontend, False)
-    parts["fusion"] = gradient(lambda f, b: f(outputs, present), model.fusion, True)
+    parts["log-mel front end"] = (gradient(lambda f, b: f(b["voice"], b["voice_len"]), frontend, False), batch)
+    parts["fusion"] = (gradient(lambda f, x: f(*x), model.fusion, True), (outputs, present))
 
-    def heads(h, b):
-        return [h[s](streams[s], b["target"], keep=b["target"] >= 0)[0] for s in streams]
+    def heads(h, x):
+        streams, labels = x
+        return [h[s](streams[s], labels, keep=labels >= 0)[0] for s in streams]
 
-    parts["heads"] = gradient(heads, model.heads, True)
-    parts["whole model"] = gradient(lambda m, b: m(b)["loss"], model, True)
+    parts["heads"] = (gradient(heads, model.heads, True), (streams, batch["target"]))
+    parts["whole model"] = (gradient(lambda m, b: m(b)["loss"], model, True), batch)
     return parts
 
 
-def time_part(fn, batch, steps: int, clock) -> tuple[float, float]:
+def time_part(fn, inputs, steps: int, clock) -> tuple[float, float]:
     """(first call = trace + compile s, best of `steps` calls s)."""
     start = time.perf_counter()
-    jax.block_until_ready(fn(batch))
+    jax.block_until_ready(fn(inputs))
     first = time.perf_counter() - start
-    jax.block_until_ready(fn(batch))
+    jax.block_until_ready(fn(inputs))
     seconds = []
     for _ in range(steps):
         start = clock()
-        jax.block_until_ready(fn(batch))
+        jax.block_until_ready(fn(inputs))
         seconds.append(clock() - start)
     return first, min(seconds)
 
@@ -122,10 +126,10 @@ def main() -> None:
     batch = {k: jnp.asarray(v) for k, v in next(iter(batches)).items()}
     print(f"jax {jax.__version__}, {jax.devices()}, {args.fusion}, batch {args.batch}", flush=True)
     results = {}
-    for name, fn in components(model, batch).items():
+    for name, (fn, inputs) in components(model, batch).items():
         if args.only and name not in args.only:
             continue
-        first, best = time_part(fn, batch, args.steps, clock)
+        first, best = time_part(fn, inputs, args.steps, clock)
         results[name] = 1e3 * best
         print(f"{name:<20} {results[name]:>9.1f} ms   (first call {first:.1f} s)", flush=True)
     if args.no_torch:

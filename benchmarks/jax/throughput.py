@@ -114,6 +114,7 @@ def step_variants(fusion: str, args) -> dict[str, dict[str, float]]:
     cfg, batches, model, tx, mesh = setup(fusion, args)
     model.train()
     guide_model = nnx.clone(model)
+    nnx.update(guide_model, jax.tree.map(jnp.copy, nnx.state(guide_model)))  # own buffers: its steps donate them
     optimizer = nnx.Optimizer(guide_model, tx, wrt=nnx.Param)
     plain = nnx.jit(guide_step, donate_argnums=(0, 1))
     with nnx.set_graph_mode(True), nnx.set_graph_updates(True):
