@@ -46,8 +46,8 @@ def row(eps: float, metrics: dict, preds: dict, spent: dict, modality: str) -> d
         found["target_rate"] = float((probs.argmax(1) == target).mean())
         found["target_prob"] = float(probs[np.arange(len(target)), target].mean())
     if modality == "voice":
-        present = preds["voice_present"]
-        found["snr_db"] = float(np.mean(spent["snr_db"][present])) if present.any() else float("nan")
+        changed = preds["voice_present"] & np.isfinite(spent["snr_db"])  # an unchanged input has no finite SNR
+        found["snr_db"] = float(np.mean(spent["snr_db"][changed])) if changed.any() else float("inf")
     return found
 
 
