@@ -3,12 +3,14 @@
     python experiments/ensemble.py --runs runs/FACE runs/VOICE --combine mean|product|learned [--out DIR]
 
 Every run is rebuilt from its record (any backend) and predicts its val and test splits; the runs must be
-trained on the same data (same samples and classes), with any modalities, fusion or loss. Scores combine as
+trained on the same data (same samples and classes), with any modalities, fusion or loss (pair-loss runs,
+which have no classifier, only with each other and `mean`). Scores combine as
 research/ensemble.py says; `learned` fits convex weights on val only. Written to DIR (default
 RUNS_PARENT/ensemble-COMBINE): summary.json (the ensemble's `val/...`, `test/...` metrics, each member's
 `members/NAME/test/acc` etc., the weights), val/, test/ as research/evaluation.py writes them, each
-with scores.npz (the ensemble's log_probs and targets), and record.json, a run record that makes the
-ensemble a row of experiments/ablate.py's tables beside the runs of its study (see `ensemble_record`).
+with scores.npz (the ensemble's log_probs, when the members have a classifier, embedding and targets),
+and record.json, a run record that makes the ensemble a row of experiments/ablate.py's tables beside the
+runs of its study (see `ensemble_record`).
 AS-norm is not applied to ensembles.
 """
 
@@ -87,6 +89,14 @@ def main(argv: list[str] | None = None) -> int:
         if not same or run.splits.classes[run.cfg.data.target] != splits.classes[cfg.data.target]:
             print(f"error: {run_dir} is not trained on the samples and classes of {args.runs[0]}", file=sys.stderr)
             return 2
+    scored = ["log_probs" in m["val"] for m in members]  # False: a pair-loss run, embeddings only
+    if not all(scored) and (any(scored) or args.combine != "mean"):
+        print(
+            "error: runs without a classifier (pair losses) combine by the mean of their embeddings' cosines "
+            "only: --combine mean, with every member such a run",
+            file=sys.stderr,
+        )
+        return 2
     weights = None
     if args.combine == "learned":
         weights = fit_weights([m["val"]["log_probs"] for m in members], members[0]["val"]["target"])
@@ -102,7 +112,8 @@ def main(argv: list[str] | None = None) -> int:
         preds = combine_predictions([m[split] for m in members], args.combine, weights)
         data = getattr(splits, split)
         metrics = evaluate(preds, splits.classes, out / split, plots=args.plots, official=data.trials, **protocol)
-        np.savez(out / split / "scores.npz", log_probs=preds["log_probs"], target=preds["target"])
+        scores = {k: preds[k] for k in ("log_probs", "embedding", "target") if k in preds}
+        np.savez(out / split / "scores.npz", **scores)
         summary |= {f"{split}/{k}": v for k, v in metrics.items()}
         for run_dir, member in zip(args.runs, members, strict=True):
             alone = evaluate(

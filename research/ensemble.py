@@ -9,7 +9,8 @@ Scores combine as the late-fusion heads do within one model:
 
 The ensemble's embedding is the concatenation of the runs' L2-normalised embeddings scaled by sqrt(w_r), so
 its cosine is the w-weighted mean of the runs' cosines (w uniform for mean and product). The weights of
-`learned` are fitted on the validation split only; the test split never enters the fit.
+`learned` are fitted on the validation split only; the test split never enters the fit. Runs without a
+classifier (pair losses: no log-probabilities) combine by their embeddings alone, with uniform weights.
 """
 
 from __future__ import annotations
@@ -64,12 +65,14 @@ def combine_embeddings(embeddings: list[np.ndarray], weights: np.ndarray) -> np.
 
 def combine_predictions(members: list[dict], combine: str, weights: np.ndarray | None = None) -> dict:
     """One split's ensemble predictions in research/evaluation.py's format: labels and presence from the
-    first member (all members predict the same samples, in the same order), log_probs and embedding combined."""
+    first member (all members predict the same samples, in the same order), log_probs (when the members have
+    a classifier) and embedding combined."""
     first = members[0]
-    log_probs = [m["log_probs"] for m in members]
     if weights is None:
         weights = np.full(len(members), 1.0 / len(members))
     combined = {k: v for k, v in first.items() if isinstance(v, np.ndarray) and v.ndim == 1}  # labels, presence
-    combined["log_probs"] = combine_log_probs(log_probs, combine, weights).astype(np.float32)
+    if "log_probs" in first:
+        log_probs = [m["log_probs"] for m in members]
+        combined["log_probs"] = combine_log_probs(log_probs, combine, weights).astype(np.float32)
     combined["embedding"] = combine_embeddings([m["embedding"] for m in members], weights)
     return combined

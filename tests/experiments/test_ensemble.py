@@ -145,3 +145,17 @@ def test_the_ensemble_is_one_more_row_of_its_studys_table(runs, tmp_path):
     for (modality, _), row in rows.items():
         if modality != "face+voice":
             assert float(row["test/acc mean"]) == members[[r.name for r in runs].index(modality)]["test/acc"]
+
+
+def test_members_without_a_classifier_combine_by_the_mean_cosine():
+    """Pair-loss runs have no log_probs: the ensemble's embedding cosine is the members' mean cosine."""
+    from research.ensemble import combine_predictions
+
+    rng = np.random.default_rng(0)
+    members = [{"embedding": rng.normal(size=(5, d)), "target": np.arange(5)} for d in (3, 4)]
+    preds = combine_predictions(members, "mean")
+    unit = lambda e: e / np.linalg.norm(e, axis=1, keepdims=True)  # noqa: E731
+    expected = np.mean([unit(m["embedding"]) @ unit(m["embedding"]).T for m in members], axis=0)  # (5, 5)
+    assert "log_probs" not in preds
+    np.testing.assert_allclose(preds["embedding"] @ preds["embedding"].T, expected, atol=1e-6)
+    np.testing.assert_array_equal(preds["target"], members[0]["target"])
