@@ -110,8 +110,9 @@ def test_batches_are_the_same_with_workers_and_get_state_resumes_mid_epoch(strea
     assert_same(head + resumed, reference)
 
 
-def test_two_workers_give_the_same_batches(streamed, reference):
-    with workers(streamed.train, 2) as data:
+@pytest.mark.parametrize("count", [2, 4])
+def test_more_workers_give_the_same_batches(streamed, reference, count):
+    with workers(streamed.train, count) as data:
         assert_same(epoch(data), reference)
 
 
