@@ -9,6 +9,7 @@ PyAV, cropped by a box when given, then resized.
 
 from __future__ import annotations
 
+import unicodedata
 from math import gcd
 from pathlib import Path
 
@@ -34,7 +35,7 @@ def read_face(path: Path, size: int, box: list[float] | None = None, frame: floa
     else:
         try:
             with Image.open(path) as opened:
-                image = opened.convert("RGB")
+                image = _rgb(opened, path)
         except FileNotFoundError:
             raise DataError(f"missing face file {path}") from None
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
@@ -50,6 +51,23 @@ def read_face(path: Path, size: int, box: list[float] | None = None, frame: floa
         image = image.resize((size, size), Image.Resampling.BILINEAR)
     pixels = np.asarray(image, dtype=np.uint8)  # (H, W, 3)
     return np.ascontiguousarray(pixels.transpose(2, 0, 1))
+
+
+# Modes wider than 8 bits, and the value that is full scale in each: 16-bit greyscale (and "I", which is how
+# Pillow opens 16-bit PNGs too) by 65535, float greyscale by 1. Pillow's own convert("RGB") clips them at 255.
+WIDE_MODES = {"I;16": 65535, "I;16L": 65535, "I;16B": 65535, "I;16N": 65535, "I": 65535, "F": 1.0}
+
+
+def _rgb(image: Image.Image, path: Path) -> Image.Image:
+    """An image of any Pillow mode -> 8-bit RGB, scaled by its bit depth (every 8-bit mode as Pillow converts it)."""
+    full = WIDE_MODES.get(image.mode)
+    if full is None:
+        return image.convert("RGB")
+    grey = np.asarray(image, dtype=np.float64) / full  # (H, W)
+    if not np.isfinite(grey).all():
+        raise DataError(f"face file {path} has non-finite pixels (NaN or inf)")
+    grey = np.round(np.clip(grey, 0.0, 1.0) * 255).astype(np.uint8)
+    return Image.fromarray(grey, mode="L").convert("RGB")
 
 
 def _video_frame(path: Path, seconds: float) -> Image.Image:
@@ -87,6 +105,10 @@ def read_voice(path: Path, sample_rate: int, segment: list[float] | None = None)
         audio = audio[round(segment[0] * rate) : round(segment[1] * rate)]
     if len(audio) == 0:
         raise DataError(f"voice file {path} has no samples" + (f" in segment {segment}" if segment else ""))
+    if not np.isfinite(audio).all():  # a float file can hold NaN or inf; a network fed one would learn nothing
+        raise DataError(
+            f"voice file {path} has non-finite samples (NaN or inf)" + (f" in segment {segment}" if segment else "")
+        )
     return resample(audio.mean(axis=1), rate, sample_rate)
 
 
@@ -192,11 +214,18 @@ def _truncated_wav(path: Path) -> bool:
 def read_text(path: Path) -> str:
     """UTF-8 transcript with surrounding whitespace removed; an empty one is an error."""
     try:
-        text = path.read_bytes().decode("utf-8").strip()
+        text = path.read_bytes().decode("utf-8")
     except FileNotFoundError:
         raise DataError(f"missing text file {path}") from None
     except (OSError, UnicodeDecodeError) as err:
         raise DataError(f"unreadable text file {path}: {err}") from None
-    if not text:
-        raise DataError(f"empty transcript {path}")
+    return transcript(text, str(path))
+
+
+def transcript(text: str, where: str) -> str:
+    """`text` stripped of surrounding whitespace; DataError when nothing but whitespace and control or format
+    characters (NUL bytes, a lone byte-order mark) is left: the tokenizer would turn that into an empty text."""
+    text = text.strip()
+    if not any(not c.isspace() and unicodedata.category(c)[0] != "C" for c in text):
+        raise DataError(f"empty transcript {where}")
     return text

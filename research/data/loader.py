@@ -210,7 +210,9 @@ def decode_row(folder: Path, row: Row, image_size: int, sample_rate: int) -> Dec
     frame = numbers(row.frame)[0] if row.frame else None
     face = decode.read_face(folder / row.face, image_size, box, frame) if row.face else None
     voice = decode.read_voice(folder / row.voice, sample_rate, numbers(row.segment) or None) if row.voice else None
-    text = decode.read_text(folder / row.text) if row.text else (row.transcript or None)
+    text = decode.read_text(folder / row.text) if row.text else None
+    if row.transcript:
+        text = decode.transcript(row.transcript, f"in the transcript column of sample '{row.id}'")
     return Decoded(row, face, voice, text)
 
 

@@ -16,6 +16,7 @@ columns that are not labels (`numeric`), and official verification trial lists (
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import tempfile
@@ -84,7 +85,7 @@ def read_meta(path: str | Path) -> Meta:
     if not side.is_file():
         return Meta()
     try:
-        raw = json.loads(side.read_text(encoding="utf-8"))
+        raw = json.loads(side.read_text(encoding="utf-8-sig"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise DataError(f"manifest sidecar {side}: not valid JSON ({err})") from None
     if not isinstance(raw, dict) or set(raw) - {"classes", "numeric", "trials"}:
@@ -178,34 +179,45 @@ def _atomic(path: Path, dump) -> None:
         raise
 
 
+def _text(path: Path) -> str:
+    """A manifest's text: UTF-8, with or without the byte-order mark spreadsheets write; any other encoding
+    is a DataError naming the first line that is not UTF-8."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = data[: err.start].count(b"\n") + 1
+        raise DataError(
+            f"manifest {path} line {line}: not UTF-8 (byte 0x{data[err.start]:02x}); save the file as UTF-8"
+        ) from None
+
+
 def _read_csv(path: Path) -> tuple[list[str], list[tuple[int, dict]]]:
-    with path.open(newline="", encoding="utf-8") as f:
-        reader = csv.reader(f)
-        header = next(reader, [])
-        records = []
-        for values in reader:
-            line = reader.line_num
-            if not values:
-                continue
-            if len(values) != len(header):
-                raise DataError(f"manifest {path} line {line}: {len(values)} fields, header has {len(header)}")
-            records.append((line, dict(zip(header, values, strict=True))))
+    reader = csv.reader(io.StringIO(_text(path), newline=""))
+    header = next(reader, [])
+    records = []
+    for values in reader:
+        line = reader.line_num
+        if not values:
+            continue
+        if len(values) != len(header):
+            raise DataError(f"manifest {path} line {line}: {len(values)} fields, header has {len(header)}")
+        records.append((line, dict(zip(header, values, strict=True))))
     return header, records
 
 
 def _read_jsonl(path: Path) -> tuple[list[str], list[tuple[int, dict]]]:
     records = []
-    with path.open(encoding="utf-8") as f:
-        for line, text in enumerate(f, start=1):
-            if not text.strip():
-                continue
-            try:
-                record = json.loads(text)
-            except json.JSONDecodeError as err:
-                raise DataError(f"manifest {path} line {line}: not valid JSON ({err.msg})") from None
-            if not isinstance(record, dict):
-                raise DataError(f"manifest {path} line {line}: expected a JSON object")
-            records.append((line, record))
+    for line, text in enumerate(_text(path).split("\n"), start=1):
+        if not text.strip():
+            continue
+        try:
+            record = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise DataError(f"manifest {path} line {line}: not valid JSON ({err.msg})") from None
+        if not isinstance(record, dict):
+            raise DataError(f"manifest {path} line {line}: expected a JSON object")
+        records.append((line, record))
     # A JSONL file has no header: a format column exists when every row has it, an attribute when any row has it.
     known = (*COLUMNS, *OPTIONAL)
     header = [c for c in known if records and all(c in r for _, r in records)]

@@ -64,3 +64,30 @@ def test_every_problem_is_named(layout, tmp_path, capsys):
     assert "subject 'id10001' is in several open splits ['test', 'train']" in text
     assert "trial 5 of list 'vox1-o' names unknown 'nope.wav'" in text and len(report.problems) == 3
     assert main(["check", str(out)]) == 1 and "3 problem(s)" in capsys.readouterr().out
+
+
+def test_check_reports_a_nan_sample_as_the_run_would(layout, tmp_path, capsys):
+    import numpy as np
+    import soundfile
+
+    out = vox1_manifest(layout("voxceleb1"), tmp_path)
+    bad = manifest.read(out)[2]
+    audio, rate = soundfile.read(out.parent / bad.voice, dtype="float32")
+    audio[5] = np.nan
+    soundfile.write(out.parent / bad.voice, audio, rate, subtype="FLOAT")
+    report = check(out, progress=False)
+    assert report.problems == [
+        f"voice file {out.parent / bad.voice} has non-finite samples (NaN or inf) (manifest {out} line {bad.line}, "
+        f"sample '{bad.id}')"
+    ]
+    assert main(["check", str(out)]) == 1 and "1 problem(s)" in capsys.readouterr().out
+
+
+def test_check_of_a_manifest_not_in_utf8_is_one_line_and_exit_2(layouts_source, tmp_path, capsys):
+    out = vox1_manifest(layouts_source["voxceleb1"][0], tmp_path)
+    lines = out.read_bytes().split(b"\n")
+    lines[2] = lines[2].replace(b"id1", b"\xe9d1", 1)
+    out.write_bytes(b"\n".join(lines))
+    assert main(["check", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err == f"error: manifest {out} line 3: not UTF-8 (byte 0xe9); save the file as UTF-8\n"

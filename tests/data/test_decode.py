@@ -87,3 +87,55 @@ def test_unreadable_containers_are_errors_naming_the_file(tmp_path):
     layouts.write_m4a(tmp_path / "only_audio.m4a", layouts.wave("x"), 16000)
     with pytest.raises(DataError, match="has no video stream"):
         decode.read_face(Path(tmp_path / "only_audio.m4a"), 8, frame=0.0)
+
+
+def test_a_16_bit_greyscale_png_is_scaled_by_its_depth_not_clipped(tmp_path):
+    """The issue's reproduction: 0..65472 used to decode with 99.6% of the pixels clipped to 255 (mean 254.4)."""
+    values = (np.arange(1024).reshape(32, 32) * 64).astype("u2")
+    Image.fromarray(values).save(tmp_path / "g.png")
+    face = decode.read_face(tmp_path / "g.png", 32)
+    expected = np.round(values / 65535 * 255)
+    assert face.shape == (3, 32, 32) and (face == expected).all()
+    assert abs(face.mean() - 127.2) < 0.5
+
+
+# A grey of 0.4 (102 / 255) in every mode Pillow writes to TIFF: the 8-bit modes as Pillow converts them,
+# 16-bit by 65535, 32-bit integer "I" by 65535 (as Pillow used to open 16-bit PNGs), float "F" by 1.
+MODES = {"1": None, "L": 102, "P": 102, "RGB": 102, "RGBA": 102, "CMYK": 102, "YCbCr": 102, "LAB": 102, "LA": 102}
+MODES |= {"PA": 102, "I;16": 26214, "I;16B": 26214, "I": 26214, "F": 0.4}
+
+
+@pytest.mark.parametrize("mode, value", MODES.items())
+def test_every_pillow_mode_decodes_to_rgb_by_its_bit_depth(tmp_path, mode, value):
+    grey = Image.new("RGB", (8, 8), (102, 102, 102))
+    if value is None or isinstance(value, int) and value < 256:
+        image = grey.convert(mode)
+    else:
+        image = Image.fromarray(np.full((8, 8), value, np.float32 if mode == "F" else np.int32)).convert(mode)
+    image.save(tmp_path / "f.tiff")
+    with Image.open(tmp_path / "f.tiff") as opened:
+        assert opened.mode in (mode, "I;16")  # Pillow reads I;16B back as I;16B or I;16
+    face = decode.read_face(tmp_path / "f.tiff", 8)
+    expected = 255 if mode == "1" else 102  # a 1-bit image dithers grey into black and white
+    assert face.shape == (3, 8, 8) and face.dtype == np.uint8
+    if mode == "1":
+        assert set(np.unique(face)) <= {0, 255}
+    else:
+        assert np.abs(face.astype(int) - expected).max() <= 2, mode
+
+
+def test_a_non_finite_sample_in_a_float_wav_is_an_error_naming_the_file(tmp_path):
+    audio = sine(200, 16000).astype(np.float32)
+    for bad in (np.nan, np.inf):
+        audio[100] = bad
+        soundfile.write(tmp_path / "a.wav", audio, 16000, subtype="FLOAT")
+        with pytest.raises(DataError, match=f"voice file {tmp_path / 'a.wav'} has non-finite samples"):
+            decode.read_voice(tmp_path / "a.wav", 16000)
+    assert decode.read_voice(tmp_path / "a.wav", 16000, [0.1, 0.4]).shape == (4800,)  # a segment without it
+
+
+@pytest.mark.parametrize("text", ["\x00\x00\x00", " \x00\n\x07\t", "\ufeff", "\u200b \x1b"])
+def test_a_transcript_of_control_characters_is_empty(text):
+    with pytest.raises(DataError, match="empty transcript t.txt"):
+        decode.transcript(text, "t.txt")
+    assert decode.transcript(f" {text}hello\n", "t.txt").endswith("hello")
