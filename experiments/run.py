@@ -23,6 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, for experiments.configs
 
 from experiments.configs import preset  # noqa: E402
+from research import validate  # noqa: E402
 from research.config import SHORT_FLAGS, Config, ConfigError, apply_overrides  # noqa: E402
 from research.data.manifest import DataError  # noqa: E402
 from research.rundir import RunDirBusy  # noqa: E402
@@ -64,6 +65,11 @@ def usage(node, prefix: str = "") -> list[str]:
     return lines
 
 
+def device_problem(backend: str):
+    """The backend's check of run.device (torch places the model on it; jax uses every device it sees)."""
+    return importlib.import_module("research.torch.predict").device_problem if backend == "torch" else None
+
+
 def print_results(summary: dict, run_dir: Path) -> None:
     keys = [k for k in summary if k.split("/")[0] in ("val", "test") and k.count("/") == 1]
     keys += [k for k in summary if k.startswith("test/without_")]  # the test-time modality ablation
@@ -87,6 +93,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = parse(argv)
     except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    try:  # every user error is one line before any set-up (research/validate.py)
+        validate.before_training(cfg, device_problem(cfg.run.backend))
+    except (ConfigError, DataError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     name = cfg.run.name or run_name(cfg)

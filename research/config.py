@@ -8,6 +8,7 @@ by the field's type and checked against `Literal` choices, so a typo is an error
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -376,29 +377,47 @@ def resolve_defaults(cfg: Config) -> None:
 
 def validate(cfg: Config) -> None:
     """Cross-field checks that no single field's type can express."""
+    d, o = cfg.data, cfg.optim
     checks = [
-        (cfg.data.batch_size > 0, "data.batch_size must be positive"),
-        (cfg.data.workers >= 0, "data.workers must be >= 0"),
-        (cfg.optim.epochs > 0, "optim.epochs must be positive"),
-        (cfg.optim.lr > 0, "optim.lr must be positive"),
-        (cfg.optim.accumulate >= 1, "optim.accumulate must be at least 1"),
+        *_size_checks(cfg),
+        (d.workers >= 0, "data.workers must be >= 0"),
+        (o.epochs > 0, "optim.epochs must be positive"),
+        (math.isfinite(o.lr) and o.lr > 0, f"optim.lr must be a finite positive number, got {o.lr}"),
+        (o.accumulate >= 1, "optim.accumulate must be at least 1"),
+        (
+            d.batch_size % o.accumulate == 0,
+            f"optim.accumulate={o.accumulate} must divide data.batch_size={d.batch_size} (micro-batches of one size)",
+        ),
         (cfg.model.stack_tokens > 0, "model.stack_tokens must be positive"),
         (cfg.model.bottleneck_tokens > 0, "model.bottleneck_tokens must be positive"),
         (
             0 <= cfg.model.fusion_from_layer <= cfg.model.fusion_layers,
             "model.fusion_from_layer must be in [0, model.fusion_layers]",
         ),
-        (cfg.model.dim % cfg.model.heads == 0, "model.dim must be divisible by model.heads"),
+        (cfg.model.dim % max(cfg.model.heads, 1) == 0, "model.dim must be divisible by model.heads"),
         (0.0 <= cfg.data.synthetic.missing < 1.0, "data.synthetic.missing must be in [0, 1)"),
         (0.0 <= cfg.loss.label_smoothing < 1.0, "loss.label_smoothing must be in [0, 1)"),
         (0.0 < cfg.loss.sample_rate <= 1.0, "loss.sample_rate must be in (0, 1]"),
         (cfg.data.synthetic.identities >= 4, "data.synthetic.identities must be at least 4"),
+        (
+            cfg.data.synthetic.samples_per_identity >= 3,
+            "data.synthetic.samples_per_identity must be at least 3 (one sample each for train, val and test)",
+        ),
         (cfg.data.perturb.copies >= 1, "data.perturb.copies must be at least 1"),
         (cfg.data.perturb.face_eps >= 0 and cfg.data.perturb.voice_eps >= 0, "data.perturb eps must be >= 0"),
     ]
     for ok, message in checks + _pair_checks(cfg):
         if not ok:
             raise ConfigError(message)
+
+
+def _size_checks(cfg: Config) -> list[tuple[bool, str]]:
+    """Sizes, counts and rates that must be positive (and finite), each named by its key."""
+    d, m = cfg.data, cfg.model
+    values = {"data.batch_size": d.batch_size, "data.image_size": d.image_size, "data.sample_rate": d.sample_rate}
+    values |= {"data.voice_seconds": d.voice_seconds, "data.text_len": d.text_len, "model.dim": m.dim}
+    values |= {"model.heads": m.heads}
+    return [(math.isfinite(v) and v > 0, f"{key} must be positive, got {v}") for key, v in values.items()]
 
 
 def _pair_checks(cfg: Config) -> list[tuple[bool, str]]:

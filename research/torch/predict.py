@@ -17,6 +17,21 @@ def pick_device(requested: str) -> torch.device:
     return torch.device(requested)
 
 
+def device_problem(requested: str) -> str | None:
+    """Why run.device cannot be used on this machine (research/validate.py), or None when it can."""
+    if requested == "auto":
+        return None
+    try:
+        device = torch.device(requested)
+    except RuntimeError:
+        return "not a torch device name (auto, cpu, cuda, cuda:N, mps)"
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        return f"this machine has {torch.cuda.device_count()} CUDA GPU(s) that torch can use"
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        return "MPS is not available on this machine"
+    return None
+
+
 def to_device(batch: dict[str, np.ndarray], device: torch.device) -> dict[str, torch.Tensor]:
     return {k: torch.from_numpy(v).to(device) for k, v in batch.items()}
 

@@ -1,6 +1,7 @@
 """run.py's errors and results: bad data and unknown presets end with `error: ...` and exit 2, a preset that
 exists but fails to import is reported as its own error, and the results list the modality ablation."""
 
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -45,3 +46,100 @@ def test_the_results_list_the_test_time_modality_ablation(tmp_path, capsys):
     for key in ("test/acc", "test/without_face/acc", "test/without_voice/acc", "test/without_face/macro_f1"):
         assert [key, f"{summary[key]:.4f}"] in lines
     assert not any(line and line[0].startswith("test/fair") for line in lines)  # breakdowns stay in the files
+
+
+# Issue 21: every user error that is knowable before training is one line naming the key, exit 2, and nothing
+# is trained (no run folder). A tiny synthetic dataset, generated once for this module.
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory):
+    return tmp_path_factory.mktemp("datasets")
+
+
+@pytest.fixture
+def tiny_args(tmp_path, data_root):
+    return [
+        f"--run.out={tmp_path / 'runs'}",
+        "--run.name=bad",
+        f"--data.root={data_root}",
+        "--run.wandb=disabled",
+        "--data.synthetic.identities=8",
+        "--data.synthetic.samples_per_identity=6",
+        "--data.voice_seconds=0.5",
+        "--data.batch_size=8",
+        "--model.dim=32",
+        "--optim.epochs=1",
+    ]
+
+
+def fails_before_training(args: list[str], tmp_path: Path, capsys) -> str:
+    """Run run.py with `args`; assert exit 2, one `error: ` line, no traceback, no run folder; return the line."""
+    code = run.main(args)
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err, err
+    assert not (tmp_path / "runs" / "bad").exists()  # nothing trained, no record
+    return err.strip()
+
+
+BAD_VALUES = [
+    (["--data.image_size=0"], "error: data.image_size must be positive, got 0"),
+    (["--model.dim=0"], "error: model.dim must be positive, got 0"),
+    (["--data.voice_seconds=-1"], "error: data.voice_seconds must be positive, got -1.0"),
+    (["--data.text_len=0"], "error: data.text_len must be positive, got 0"),
+    (["--data.sample_rate=0"], "error: data.sample_rate must be positive, got 0"),
+    (["--optim.lr=inf"], "error: optim.lr must be a finite positive number, got inf"),
+    (["--optim.lr=nan"], "error: optim.lr must be a finite positive number, got nan"),
+    (["--optim.accumulate=3"], "error: optim.accumulate=3 must divide data.batch_size=8 (micro-batches of one size)"),
+    (
+        ["--data.synthetic.samples_per_identity=2"],
+        "error: data.synthetic.samples_per_identity must be at least 3 (one sample each for train, val and test)",
+    ),
+    (["--data.batch_size=1000"], "error: data.batch_size=1000 is larger than the 32 training samples of "),
+    (["--data.tokenizer=/nope"], "error: data.tokenizer: no tokenizer at /nope"),
+    (["--model.text=text_hf", "--model.text_path=/nope"], "error: model.text_path: no model folder at /nope"),
+    (["--model.init_from=/nope"], "error: model.init_from: /nope/record.json does not exist"),
+    (
+        ["--fusion=late", "--modalities=face,voice"],  # one val sample per person: 1:2 matching would fail at the end
+        "error: data.split=closed: the val split of ",
+    ),
+]
+
+
+@pytest.mark.parametrize("args, line", BAD_VALUES, ids=[" ".join(a) for a, _ in BAD_VALUES])
+def test_a_bad_value_is_one_line_before_training(tiny_args, tmp_path, capsys, args, line):
+    assert fails_before_training(tiny_args + args, tmp_path, capsys).startswith(line)
+
+
+def test_a_device_that_does_not_exist_is_one_line(tiny_args, tmp_path, capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    line = fails_before_training([*tiny_args, "--run.device=cuda"], tmp_path, capsys)
+    assert line == "error: run.device=cuda: this machine has 0 CUDA GPU(s) that torch can use"
+
+
+def test_a_modality_the_manifest_lacks_is_one_line(tiny_args, tmp_path, data_root, capsys):
+    """The issue's `--modalities face,text` on a voice-only manifest trained with loss 0.0 to chance."""
+    from research.config import apply_overrides
+    from research.data import manifest, synthetic
+
+    folder = synthetic.ensure(apply_overrides(run.preset("default"), tiny_args).data).parent
+    rows = [
+        dataclasses.replace(r, face="", text="", voice=str(folder / r.voice))
+        for r in manifest.read(folder / "manifest.csv")
+    ]
+    voices = manifest.write(tmp_path / "voices.csv", rows)
+    line = fails_before_training([*tiny_args, f"--dataset={voices}", "--modalities=face,text"], tmp_path, capsys)
+    assert (
+        line == f"error: model.modalities: no training sample of manifest {voices} has a face (its modalities: voice)"
+    )
+
+
+def test_a_good_config_passes_the_checks_before_training(tiny_args):
+    from research import validate
+    from research.config import apply_overrides
+    from research.torch.predict import device_problem
+
+    for extra in ([], ["--modalities=face,voice", "--data.split=open"], ["--run.device=cpu", "--optim.accumulate=4"]):
+        validate.before_training(apply_overrides(run.preset("default"), tiny_args + extra), device_problem)

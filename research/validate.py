@@ -1,0 +1,96 @@
+"""The checks that run before any training, for both backends: the config against the files, the machine
+and the manifest.
+
+`config.validate` checks what the config alone decides (sizes, rates, the learning rate) when it is parsed;
+this module checks what needs the outside world: paths that must exist, the device, and the manifest's rows
+(the modalities it holds, the training split against the batch, the samples per subject that the
+end-of-run evaluation needs). Every problem is a ConfigError naming the key, or a DataError naming the
+manifest; run.py prints either as one line and exits 2 before anything is trained. Decoding every sample
+is the loader's (data.cache decodes them all before the first step; `prepare.py check` for a manifest
+streamed from disk).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+from research.config import Config, ConfigError
+from research.data import manifest, synthetic
+from research.data.manifest import Row
+from research.data.text import tokenizer_file
+
+MODALITIES = ("face", "voice", "text")
+
+
+def before_training(cfg: Config, device_problem: Callable[[str], str | None] | None = None) -> None:
+    """Raise ConfigError (naming the key) or DataError (naming the manifest) at the first problem.
+
+    `device_problem(run.device)` is the backend's word on the device: why it cannot be used, or None."""
+    check_paths(cfg)
+    if device_problem is not None and (why := device_problem(cfg.run.device)):
+        raise ConfigError(f"run.device={cfg.run.device}: {why}")
+    path = synthetic.ensure(cfg.data) if cfg.data.dataset == "synthetic" else Path(cfg.data.dataset)
+    check_rows(cfg, path, manifest.read(path))
+
+
+def check_paths(cfg: Config) -> None:
+    """data.tokenizer, model.text_path (text_hf) and every model.init_from run exist."""
+    try:
+        tokenizer_file(cfg.data.tokenizer)
+    except FileNotFoundError as err:
+        raise ConfigError(f"data.tokenizer: {err}") from None
+    text_path = Path(cfg.model.text_path)
+    uses_hf = cfg.model.text == "text_hf" and "text" in cfg.model.modalities
+    if uses_hf and cfg.model.text_path != "minilm" and not text_path.is_dir():
+        raise ConfigError(f"model.text_path: no model folder at {text_path} (give 'minilm' or a local folder)")
+    for run in map(Path, cfg.model.init_from):
+        for name in ("record.json", "best.safetensors"):
+            if not (run / name).is_file():
+                raise ConfigError(f"model.init_from: {run / name} does not exist (give a finished run's folder)")
+
+
+def check_rows(cfg: Config, path: Path, rows: list[Row]) -> None:
+    """The manifest's rows against the modalities, the batch and the evaluation protocol of the config."""
+    split_of = {r.id: r.split if cfg.data.split == "closed" else r.open_split for r in rows}
+    by_split = {s: [r for r in rows if split_of[r.id] == s] for s in manifest.SPLITS}
+    train = by_split["train"]
+    for m in cfg.model.modalities:
+        if not any(_has(r, m) for r in train):
+            held = ", ".join(x for x in MODALITIES if any(_has(r, x) for r in rows)) or "none"
+            raise ConfigError(
+                f"model.modalities: no training sample of manifest {path} has a {m} (its modalities: {held})"
+            )
+    if train and cfg.data.batch_size > len(train):
+        raise ConfigError(
+            f"data.batch_size={cfg.data.batch_size} is larger than the {len(train)} training samples of {path}"
+        )
+    for split in ("val", "test"):
+        _check_evaluation(cfg, path, split, by_split[split])
+
+
+def _check_evaluation(cfg: Config, path: Path, split: str, rows: list[Row]) -> None:
+    """Verification (open split) and face-voice matching (late fusion or the match task) draw pairs of samples
+    of one subject and of two subjects: a split without them would fail after training."""
+    where = f"data.split={cfg.data.split}: the {split} split of {path}"
+    if cfg.data.split == "open" and not _pairs(rows):
+        raise ConfigError(f"{where} needs a subject with two samples and two subjects for verification")
+    mods = set(cfg.model.modalities)
+    if (cfg.model.fusion == "late" or cfg.model.task == "match") and {"face", "voice"} <= mods:
+        both = [r for r in rows if r.face and r.voice]
+        if both and not _pairs(both):
+            raise ConfigError(
+                f"{where} needs a subject with two samples that have both a face and a voice, and two subjects, "
+                f"for 1:2 face-voice matching (model.fusion={cfg.model.fusion})"
+            )
+
+
+def _pairs(rows: list[Row]) -> bool:
+    """A subject with two samples and at least two subjects."""
+    counts = Counter(r.subject for r in rows)
+    return len(counts) >= 2 and max(counts.values()) >= 2
+
+
+def _has(row: Row, modality: str) -> bool:
+    return bool(row.transcript or row.text) if modality == "text" else bool(getattr(row, modality))
