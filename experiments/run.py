@@ -23,7 +23,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, for experiments.configs
 
 from experiments.configs import preset  # noqa: E402
-from research import validate  # noqa: E402
+from research import tracking, validate  # noqa: E402
+from research.checkpoint_files import CheckpointError  # noqa: E402
 from research.config import SHORT_FLAGS, Config, ConfigError, apply_overrides  # noqa: E402
 from research.data.manifest import DataError  # noqa: E402
 from research.rundir import RunDirBusy  # noqa: E402
@@ -95,23 +96,29 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    name = cfg.run.name or run_name(cfg)
+    run_dir = Path(cfg.run.out) / name
     try:  # every user error is one line before any set-up (research/validate.py)
         validate.before_training(cfg, device_problem(cfg.run.backend))
+        validate.check_resume(cfg, run_dir)
     except (ConfigError, DataError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    name = cfg.run.name or run_name(cfg)
-    run_dir = Path(cfg.run.out) / name
     trainer = importlib.import_module(f"research.{cfg.run.backend}.trainer")
     print(f"run {name} ({cfg.model.fusion} fusion of {', '.join(cfg.model.modalities)}; backend {cfg.run.backend})")
     try:
         summary = trainer.train_and_evaluate(cfg, run_dir, name)
-    except (DataError, RunDirBusy) as err:  # the message names the file or directory; a traceback adds nothing
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except trainer.NonFiniteLoss as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    except Exception as err:
+        tracking.mark_failed(run_dir, err)  # a record this process left "running" says why it stopped
+        # Bad data, a busy or unusable run directory, a checkpoint that cannot be read or written (a full disk):
+        # the message names the file or directory, and a traceback adds nothing.
+        if isinstance(err, (DataError, RunDirBusy, CheckpointError)):
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        if isinstance(err, trainer.NonFiniteLoss):
+            print(f"error: {err}", file=sys.stderr)
+            return 1
+        raise
     if summary.get("status") == "worker":  # a torchrun rank > 0: rank 0 reports
         return 0
     if summary.get("status") == "interrupted":

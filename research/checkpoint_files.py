@@ -37,10 +37,17 @@ def exists(path: Path) -> bool:
 
 
 def publish(path: Path, write: Callable[[Path], None]) -> None:
-    """Call write(tmp) to create the new file, then make it `path` atomically and durably."""
+    """Call write(tmp) to create the new file, then make it `path` atomically and durably.
+
+    A failed write (a full disk: safetensors' SafetensorError or an OSError) is a one-line CheckpointError
+    naming `path`; the temporary file is removed and the checkpoints already there are left as they were."""
     tmp = path.with_name(f"{path.name}.tmp")
-    write(tmp)
-    _fsync(tmp)
+    try:
+        write(tmp)
+        _fsync(tmp)
+    except Exception as err:  # noqa: BLE001 - whatever the writer raises, the message names the file
+        tmp.unlink(missing_ok=True)
+        raise CheckpointError(f"cannot write checkpoint {path}: {one_line(err)}") from err
     if path.exists():
         os.replace(path, previous(path))
     os.replace(tmp, path)
@@ -69,12 +76,18 @@ def readable(path: Path, read: Callable[[Path], T]) -> T:
         try:
             result = read(candidate)
         except Exception as err:  # noqa: BLE001 - any failure to read means: try the older checkpoint
-            problems.append(f"{candidate}: {type(err).__name__}: {err}")
+            problems.append(f"{candidate}: {one_line(err)}")
             continue
         if problems:
             log.warning("checkpoint %s is unreadable (%s); using %s", path, problems[0], candidate)
         return result
     raise CheckpointError("no readable checkpoint: " + "; ".join(problems))
+
+
+def one_line(err: BaseException) -> str:
+    """`Type: message` of an exception on one line (a reason for a run record or an `error:` line)."""
+    text = " ".join(str(err).split())
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__
 
 
 def _fsync(path: Path) -> None:

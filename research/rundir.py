@@ -12,6 +12,8 @@ import os
 from pathlib import Path
 from typing import IO
 
+LOCK = ".lock"  # the lock file in a run directory; it holds the pid of the process that took it
+
 
 class RunDirBusy(RuntimeError):
     """Another live process holds the run directory."""
@@ -20,7 +22,7 @@ class RunDirBusy(RuntimeError):
 def claim(run_dir: Path) -> IO[str]:
     """Lock `run_dir` for this process; the returned file holds the lock until `release` (or exit)."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    handle = (run_dir / ".lock").open("a+")
+    handle = (run_dir / LOCK).open("a+")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from research import rundir
+from research.checkpoint_files import one_line
 from research.config import Config, to_dict
 
 REACH_TIMEOUT_S = 5.0  # seconds the W&B server has to answer before a run logs offline
@@ -148,6 +149,22 @@ class Tracker:
         tmp = self.path.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(self.record, indent=1, default=_jsonable))
         tmp.replace(self.path)
+
+
+def mark_failed(run_dir: Path, err: BaseException) -> None:
+    """Leave this process's record "failed" with the one-line reason when a run stopped on `err` while it still
+    said "running" (the trainers mark failures inside their epoch loop themselves; this covers the rest: a
+    resume, the end-of-run evaluation). A record whose lock names another process (a live run, or one a kill
+    left behind) is not this run's and stays as it is."""
+    path, lock = run_dir / "record.json", run_dir / rundir.LOCK
+    if not path.is_file() or not lock.is_file() or lock.read_text().strip() != str(os.getpid()):
+        return
+    record = json.loads(path.read_text())
+    if record.get("status") == "running":
+        record.update(status="failed", error=one_line(err), finished_at=_now())
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(record, indent=1))
+        tmp.replace(path)
 
 
 def environment() -> dict[str, Any]:

@@ -12,10 +12,12 @@ streamed from disk).
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
+from research import checkpoint_files
 from research.config import Config, ConfigError
 from research.data import manifest, synthetic
 from research.data.manifest import Row
@@ -94,3 +96,21 @@ def _pairs(rows: list[Row]) -> bool:
 
 def _has(row: Row, modality: str) -> bool:
     return bool(row.transcript or row.text) if modality == "text" else bool(getattr(row, modality))
+
+
+def check_resume(cfg: Config, run_dir: Path) -> None:
+    """A rerun of a run whose record holds epochs resumes from its `last` checkpoint; without one it would start
+    over and rewrite that history, so starting over takes --run.resume=false."""
+    record, last = run_dir / "record.json", run_dir / "last.safetensors"
+    if not cfg.run.resume or not record.is_file() or checkpoint_files.exists(last):
+        return
+    advice = "rerun with --run.resume=false to start over (replacing its record), or give another --run.name"
+    try:
+        epochs = len(json.loads(record.read_text(encoding="utf-8")).get("history", []))
+    except (ValueError, AttributeError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise ConfigError(f"run.resume: the run record {record} is not readable JSON; {advice}") from None
+    if epochs:
+        raise ConfigError(
+            f"run.resume: {record} holds {epochs} epoch(s) but there is no checkpoint to resume from "
+            f"({last.name} and {checkpoint_files.previous(last).name} are missing); {advice}"
+        )
