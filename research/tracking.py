@@ -106,24 +106,27 @@ class Tracker:
             if reachable(url):
                 try:
                     return wandb.init(**kwargs, mode="online", settings=wandb.Settings(init_timeout=INIT_TIMEOUT_S))
-                except wandb.errors.Error as err:
-                    wandb.teardown()  # forget the failed online run, so that the offline one can take its id
-                    message = str(err).split("\n")[0]
-                    problem = f"{type(err).__name__}: {message}"
+                except Exception as err:  # noqa: BLE001 - wandb's errors, or a crashed wandb-core: never the run's
+                    _teardown()  # forget the failed online run, so that the offline one can take its id
+                    problem = one_line(err)
             print(
                 f"warning: W&B online failed ({problem}); logging offline instead: `wandb sync "
                 f"{run_dir / 'wandb'}/offline-run-*` uploads the run later",
                 file=sys.stderr,
             )
-        return wandb.init(**kwargs, mode="offline")
+        try:
+            return wandb.init(**kwargs, mode="offline")
+        except Exception as err:  # noqa: BLE001
+            _teardown()
+            print(f"warning: W&B offline failed ({one_line(err)}); the run goes on without W&B", file=sys.stderr)
+            return None
 
     def log(self, metrics: dict[str, float], epoch: int) -> None:
         """Append one epoch's metrics to the history (dropping a replayed epoch) and log them."""
         history = [h for h in self.record["history"] if h["epoch"] < epoch]
         self.record["history"] = history + [{"epoch": epoch, **metrics}]
-        if self.wandb is not None:
-            self.wandb.log({"epoch": epoch, **metrics})
         self.write()
+        self._wandb(lambda run: run.log({"epoch": epoch, **metrics}))
 
     def truncate(self, epoch: int) -> None:
         """Forget history after `epoch` (a resume restarts from the checkpoint of that epoch)."""
@@ -134,21 +137,47 @@ class Tracker:
         if self.wandb is not None and paths:
             import wandb
 
-            self.wandb.log({key: wandb.Image(str(path)) for key, path in paths.items()})
+            self._wandb(lambda run: run.log({key: wandb.Image(str(path)) for key, path in paths.items()}))
 
     def finish(self, status: str, summary: dict[str, Any] | None = None, error: str | None = None) -> None:
+        """The record first: whatever W&B does at its finish, the record says how the run ended."""
         self.record.update(status=status, error=error, finished_at=_now())
         self.record["summary"].update(summary or {})
-        if self.wandb is not None:
-            self.wandb.summary.update(self.record["summary"])
-            self.wandb.finish(exit_code=0 if status in ("finished", "interrupted") else 1)
         self.write()
+        self._wandb(lambda run: run.summary.update(self.record["summary"]))
+        self._wandb(lambda run: run.finish(exit_code=0 if status in ("finished", "interrupted") else 1))
         rundir.release(self.lock)
+
+    def _wandb(self, call) -> None:
+        """call(the W&B run); any failure in it (a server that is not W&B, a crashed wandb-core) turns W&B off
+        for the rest of the run with one warning line: the run, its record and checkpoints never depend on it."""
+        if self.wandb is None:
+            return
+        try:
+            call(self.wandb)
+        except Exception as err:  # noqa: BLE001
+            self.wandb = None
+            _teardown()
+            print(
+                f"warning: W&B failed ({one_line(err)}); the run goes on without W&B (record.json is complete)",
+                file=sys.stderr,
+            )
 
     def write(self) -> None:
         tmp = self.path.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(self.record, indent=1, default=_jsonable))
         tmp.replace(self.path)
+
+
+def _teardown() -> None:
+    """Shut wandb's service down after a failure, quietly: a dead service would otherwise print a traceback from
+    wandb's own exit hook (the hook is unregistered first), and a failed service exits through SystemExit."""
+    import wandb
+
+    try:
+        wandb.teardown(exit_code=1)
+    except (Exception, SystemExit):  # noqa: BLE001
+        pass
 
 
 def mark_failed(run_dir: Path, err: BaseException) -> None:

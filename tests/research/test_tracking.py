@@ -89,3 +89,73 @@ def test_auto_is_online_when_netrc_holds_a_key_for_the_configured_server(tmp_pat
     assert wandb_mode("auto", "https://wandb.example.org") == "online"
     assert wandb_mode("auto", "https://api.wandb.ai") == "offline"  # logged in elsewhere only
     assert wandb_mode("disabled", "https://wandb.example.org") == "disabled"
+
+
+NOT_WANDB = """
+import http.server, json, os, sys, threading
+from pathlib import Path
+
+class NotWandb(http.server.BaseHTTPRequestHandler):  # answers every request with 200 and an empty object
+    def do_GET(self):
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"{}")
+    do_POST = do_PUT = do_GET
+    def log_message(self, *args):
+        pass
+
+server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), NotWandb)  # loopback only; ends with this process
+threading.Thread(target=server.serve_forever, daemon=True).start()
+os.environ |= {"WANDB_BASE_URL": f"http://127.0.0.1:{server.server_port}", "WANDB_API_KEY": "0" * 40}
+os.environ["WANDB_SILENT"] = "true"
+
+from research.config import Config
+from research.tracking import Tracker
+
+tracker = Tracker(Config(), Path(sys.argv[1]), "not-wandb")
+for epoch in (1, 2):
+    tracker.log({"train/loss": 1.5 / epoch}, epoch=epoch)
+tracker.images({})
+tracker.finish("finished", {"test/acc": 0.5})
+print("done")
+"""
+
+
+def test_a_server_that_is_not_wandb_never_stops_the_run(tmp_path):
+    """The issue's case: a reachable server answering 200 `{}` to everything crashed wandb-core and killed the run
+    with the record stuck at "running". Now W&B turns itself off with one warning line and the run goes on."""
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    out = subprocess.run(
+        [sys.executable, "-c", NOT_WANDB, str(run_dir)], cwd=ROOT, capture_output=True, text=True, timeout=150
+    )
+    assert out.returncode == 0 and out.stdout.strip().endswith("done"), out.stderr[-3000:]
+    assert "Traceback" not in out.stderr, out.stderr[-3000:]
+    assert len([line for line in out.stderr.splitlines() if line.startswith("warning: W&B")]) <= 1, out.stderr
+    record = json.loads((run_dir / "record.json").read_text())
+    assert record["status"] == "finished" and [h["epoch"] for h in record["history"]] == [1, 2]
+    assert record["summary"]["test/acc"] == 0.5
+
+
+def test_a_failing_wandb_call_turns_wandb_off_with_one_warning(tmp_path, capsys):
+    from research.config import Config
+    from research.tracking import Tracker
+
+    class Broken:
+        def log(self, metrics):
+            raise ConnectionResetError("Connection lost")
+
+    cfg = Config()
+    cfg.run.wandb = "disabled"
+    tracker = Tracker(cfg, tmp_path, "broken")
+    tracker.wandb = Broken()
+    tracker.log({"train/loss": 1.0}, epoch=1)
+    tracker.log({"train/loss": 0.5}, epoch=2)
+    tracker.finish("finished", {"test/acc": 1.0})
+    err = capsys.readouterr().err
+    assert err.count("warning: W&B failed (ConnectionResetError: Connection lost)") == 1 and tracker.wandb is None
+    record = json.loads((tmp_path / "record.json").read_text())
+    assert record["status"] == "finished" and len(record["history"]) == 2
