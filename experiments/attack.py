@@ -15,7 +15,6 @@ budget's evaluation (eps_K/metrics.json). AS-norm is not applied.
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import sys
 from fractions import Fraction
@@ -26,7 +25,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root
 
 from research.evaluation import evaluate  # noqa: E402
-from research.robustness import ATTACKS, RANGES  # noqa: E402
+from research.restore import restore  # noqa: E402
+from research.robustness import ATTACKS, RANGES, attack_split  # noqa: E402
 
 COLUMNS = ("eps", "acc", "target_rate", "target_prob", "eer", "linf", "snr_db")
 
@@ -95,10 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     if not (args.run / "record.json").exists() or not (args.run / "best.safetensors").exists():
         print(f"error: {args.run} holds no record.json and best.safetensors of a finished run", file=sys.stderr)
         return 2
-    backend = json.loads((args.run / "record.json").read_text())["config"]["run"]["backend"]
-    restore = importlib.import_module(f"research.{backend}.restore")
-    attacks = importlib.import_module(f"research.{backend}.attack")
-    run = restore.restore(args.run, args.device)
+    run = restore(args.run, args.device)
     if args.modality not in run.cfg.model.modalities:
         print(
             f"error: the run's model has no {args.modality} input ({', '.join(run.cfg.model.modalities)})",
@@ -121,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         attack = {"name": args.attack, "eps": eps, "targeted": args.targeted, "seed": args.seed}
         if args.attack == "pgd":
             attack |= {"steps": args.steps, "step_size": fraction * eps, "random_start": not args.no_random_start}
-        preds, spent = attacks.attack_split(run.model, data, cfg, run.device, args.modality, attack, classes)
+        preds, spent = attack_split(run.backend, run.model, data, cfg, run.device, args.modality, attack, classes)
         metrics = evaluate(preds, splits.classes, out / f"eps_{eps:.6g}", plots=False, **protocol)
         rows.append(row(eps, metrics, preds, spent, args.modality))
         print("  " + "  ".join(f"{k} {v:.4f}" for k, v in rows[-1].items()), flush=True)

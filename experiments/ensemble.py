@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import copy
 import datetime
-import importlib
 import json
 import sys
 from pathlib import Path
@@ -30,16 +29,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository r
 
 from research.ensemble import COMBINES, combine_predictions, fit_weights  # noqa: E402
 from research.evaluation import evaluate  # noqa: E402
+from research.restore import restore, split_predictions  # noqa: E402
 
 HEADLINE = ("acc", "macro_f1", "eer", "min_dcf_0.01")  # what the printout compares per member
 
 
 def member_predictions(run_dir: Path, device: str) -> tuple[dict[str, dict], object]:
     """({"val": preds, "test": preds}, restored run) of one run directory, through its own backend."""
-    backend = json.loads((run_dir / "record.json").read_text())["config"]["run"]["backend"]
-    restore = importlib.import_module(f"research.{backend}.restore")
-    run = restore.restore(run_dir, device)
-    return restore.split_predictions(run), run
+    run = restore(run_dir, device)
+    return split_predictions(run), run
 
 
 def now() -> str:

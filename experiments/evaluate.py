@@ -9,12 +9,12 @@ metrics, trial lists and plots go to DIR (default: runs/NAME/reeval) and the sum
 from __future__ import annotations
 
 import argparse
-import importlib
-import json
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root
+
+from research.report import evaluate_checkpoint  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,9 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     if not record_path.exists() or not (args.run / "best.safetensors").exists():
         print(f"error: {args.run} holds no record.json and best.safetensors of a finished run", file=sys.stderr)
         return 2
-    backend = json.loads(record_path.read_text())["config"]["run"]["backend"]
-    report = importlib.import_module(f"research.{backend}.report")
-    summary = report.evaluate_checkpoint(args.run, args.out or args.run / "reeval", args.device)
+    summary = evaluate_checkpoint(args.run, args.out or args.run / "reeval", args.device)
     width = max(map(len, summary))
     for key, value in summary.items():
         print(f"  {key:<{width}}  {value:.4f}")

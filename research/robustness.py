@@ -1,12 +1,19 @@
-"""The framework-free parts of the adversarial study (research/{torch,jax}/attack.py, experiments/attack.py):
-valid input ranges, the targets of targeted attacks, and the budget actually spent per sample."""
+"""The framework-free parts of the adversarial study (experiments/attack.py): valid input ranges, the targets
+of targeted attacks, the budget actually spent per sample, and the orchestration of an attacked split. The
+gradient steps (FGSM, PGD) are the backend's (research/{torch,jax}/attack.py, its backend.py `adversarial`)."""
 
 from __future__ import annotations
 
+from types import ModuleType
+
 import numpy as np
+
+from research.config import Config
+from research.data.loader import SampleSet
 
 RANGES = {"face": (0.0, 1.0), "voice": (-1.0, 1.0)}  # pixels; waveform samples
 ATTACKS = ("fgsm", "pgd")
+PGD = ("eps", "steps", "step_size", "random_start", "seed")  # the settings of a PGD attack
 
 
 def target_classes(labels: np.ndarray, classes: int, seed: int) -> np.ndarray:
@@ -35,3 +42,56 @@ def budget(clean: np.ndarray, adversarial: np.ndarray) -> dict[str, np.ndarray]:
     with np.errstate(divide="ignore"):
         snr = np.where(noise > 0, 10 * np.log10(signal / np.where(noise > 0, noise, 1.0)), np.inf)
     return {"linf": np.abs(delta).max(1), "snr_db": snr}
+
+
+class Attacked:
+    """A split whose batches come out attacked: `predict` reads them through `batches` as it reads a SampleSet,
+    so the adversarial predictions go through the same code as the clean ones. Records the spent budget."""
+
+    def __init__(
+        self, backend: ModuleType, model, data: SampleSet, device, modality: str, attack: dict, reference: dict
+    ):
+        self.backend, self.model, self.data, self.device = backend, model, data, device
+        self.modality, self.attack = modality, attack
+        self.reference = reference  # "labels" (N,) or "references" (N, E): the objective, by sample index
+        self.spent: dict[str, list[np.ndarray]] = {}
+
+    def batches(self, batch_size: int, **kw):
+        start = 0
+        with self.data.batches(batch_size, **kw) as batches:
+            for batch in batches:
+                rows = slice(start, start + len(batch["target"]))  # shuffle=False: samples in index order
+                start = rows.stop
+                objective = {k: v[rows] for k, v in self.reference.items()}
+                adv = self.backend.adversarial(
+                    self.model, batch, self.modality, self.attack, objective, self.device, batch_size
+                )
+                for key, value in budget(batch[self.modality], adv).items():
+                    self.spent.setdefault(key, []).append(value)
+                yield batch | {self.modality: adv}
+
+
+def attack_split(
+    backend: ModuleType, model, data: SampleSet, cfg: Config, device, modality: str, attack: dict, classes: int
+) -> tuple[dict, dict[str, np.ndarray]]:
+    """Predictions on the attacked split and the budget spent per sample ({"linf", "snr_db"} (N,)), plus the
+    attack's goal per sample ("target_class" for targeted identification attacks).
+
+    attack: {"name": "fgsm" | "pgd", "eps", "targeted", and for pgd "steps", "step_size", "random_start",
+    "seed"}. A split with every label known is attacked through the classification loss (over `classes`
+    classes), else through the embedding (verification).
+    """
+    model.eval()
+    labels, targeted = data.labels("target"), attack["targeted"]
+    goal: dict[str, np.ndarray] = {}
+    if (labels >= 0).all():
+        chosen = target_classes(labels, classes, attack.get("seed", 0)) if targeted else labels
+        reference = {"labels": chosen}
+        goal = {"target_class": chosen} if targeted else {}
+    else:
+        clean = backend.predict(model, data, cfg, device)["embedding"]  # (N, E)
+        partner = impostors(data.labels("subject"), attack.get("seed", 0)) if targeted else np.arange(len(labels))
+        reference = {"references": clean[partner]}
+    attacked = Attacked(backend, model, data, device, modality, attack, reference)
+    preds = backend.predict(model, attacked, cfg, device)
+    return preds, {k: np.concatenate(v) for k, v in attacked.spent.items()} | goal

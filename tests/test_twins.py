@@ -56,7 +56,8 @@ ONE_SIDED_NAMES: dict[str, set[str]] = {
     "research/jax/predict.py": {"forward", "make_mesh", "pad", "place", "replicate", "to_numpy"},
     "research/torch/predict.py": {"pick_device"},
     # bf16 compute is torch.autocast in torch; jax casts the matmul inputs itself (and normalises by hand).
-    "research/jax/model.py": {"autocast", "normalize"},
+    # NNX splits a model into params, RNG streams and the rest; the rest (variables) is checkpointed.
+    "research/jax/model.py": {"autocast", "normalize", "variables"},
     # The jax step is built once per run and jit-compiled (make_train_step returns it; torch runs its
     # train_step eagerly); multi-host start and the train-state pytree have no torch counterpart.
     "research/torch/trainer.py": {"train_step"},

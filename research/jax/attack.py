@@ -19,12 +19,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+from jax.sharding import Mesh
 
-from research.config import Config
-from research.data.loader import SampleSet
 from research.jax.model import FusionModel, normalize
-from research.jax.predict import pad, predict, to_device, to_numpy
-from research.robustness import RANGES, budget, impostors, target_classes
+from research.jax.predict import pad, to_device, to_numpy
+from research.robustness import PGD, RANGES
 
 
 def attack_loss(model: FusionModel, batch: dict, *, labels=None, references=None, targeted: bool = False) -> jax.Array:
@@ -91,59 +90,18 @@ def pgd(
     return adv
 
 
-class Attacked:
-    """A split whose batches come out attacked: `predict` reads them through `batches` as it reads a SampleSet,
-    so the adversarial predictions go through the same code as the clean ones. Records the spent budget."""
-
-    def __init__(self, model: FusionModel, data: SampleSet, device, modality: str, attack: dict, reference: dict):
-        self.model, self.data, self.device, self.modality, self.attack = model, data, device, modality, attack
-        self.reference = reference  # "labels" (N,) or "references" (N, E): the objective, by sample index
-        self.spent: dict[str, list[np.ndarray]] = {}
-
-    def batches(self, batch_size: int, **kw):
-        start = 0
-        with self.data.batches(batch_size, **kw) as batches:
-            for batch in batches:
-                n = len(batch["target"])
-                rows = slice(start, start + n)  # shuffle=False: samples in index order
-                start = rows.stop
-                tensors = to_device(pad(batch, batch_size), self.device)  # one shape: one compilation
-                objective = {
-                    k: jnp.asarray(np.resize(v[rows], (batch_size, *v.shape[1:]))) for k, v in self.reference.items()
-                }
-                objective["targeted"] = self.attack["targeted"]
-                if self.attack["name"] == "fgsm":
-                    adv = fgsm(self.model, tensors, self.modality, eps=self.attack["eps"], **objective)
-                else:
-                    kwargs = {k: self.attack[k] for k in ("eps", "steps", "step_size", "random_start", "seed")}
-                    adv = pgd(self.model, tensors, self.modality, **kwargs, **objective)
-                adv = to_numpy(adv)[:n]
-                for key, value in budget(batch[self.modality], adv).items():
-                    self.spent.setdefault(key, []).append(value)
-                yield batch | {self.modality: adv}
-
-
-def attack_split(
-    model: FusionModel, data: SampleSet, cfg: Config, device, modality: str, attack: dict, classes: int
-) -> tuple[dict, dict[str, np.ndarray]]:
-    """Predictions on the attacked split and the budget spent per sample ({"linf", "snr_db"} (N,)), plus the
-    attack's goal per sample ("target_class" for targeted identification attacks).
-
-    attack: {"name": "fgsm" | "pgd", "eps", "targeted", and for pgd "steps", "step_size", "random_start",
-    "seed"}. A split with every label known is attacked through the classification loss (over `classes`
-    classes), else through the embedding (verification).
-    """
-    model.eval()
-    labels, targeted = data.labels("target"), attack["targeted"]
-    goal: dict[str, np.ndarray] = {}
-    if (labels >= 0).all():
-        chosen = target_classes(labels, classes, attack.get("seed", 0)) if targeted else labels
-        reference = {"labels": chosen.astype(np.int32)}
-        goal = {"target_class": chosen} if targeted else {}
+def adversarial(
+    model: FusionModel, batch: dict, modality: str, attack: dict, objective: dict, device: Mesh, size: int
+) -> np.ndarray:
+    """One NumPy batch's `modality` input attacked as `attack` says (research/robustness.py attack_split),
+    towards the per-sample `objective` ("labels" (B,) or "references" (B, E)). A short batch is padded to
+    the split's batch `size`, so the gradient compiles once."""
+    n = len(batch["target"])
+    tensors = to_device(pad(batch, size), device)
+    goal = {k: jnp.asarray(np.resize(v, (size, *v.shape[1:]))) for k, v in objective.items()}  # int64 -> int32
+    goal |= {"targeted": attack["targeted"]}
+    if attack["name"] == "fgsm":
+        adv = fgsm(model, tensors, modality, eps=attack["eps"], **goal)
     else:
-        clean = predict(model, data, cfg, device)["embedding"]  # (N, E)
-        partner = impostors(data.labels("subject"), attack.get("seed", 0)) if targeted else np.arange(len(labels))
-        reference = {"references": clean[partner]}
-    attacked = Attacked(model, data, device, modality, attack, reference)
-    preds = predict(model, attacked, cfg, device)
-    return preds, {k: np.concatenate(v) for k, v in attacked.spent.items()} | goal
+        adv = pgd(model, tensors, modality, **{k: attack[k] for k in PGD}, **goal)
+    return to_numpy(adv)[:n]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -147,15 +148,26 @@ def init_encoders(model: FusionModel, cfg: Config) -> None:
         splits = load(source_cfg.data)
         classes = len(splits.classes[source_cfg.data.target])
         source = build_model(source_cfg, classes, splits.vocab_size, None, rngs=nnx.Rngs(0))
-        variables = nnx.split(source, nnx.Param, nnx.RngState, ...)[3]  # BatchNorm statistics, Buffers
-        template = {"params": nnx.state(source, nnx.Param), "variables": variables}
-        best, _ = checkpoint.load(run / "best.safetensors", template)
-        nnx.update(source, best["params"], best["variables"])
+        load_weights(source, run / "best.safetensors")
         for m in modalities:
             nnx.update(model.encoders[m], nnx.state(source.encoders[m], nnx.Not(nnx.RngState)))
     if cfg.model.freeze_encoders:
         frozen(model.encoders)
         model.frozen_encoders = True  # in eval mode from the next model.train() (the trainer's) on
+
+
+def variables(model: nnx.Module) -> nnx.State:
+    """Every variable that is neither a parameter nor an RNG stream: BatchNorm statistics, Buffers, counters.
+    With the parameters, all a checkpoint holds of a model."""
+    return nnx.split(model, nnx.Param, nnx.RngState, ...)[3]
+
+
+def load_weights(model: FusionModel, path: Path) -> dict:
+    """Load a checkpoint's parameters and variables into `model` (strict: research/jax/checkpoint.py); its meta."""
+    template = {"params": nnx.state(model, nnx.Param), "variables": variables(model)}
+    weights, meta = checkpoint.load(path, template)
+    nnx.update(model, weights["params"], weights["variables"])
+    return meta
 
 
 def autocast(model: nnx.Module) -> None:

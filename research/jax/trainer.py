@@ -36,11 +36,11 @@ from losses.jax.sharded import ShardedHead
 from research import checkpoint_files
 from research.config import Config, from_dict, to_dict
 from research.data.loader import SampleSet, load
-from research.jax import checkpoint
+from research.jax import backend, checkpoint
 from research.jax.model import build_model, parameter_report
 from research.jax.predict import make_mesh, place, predict, to_device
-from research.jax.report import final_report
 from research.plots import images
+from research.report import final_report
 from research.tracking import Tracker
 from research.training import NonFiniteLoss, class_weights, is_better, steps_per_epoch, val_metrics
 
@@ -268,7 +268,7 @@ def train_and_evaluate(cfg: Config, run_dir: Path, name: str) -> dict:
         raise
     best, _ = checkpoint.load(best_path, {"params": state["params"], "variables": state["variables"]})
     nnx.update(model, best["params"], best["variables"])
-    summary = final_report(model, splits, cfg, mesh, run_dir / "eval", tracker.record["history"])
+    summary = final_report(backend, model, splits, cfg, mesh, run_dir / "eval", tracker.record["history"])
     tracker.images(images(run_dir / "eval"))
     summary |= parameter_report(model) | {
         "best_epoch": meta["best_epoch"],

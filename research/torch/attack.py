@@ -17,11 +17,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from research.config import Config
-from research.data.loader import SampleSet
-from research.robustness import RANGES, budget, impostors, target_classes
+from research.robustness import PGD, RANGES
 from research.torch.model import FusionModel
-from research.torch.predict import predict, to_device
+from research.torch.predict import to_device
 
 
 def attack_loss(
@@ -81,56 +79,16 @@ def pgd(
     return adv
 
 
-class Attacked:
-    """A split whose batches come out attacked: `predict` reads them through `batches` as it reads a SampleSet,
-    so the adversarial predictions go through the same code as the clean ones. Records the spent budget."""
-
-    def __init__(self, model: FusionModel, data: SampleSet, device, modality: str, attack: dict, reference: dict):
-        self.model, self.data, self.device, self.modality, self.attack = model, data, device, modality, attack
-        self.reference = reference  # "labels" (N,) or "references" (N, E): the objective, by sample index
-        self.spent: dict[str, list[np.ndarray]] = {}
-
-    def batches(self, batch_size: int, **kw):
-        start = 0
-        with self.data.batches(batch_size, **kw) as batches:
-            for batch in batches:
-                rows = slice(start, start + len(batch["target"]))  # shuffle=False: samples in index order
-                start = rows.stop
-                tensors = to_device(batch, self.device)
-                objective = {k: torch.from_numpy(v[rows]).to(self.device) for k, v in self.reference.items()}
-                objective["targeted"] = self.attack["targeted"]
-                if self.attack["name"] == "fgsm":
-                    adv = fgsm(self.model, tensors, self.modality, eps=self.attack["eps"], **objective)
-                else:
-                    kwargs = {k: self.attack[k] for k in ("eps", "steps", "step_size", "random_start", "seed")}
-                    adv = pgd(self.model, tensors, self.modality, **kwargs, **objective)
-                adv = adv.cpu().numpy()
-                for key, value in budget(batch[self.modality], adv).items():
-                    self.spent.setdefault(key, []).append(value)
-                yield batch | {self.modality: adv}
-
-
-def attack_split(
-    model: FusionModel, data: SampleSet, cfg: Config, device, modality: str, attack: dict, classes: int
-) -> tuple[dict, dict[str, np.ndarray]]:
-    """Predictions on the attacked split and the budget spent per sample ({"linf", "snr_db"} (N,)), plus the
-    attack's goal per sample ("target_class" for targeted identification attacks).
-
-    attack: {"name": "fgsm" | "pgd", "eps", "targeted", and for pgd "steps", "step_size", "random_start",
-    "seed"}. A split with every label known is attacked through the classification loss (over `classes`
-    classes), else through the embedding (verification).
-    """
-    model.eval()
-    labels, targeted = data.labels("target"), attack["targeted"]
-    goal: dict[str, np.ndarray] = {}
-    if (labels >= 0).all():
-        chosen = target_classes(labels, classes, attack.get("seed", 0)) if targeted else labels
-        reference = {"labels": chosen}
-        goal = {"target_class": chosen} if targeted else {}
+def adversarial(
+    model: FusionModel, batch: dict, modality: str, attack: dict, objective: dict, device: torch.device, size: int
+) -> np.ndarray:
+    """One NumPy batch's `modality` input attacked as `attack` says (research/robustness.py attack_split),
+    towards the per-sample `objective` ("labels" (B,) or "references" (B, E)). `size` is the split's batch
+    size (jax pads a short last batch to it; torch needs no padding)."""
+    tensors = to_device(batch, device)
+    goal = {k: torch.from_numpy(v).to(device) for k, v in objective.items()} | {"targeted": attack["targeted"]}
+    if attack["name"] == "fgsm":
+        adv = fgsm(model, tensors, modality, eps=attack["eps"], **goal)
     else:
-        clean = predict(model, data, cfg, device)["embedding"]  # (N, E)
-        partner = impostors(data.labels("subject"), attack.get("seed", 0)) if targeted else np.arange(len(labels))
-        reference = {"references": clean[partner]}
-    attacked = Attacked(model, data, device, modality, attack, reference)
-    preds = predict(model, attacked, cfg, device)
-    return preds, {k: np.concatenate(v) for k, v in attacked.spent.items()} | goal
+        adv = pgd(model, tensors, modality, **{k: attack[k] for k in PGD}, **goal)
+    return adv.cpu().numpy()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -137,13 +138,18 @@ def init_encoders(model: FusionModel, cfg: Config) -> None:
     for run, source_cfg, modalities in encoder_sources(cfg):
         splits = load(source_cfg.data)
         source = build_model(source_cfg, len(splits.classes[source_cfg.data.target]), splits.vocab_size, None)
-        checkpoint.load(run / "best.safetensors", source)
+        load_weights(source, run / "best.safetensors")
         for m in modalities:
             model.encoders[m].load_state_dict(source.encoders[m].state_dict())
     if cfg.model.freeze_encoders:
         model.encoders.requires_grad_(False)
         model.frozen_encoders = True
         model.train(model.training)
+
+
+def load_weights(model: FusionModel, path: Path) -> dict:
+    """Load a checkpoint's weights into `model` (strict: research/torch/checkpoint.py); its meta."""
+    return checkpoint.load(path, model)
 
 
 def parameter_report(model: FusionModel) -> dict[str, int]:

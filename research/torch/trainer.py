@@ -29,10 +29,10 @@ from research import checkpoint_files
 from research.config import Config
 from research.data.loader import SampleSet, load
 from research.plots import images
-from research.torch import checkpoint, distributed
+from research.report import final_report
+from research.torch import backend, checkpoint, distributed
 from research.torch.model import build_model, parameter_report
 from research.torch.predict import predict, to_device
-from research.torch.report import final_report
 from research.tracking import Tracker
 from research.training import NonFiniteLoss, class_weights, is_better, steps_per_epoch, val_metrics
 
@@ -217,7 +217,7 @@ def train_and_evaluate(cfg: Config, run_dir: Path, name: str) -> dict:
     if sharded:  # the checkpoint holds the whole centre matrix; rank 0 evaluates as one process
         model = build_model(cfg, classes, splits.vocab_size, weights).to(device)
     checkpoint.load(best_path, model)
-    summary = final_report(model, splits, cfg, device, run_dir / "eval", tracker.record["history"])
+    summary = final_report(backend, model, splits, cfg, device, run_dir / "eval", tracker.record["history"])
     tracker.images(images(run_dir / "eval"))
     summary |= parameter_report(model) | {
         "best_epoch": state["best_epoch"],

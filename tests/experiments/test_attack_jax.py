@@ -11,9 +11,11 @@ from flax import nnx
 from research.config import Config, apply_overrides
 from research.data.loader import load
 from research.jax import attack as jattack
+from research.jax import backend as jbackend
 from research.jax.convert import to_nnx
 from research.jax.model import build_model as build_jax
 from research.jax.predict import make_mesh, predict, to_device
+from research.robustness import attack_split
 from research.torch import attack as tattack
 from research.torch.model import build_model as build_torch
 
@@ -78,10 +80,10 @@ def test_random_start_pgd_in_budget_and_zero_budget_changes_nothing(setup):
         "random_start": True,
         "seed": 0,
     }
-    preds, spent = jattack.attack_split(jmodel, splits.test, cfg, mesh, "face", attack, 8)
+    preds, spent = attack_split(jbackend, jmodel, splits.test, cfg, mesh, "face", attack, 8)
     clean = predict(jmodel, splits.test, cfg, mesh)
     np.testing.assert_array_equal(preds["log_probs"], clean["log_probs"])
     assert spent["linf"].max() == 0
     attack |= {"eps": 0.05, "step_size": 0.02, "steps": 2}
-    _, spent = jattack.attack_split(jmodel, splits.test, cfg, mesh, "face", attack, 8)
+    _, spent = attack_split(jbackend, jmodel, splits.test, cfg, mesh, "face", attack, 8)
     assert 0 < spent["linf"].max() <= 0.05 + 1e-6

@@ -12,10 +12,10 @@ import torch
 import torch.nn.functional as F
 
 from research.evaluation import evaluate
+from research.restore import restore
 from research.robustness import target_classes
 from research.torch.attack import fgsm, pgd
 from research.torch.predict import predict, to_device
-from research.torch.restore import restore
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = [

@@ -7,9 +7,10 @@ import numpy as np
 import torch
 
 from research.data.loader import load
+from research.report import modality_ablation, training_cohort
+from research.torch import backend
 from research.torch.model import build_model
 from research.torch.predict import predict
-from research.torch.report import modality_ablation, training_cohort
 
 
 def as_norm_reference(emb, i, j, cohort, k):
@@ -37,13 +38,13 @@ def test_ablation_normalises_with_a_cohort_embedded_without_the_removed_modality
     device = torch.device("cpu")
     protocol = dict(
         train_subjects=np.unique(splits.train.labels("subject")),
-        cohort=training_cohort(model, splits.train, cfg, device),  # all modalities, as final_report builds it
+        cohort=training_cohort(backend, model, splits.train, cfg, device),  # all modalities, as final_report builds it
         seed=0,
         target="identity",
         n_trials=200,
         top_k=3,
     )
-    modality_ablation(model, splits, cfg, device, tmp_path, protocol)
+    modality_ablation(backend, model, splits, cfg, device, tmp_path, protocol)
     for m in ("face", "text"):
         with open(tmp_path / f"test_without_{m}" / "trials.csv") as f:
             rows = list(csv.DictReader(f))

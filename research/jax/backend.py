@@ -1,0 +1,49 @@
+"""The pieces jax gives the framework-free code of research/ (research/backend.py): where the model runs,
+the model with a checkpoint's weights, predictions, FLOP counting and one attacked batch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jax
+import numpy as np
+from flax import nnx
+from jax.sharding import Mesh
+
+from research.config import Config
+from research.data.loader import SampleSet
+from research.jax.attack import adversarial
+from research.jax.model import FusionModel, build_model, load_weights
+from research.jax.predict import forward, make_mesh, pad, predict, replicate, to_device
+
+__all__ = ["adversarial", "flops_per_sample", "load_model", "place", "predict"]
+
+
+def place(requested: str) -> Mesh:
+    """Where the model runs: with "auto" a data-parallel mesh of every visible device, or one of a platform's
+    devices ("cpu", "cuda" or "gpu", "tpu")."""
+    if requested == "auto":
+        return make_mesh()
+    devices = jax.devices({"cuda": "gpu"}.get(requested, requested))
+    return Mesh(np.array(devices).reshape(-1, 1), ("data", "model"))
+
+
+def load_model(cfg: Config, classes: int, vocab_size: int, path: Path, device: Mesh) -> FusionModel:
+    """The model `cfg` describes, with the weights of the checkpoint at `path`, in eval mode (its arrays are
+    placed on the mesh `device` when predict runs)."""
+    rngs = nnx.Rngs(params=cfg.run.seed, dropout=cfg.run.seed, augment=cfg.run.seed)
+    model = build_model(cfg, classes, vocab_size, None, rngs=rngs)
+    load_weights(model, path)
+    model.eval()
+    return model
+
+
+def flops_per_sample(model: FusionModel, data: SampleSet, cfg: Config, device: Mesh) -> float:
+    """Forward FLOPs of one batch by XLA's cost analysis (every operation, so somewhat more than torch's
+    counter, which counts matmuls and convolutions only) divided by its size."""
+    model.eval()
+    batch = next(data.batches(cfg.data.batch_size, shuffle=False, seed=0, epoch=0, train=False))
+    graphdef, state = nnx.split(model)
+    padded = to_device(pad(batch, cfg.data.batch_size), device)
+    cost = forward.lower(graphdef, replicate(state, device), padded).cost_analysis()
+    return float(cost["flops"]) / cfg.data.batch_size

@@ -1,0 +1,39 @@
+"""The pieces torch gives the framework-free code of research/ (research/backend.py): where the model runs,
+the model with a checkpoint's weights, predictions, FLOP counting and one attacked batch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from research.config import Config
+from research.data.loader import SampleSet
+from research.torch.attack import adversarial
+from research.torch.model import FusionModel, build_model, load_weights
+from research.torch.predict import pick_device, predict, to_device
+
+__all__ = ["adversarial", "flops_per_sample", "load_model", "place", "predict"]
+
+
+def place(requested: str) -> torch.device:
+    """Where the model runs: with "auto" a GPU when there is one, else the CPU; or the torch device named."""
+    return pick_device(requested)
+
+
+def load_model(cfg: Config, classes: int, vocab_size: int, path: Path, device: torch.device) -> FusionModel:
+    """The model `cfg` describes, with the weights of the checkpoint at `path`, on `device`, in eval mode."""
+    model = build_model(cfg, classes, vocab_size, None).to(device)
+    load_weights(model, path)
+    model.eval()
+    return model
+
+
+def flops_per_sample(model: FusionModel, data: SampleSet, cfg: Config, device: torch.device) -> float:
+    """Forward FLOPs of one batch (torch's FLOP counter: matmuls and convolutions) divided by its size."""
+    model.eval()
+    batch = next(data.batches(cfg.data.batch_size, shuffle=False, seed=0, epoch=0, train=False))
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(to_device(batch, device))
+    return counter.get_total_flops() / len(batch["target"])
