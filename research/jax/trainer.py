@@ -37,7 +37,7 @@ from research import checkpoint_files
 from research.config import Config, from_dict, to_dict
 from research.data.loader import SampleSet, load
 from research.jax import backend, checkpoint
-from research.jax.model import build_model, parameter_report
+from research.jax.model import build_model, load_weights, parameter_report, variables
 from research.jax.predict import make_mesh, place, predict, to_device
 from research.plots import images
 from research.report import final_report
@@ -72,8 +72,8 @@ def train_state(model: nnx.Module, tx: optax.GradientTransformation) -> tuple[nn
     changes, {"params", "variables" (BatchNorm statistics, counters), "optim"}, and all a checkpoint holds.
     The RNG streams are reseeded from (seed, step) in every step, so they are not part of it."""
     model.train()
-    graphdef, params, rng_state, variables = nnx.split(model, nnx.Param, nnx.RngState, ...)
-    return graphdef, rng_state, {"params": params, "variables": variables, "optim": tx.init(params)}
+    graphdef, params, rng_state, rest = nnx.split(model, nnx.Param, nnx.RngState, ...)  # rest: variables(model)
+    return graphdef, rng_state, {"params": params, "variables": rest, "optim": tx.init(params)}
 
 
 class StepHead(ShardedHead):
@@ -135,11 +135,11 @@ def make_train_step(graphdef: nnx.GraphDef, rngs: nnx.State, tx, schedule, cfg: 
             loss = model(batch)["loss"]
             for s, head in heads.items():  # the plain heads again: the state keeps their layout
                 model.heads[s] = head
-            return loss, nnx.split(model, nnx.Param, nnx.RngState, ...)[3]  # BatchNorm statistics, counters
+            return loss, variables(model)  # BatchNorm statistics, counters
 
-        (loss, variables), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
+        (loss, stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
         updates, optim = tx.update(grads, state["optim"], state["params"])
-        new = {"params": optax.apply_updates(state["params"], updates), "variables": variables, "optim": optim}
+        new = {"params": optax.apply_updates(state["params"], updates), "variables": stats, "optim": optim}
         new = jax.tree.map(lambda a, b: jnp.where(jnp.isfinite(loss), a, b), new, state)
         return new, {"loss": loss, "grad_norm": optax.tree.norm(grads), "lr": schedule(step)}
 
@@ -266,8 +266,7 @@ def train_and_evaluate(cfg: Config, run_dir: Path, name: str) -> dict:
     except Exception as err:
         tracker.finish("failed", error=f"{type(err).__name__}: {err}")
         raise
-    best, _ = checkpoint.load(best_path, {"params": state["params"], "variables": state["variables"]})
-    nnx.update(model, best["params"], best["variables"])
+    load_weights(model, best_path)
     summary = final_report(backend, model, splits, cfg, mesh, run_dir / "eval", tracker.record["history"])
     tracker.images(images(run_dir / "eval"))
     summary |= parameter_report(model) | {

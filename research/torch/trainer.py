@@ -31,7 +31,7 @@ from research.data.loader import SampleSet, load
 from research.plots import images
 from research.report import final_report
 from research.torch import backend, checkpoint, distributed
-from research.torch.model import build_model, parameter_report
+from research.torch.model import build_model, load_weights, parameter_report
 from research.torch.predict import predict, to_device
 from research.tracking import Tracker
 from research.training import NonFiniteLoss, class_weights, is_better, steps_per_epoch, val_metrics
@@ -216,7 +216,7 @@ def train_and_evaluate(cfg: Config, run_dir: Path, name: str) -> dict:
         return {"status": "worker"}
     if sharded:  # the checkpoint holds the whole centre matrix; rank 0 evaluates as one process
         model = build_model(cfg, classes, splits.vocab_size, weights).to(device)
-    checkpoint.load(best_path, model)
+    load_weights(model, best_path)
     summary = final_report(backend, model, splits, cfg, device, run_dir / "eval", tracker.record["history"])
     tracker.images(images(run_dir / "eval"))
     summary |= parameter_report(model) | {
