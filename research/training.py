@@ -1,14 +1,23 @@
-"""The framework-free parts of training that both trainers (research/torch/, research/jax/) share:
-epoch length, class weights, per-epoch validation metrics and the best-epoch rule."""
+"""The framework-free parts of training that both trainers (research/torch/, research/jax/) share: epoch
+length, class weights, per-epoch validation metrics, the epoch loop around the backend's step, the best-epoch
+and resume bookkeeping, and finishing the record (also on an exception)."""
 
 from __future__ import annotations
 
+import contextlib
+import itertools
+import math
+import time
+from pathlib import Path
+
 import numpy as np
+from tqdm import tqdm
 
 from research.config import Config
-from research.data.loader import SampleSet
+from research.data.loader import SampleSet, Splits
 from research.metrics import crossmodal, lower_is_better
 from research.metrics.verification import verify
+from research.tracking import Tracker
 
 
 class NonFiniteLoss(RuntimeError):
@@ -62,3 +71,109 @@ def val_metrics(preds: dict, train_subjects: np.ndarray, cfg: Config) -> dict[st
 
 def is_better(value: float, best: float | None, key: str) -> bool:
     return best is None or (value < best if lower_is_better(key) else value > best)
+
+
+def fresh_progress() -> dict:
+    """The bookkeeping a trainer keeps in its `last` checkpoint's meta, before the first epoch: "epoch" (the
+    last completed epoch), "step" (steps done in the next one; 0 at an epoch's end) and the best epoch's
+    "best" (value), "best_epoch" and "selection" (`val/acc` or `val/eer`)."""
+    return {"epoch": 0, "step": 0, "best": None, "best_epoch": 0, "selection": ""}
+
+
+def resume_point(progress: dict) -> tuple[dict | None, dict]:
+    """(begin, progress) from a `last` checkpoint's meta: `begin` is the meta itself when it was written
+    mid-epoch (train_epoch continues epoch progress["epoch"] + 1 from it), else None; `progress` keeps the
+    epoch and best-epoch bookkeeping, at step 0."""
+    begin = progress if progress["step"] else None
+    return begin, {k: progress[k] for k in ("epoch", "best", "best_epoch", "selection")} | {"step": 0}
+
+
+def train_epoch(step, data: SampleSet, cfg: Config, epoch: int, *, size: int, shard: dict, last: Path, save, begin):
+    """One pass over the training set; returns the mean loss over the global batches. Raises NonFiniteLoss
+    before a bad step.
+
+    `step(batch, number)` trains on one NumPy batch (`number`: the run's steps before it) and returns the
+    global batch's loss. Batches have `size` rows, `shard` ({"rank", "world"} or {}) picks this rank's.
+    `begin` is a mid-epoch checkpoint's meta (or None): the epoch's iterator continues from its "pipeline"
+    state after "step" steps, with the loss sum so far. Every run.checkpoint_every steps (not at the epoch's
+    end, whose checkpoint follows the validation) `save(step, pipeline state, loss sum)` is called."""
+    done, total = (begin["step"], begin["loss_sum"]) if begin else (0, 0.0)
+    steps, every = steps_per_epoch(data, cfg), cfg.run.checkpoint_every
+    kw = {"shuffle": True, "seed": cfg.run.seed, "epoch": epoch, "train": True, **shard}
+    with data.batches(size, **kw) as batches:
+        if begin:
+            batches.set_state(begin["pipeline"])
+        full = (b for b in batches if len(b["target"]) == size)  # short only with skipped files
+        bar = tqdm(
+            itertools.islice(full, steps - done),
+            initial=done,
+            total=steps,
+            desc=f"epoch {epoch}/{cfg.optim.epochs}",
+            disable=not cfg.run.progress,
+            leave=False,
+        )
+        for number, batch in enumerate(bar, start=done + 1):  # number: steps done once this one is
+            loss = step(batch, (epoch - 1) * steps + number - 1)
+            if not math.isfinite(loss):
+                raise NonFiniteLoss(
+                    f"non-finite loss ({loss}) at epoch {epoch}, step {number - 1}: stopped before updating the "
+                    f"weights; the last good checkpoint is {last if last.exists() else 'none yet'}"
+                )
+            total += loss
+            bar.set_postfix(loss=f"{total / number:.4f}")
+            if every > 0 and number % every == 0 and number < steps:
+                save(number, batches.get_state(), total)
+    return total / number
+
+
+def end_epoch(progress: dict, epoch: int, val: dict, metrics: dict, tracker: Tracker, save_best, save_last) -> None:
+    """After an epoch's validation: the best epoch kept by the validation metric (`save_best(meta)` writes
+    its model), the epoch logged, then `save_last(progress)` writes the resumable checkpoint."""
+    key = "acc" if "acc" in val else "eer"
+    if is_better(val[key], progress["best"], key):
+        progress.update(best=val[key], best_epoch=epoch, selection=f"val/{key}")
+        save_best({"epoch": epoch, f"val/{key}": val[key]})
+    progress["epoch"] = epoch
+    # The record first, then the checkpoint: a run killed between the two resumes from the previous
+    # checkpoint and replays this epoch (truncating the record); the other order would lose it.
+    tracker.log(metrics | {f"val/{k}": v for k, v in val.items()}, epoch)
+    save_last(progress)
+
+
+def stop_here(epoch: int, cfg: Config, tracker: Tracker) -> bool:
+    """True (and the record marked interrupted) when run.stop_after_epoch asks to stop after this epoch."""
+    if epoch == cfg.run.stop_after_epoch and epoch < cfg.optim.epochs:
+        tracker.finish("interrupted")
+        return True
+    return False
+
+
+@contextlib.contextmanager
+def finishing(tracker: Tracker, name: str):
+    """The training loop's block: when it raises, the record says so ("interrupted" on Ctrl-C, with how to
+    resume; "failed" with the error) before the exception goes on."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        tracker.finish("interrupted", error=f"interrupted; rerun with --run.name={name} to resume")
+        raise
+    except Exception as err:
+        tracker.finish("failed", error=f"{type(err).__name__}: {err}")
+        raise
+
+
+def finish(tracker: Tracker, summary: dict, parameters: dict, progress: dict, splits: Splits, started: float) -> dict:
+    """The run's summary (the report's metrics, parameter counts, the selected epoch, skipped samples, wall
+    time), the record finished with it."""
+    summary = (
+        summary
+        | parameters
+        | {
+            "best_epoch": progress["best_epoch"],
+            "selection": progress["selection"],
+            "skipped_samples": splits.skipped,
+            "wall_time_s": time.time() - started,
+        }
+    )
+    tracker.finish("finished", summary)
+    return summary

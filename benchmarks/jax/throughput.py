@@ -70,7 +70,7 @@ def setup(fusion: str, args):
     cfg.optim.bf16 = args.bf16
     splits = load(cfg.data)
     model = build_model(cfg, len(splits.classes[cfg.data.target]), splits.vocab_size, None, rngs=nnx.Rngs(0))
-    tx = trainer.make_optimizer(cfg, trainer.warmup_cosine(cfg.optim.lr, 10, 1000))
+    tx = trainer.make_optimizer(trainer.warmup_cosine(cfg.optim.lr, 10, 1000), cfg)
     mesh = make_mesh()
     batches = splits.train.batches(args.batch, shuffle=True, seed=0, epoch=1, train=True)
     batches = [to_device(b, mesh) for b in itertools.islice(batches, len(splits.train) // args.batch)]

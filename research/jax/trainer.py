@@ -18,10 +18,9 @@ computes the heads' loss with losses/jax/sharded.py (StepHead).
 
 from __future__ import annotations
 
-import itertools
-import math
 import os
 import time
+from functools import partial
 from pathlib import Path
 
 import jax
@@ -30,24 +29,35 @@ import numpy as np
 import optax
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
-from tqdm import tqdm
 
 from losses.jax.sharded import ShardedHead
 from research import checkpoint_files
 from research.config import Config, from_dict, to_dict
-from research.data.loader import SampleSet, load
+from research.data.loader import load
 from research.jax import backend, checkpoint
 from research.jax.model import build_model, load_weights, parameter_report, variables
 from research.jax.predict import make_mesh, place, predict, to_device
 from research.plots import images
 from research.report import final_report
 from research.tracking import Tracker
-from research.training import NonFiniteLoss, class_weights, is_better, steps_per_epoch, val_metrics
+from research.training import (
+    NonFiniteLoss,
+    class_weights,
+    end_epoch,
+    finish,
+    finishing,
+    fresh_progress,
+    resume_point,
+    steps_per_epoch,
+    stop_here,
+    train_epoch,
+    val_metrics,
+)
 
 __all__ = ["NonFiniteLoss", "train_and_evaluate"]
 
 
-def make_optimizer(cfg: Config, schedule: optax.Schedule) -> optax.GradientTransformation:
+def make_optimizer(schedule: optax.Schedule, cfg: Config) -> optax.GradientTransformation:
     """Global-norm clipping, then AdamW with weight decay on matrices only (not on biases, norms and
     embeddings of one dimension), with torch's AdamW defaults (betas 0.9/0.999, eps 1e-8)."""
     decay = lambda params: jax.tree.map(lambda p: p.ndim >= 2, params)  # noqa: E731
@@ -147,41 +157,6 @@ def make_train_step(graphdef: nnx.GraphDef, rngs: nnx.State, tx, schedule, cfg: 
     return jax.jit(train_step, donate_argnums=0, out_shardings=(shardings or replicated, replicated))
 
 
-def train_epoch(train_step, state: dict, data: SampleSet, cfg: Config, epoch: int, mesh: Mesh, last: Path, save, begin):
-    """One pass over the training set -> (state, mean loss). Raises NonFiniteLoss before a bad step.
-
-    `begin` is a mid-epoch checkpoint's meta (or None): the epoch's iterator continues from its "pipeline"
-    state after "step" steps, with the loss sum so far. Every run.checkpoint_every steps (not at the epoch's
-    end, whose checkpoint follows the validation) `save(state, step, pipeline state, loss sum)` is called."""
-    done, total = (begin["step"], begin["loss_sum"]) if begin else (0, 0.0)
-    steps, every = steps_per_epoch(data, cfg), cfg.run.checkpoint_every
-    with data.batches(cfg.data.batch_size, shuffle=True, seed=cfg.run.seed, epoch=epoch, train=True) as batches:
-        if begin:
-            batches.set_state(begin["pipeline"])
-        full = (b for b in batches if len(b["target"]) == cfg.data.batch_size)  # short only with skipped files
-        bar = tqdm(
-            itertools.islice(full, steps - done),
-            initial=done,
-            total=steps,
-            desc=f"epoch {epoch}/{cfg.optim.epochs}",
-            disable=not cfg.run.progress,
-            leave=False,
-        )
-        for step, batch in enumerate(bar, start=done + 1):  # step: steps done once this one is
-            state, measured = train_step(state, to_device(batch, mesh), (epoch - 1) * steps + step - 1)
-            loss = float(measured["loss"])
-            if not math.isfinite(loss):
-                raise NonFiniteLoss(
-                    f"non-finite loss ({loss}) at epoch {epoch}, step {step - 1}: stopped before updating the "
-                    f"weights; the last good checkpoint is {last if last.exists() else 'none yet'}"
-                )
-            total += loss
-            bar.set_postfix(loss=f"{total / step:.4f}")
-            if every > 0 and step % every == 0 and step < steps:
-                save(state, step, batches.get_state(), total)
-    return state, total / step
-
-
 def initialize_distributed() -> None:
     """Join a multi-host run when JAX_COORDINATOR_ADDRESS (host:port of process 0) is set (docs/training.md):
     JAX_NUM_PROCESSES and JAX_PROCESS_ID name the process; on TPU pods and SLURM jax detects them."""
@@ -219,61 +194,52 @@ def train_and_evaluate(cfg: Config, run_dir: Path, name: str) -> dict:
     model = build_model(cfg, classes, splits.vocab_size, weights, rngs=rngs)
     steps = steps_per_epoch(splits.train, cfg)
     schedule = warmup_cosine(cfg.optim.lr, round(cfg.optim.warmup_epochs * steps), cfg.optim.epochs * steps)
-    tx = make_optimizer(cfg, schedule)
+    tx = make_optimizer(schedule, cfg)
     graphdef, rng_state, state = train_state(model, tx)
     shardings = state_shardings(state, mesh, cfg)
     train_step = make_train_step(graphdef, rng_state, tx, schedule, cfg, mesh, shardings)
     tracker = make_tracker(cfg, run_dir, name)
     last, best_path = run_dir / "last.safetensors", run_dir / "best.safetensors"
-    meta = {"epoch": 0, "step": 0, "best": None, "best_epoch": 0, "selection": ""}
+    progress = fresh_progress()
     if cfg.run.resume and checkpoint_files.exists(last):
-        state, meta = checkpoint.load(last, state)
-        tracker.truncate(meta["epoch"])
-        print(f"resuming {name}: epoch {meta['epoch']} done, {meta['step']} steps into the next")
-    begin = meta if meta["step"] else None  # resume inside epoch meta["epoch"] + 1
-    meta = {k: meta[k] for k in ("epoch", "best", "best_epoch", "selection")} | {"step": 0}
-
-    def save(state: dict, step: int, pipeline: dict, loss_sum: float) -> None:
-        """A mid-epoch `last`: meta["epoch"] is still the last completed epoch."""
-        checkpoint.save(last, state, meta | {"step": step, "pipeline": pipeline, "loss_sum": loss_sum})
-
+        state, progress = checkpoint.load(last, state)
+        tracker.truncate(progress["epoch"])
+        print(f"resuming {name}: epoch {progress['epoch']} done, {progress['step']} steps into the next")
+    begin, progress = resume_point(progress)
     state = place(state, shardings)
+
+    def write(path: Path, meta: dict, resumable: bool) -> None:
+        """Process 0 writes a checkpoint (research/jax/checkpoint.py); the best one holds the model only."""
+        checkpoint.save(
+            path, state if resumable else {"params": state["params"], "variables": state["variables"]}, meta
+        )
+
+    def save(step: int, pipeline: dict, loss_sum: float) -> None:
+        """A mid-epoch `last`: progress["epoch"] is still the last completed epoch."""
+        write(last, progress | {"step": step, "pipeline": pipeline, "loss_sum": loss_sum}, resumable=True)
+
+    def step(batch: dict, number: int) -> float:
+        """One update on a global batch laid over the mesh, the run's step `number` seeding its randomness;
+        the batch's loss."""
+        nonlocal state
+        state, measured = train_step(state, to_device(batch, mesh), number)
+        return float(measured["loss"])
+
+    epoch_kw = {"size": cfg.data.batch_size, "shard": {}, "last": last, "save": save}
     train_subjects = np.unique(splits.train.labels("subject"))
-    try:
-        for epoch in range(meta["epoch"] + 1, cfg.optim.epochs + 1):
-            state, train_loss = train_epoch(train_step, state, splits.train, cfg, epoch, mesh, last, save, begin)
+    with finishing(tracker, name):
+        for epoch in range(progress["epoch"] + 1, cfg.optim.epochs + 1):
+            train_loss = train_epoch(step, splits.train, cfg, epoch, begin=begin, **epoch_kw)
             begin = None
             nnx.update(model, state["params"], state["variables"])
             val = val_metrics(predict(model, splits.val, cfg, mesh), train_subjects, cfg)
             model.train()
-            key = "acc" if "acc" in val else "eer"
-            if is_better(val[key], meta["best"], key):
-                meta.update(best=val[key], best_epoch=epoch, selection=f"val/{key}")
-                model_state = {"params": state["params"], "variables": state["variables"]}
-                checkpoint.save(best_path, model_state, {"epoch": epoch, f"val/{key}": val[key]})
-            meta["epoch"] = epoch
-            # The record first, then the checkpoint: a run killed between the two resumes from the previous
-            # checkpoint and replays this epoch (truncating the record); the other order would lose it.
             metrics = {"train/loss": train_loss, "lr": float(schedule(epoch * steps))}
-            tracker.log(metrics | {f"val/{k}": v for k, v in val.items()}, epoch)
-            checkpoint.save(last, state, meta)
-            if epoch == cfg.run.stop_after_epoch and epoch < cfg.optim.epochs:
-                tracker.finish("interrupted")
+            save_best = partial(write, best_path, resumable=False)
+            end_epoch(progress, epoch, val, metrics, tracker, save_best, partial(write, last, resumable=True))
+            if stop_here(epoch, cfg, tracker):
                 return {"status": "interrupted", "epoch": epoch}
-    except KeyboardInterrupt:
-        tracker.finish("interrupted", error=f"interrupted; rerun with --run.name={name} to resume")
-        raise
-    except Exception as err:
-        tracker.finish("failed", error=f"{type(err).__name__}: {err}")
-        raise
     load_weights(model, best_path)
     summary = final_report(backend, model, splits, cfg, mesh, run_dir / "eval", tracker.record["history"])
     tracker.images(images(run_dir / "eval"))
-    summary |= parameter_report(model) | {
-        "best_epoch": meta["best_epoch"],
-        "selection": meta["selection"],
-        "skipped_samples": splits.skipped,
-        "wall_time_s": time.time() - started,
-    }
-    tracker.finish("finished", summary)
-    return summary
+    return finish(tracker, summary, parameter_report(model), progress, splits, started)

@@ -15,7 +15,6 @@ uninterrupted run.
 from __future__ import annotations
 
 import contextlib
-import itertools
 import math
 import time
 from functools import partial
@@ -23,18 +22,31 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from research import checkpoint_files
 from research.config import Config
-from research.data.loader import SampleSet, load
+from research.data.loader import load
 from research.plots import images
 from research.report import final_report
 from research.torch import backend, checkpoint, distributed
 from research.torch.model import build_model, load_weights, parameter_report
 from research.torch.predict import predict, to_device
 from research.tracking import Tracker
-from research.training import NonFiniteLoss, class_weights, is_better, steps_per_epoch, val_metrics
+from research.training import (
+    NonFiniteLoss,
+    class_weights,
+    end_epoch,
+    finish,
+    finishing,
+    fresh_progress,
+    resume_point,
+    steps_per_epoch,
+    stop_here,
+    train_epoch,
+    val_metrics,
+)
+
+__all__ = ["NonFiniteLoss", "train_and_evaluate"]
 
 
 def make_optimizer(model: torch.nn.Module, cfg: Config) -> torch.optim.Optimizer:
@@ -88,44 +100,12 @@ def train_step(model, optimizer, scheduler, batch: dict[str, torch.Tensor], cfg:
     return {"loss": value, "grad_norm": grad_norm.item(), "lr": lr}
 
 
-def train_epoch(model, optimizer, scheduler, data: SampleSet, cfg: Config, epoch: int, world, last: Path, save, begin):
-    """One pass over the training set; returns the mean loss over the global batches. Each rank reads its
-    shard, B / N samples of every global batch. Raises NonFiniteLoss before a bad step.
-
-    `begin` is a mid-epoch checkpoint's meta (or None): the epoch's iterator continues from its "pipeline"
-    state after "step" steps, with the loss sum so far. Every run.checkpoint_every steps (not at the epoch's
-    end, whose checkpoint follows the validation) `save(step, pipeline state, loss sum)` is called."""
-    model.train()
-    done, total = (begin["step"], begin["loss_sum"]) if begin else (0, 0.0)
-    steps, every = steps_per_epoch(data, cfg), cfg.run.checkpoint_every
+def rank_batch(cfg: Config, world: distributed.World) -> int:
+    """The rows of a global batch that each rank trains on; a whole number of micro-batches."""
     size = distributed.per_rank_batch(cfg.data.batch_size, world)
     if size % cfg.optim.accumulate:
         raise ValueError(f"the per-rank batch {size} is not divisible by optim.accumulate={cfg.optim.accumulate}")
-    kw = {"shuffle": True, "seed": cfg.run.seed, "epoch": epoch, "train": True, "rank": world.rank, "world": world.size}
-    with data.batches(size, **kw) as batches:
-        if begin:
-            batches.set_state(begin["pipeline"])
-        full = (b for b in batches if len(b["target"]) == size)  # short only with skipped files
-        bar = tqdm(
-            itertools.islice(full, steps - done),
-            initial=done,
-            total=steps,
-            desc=f"epoch {epoch}/{cfg.optim.epochs}",
-            disable=not cfg.run.progress,
-            leave=False,
-        )
-        for step, batch in enumerate(bar, start=done + 1):  # step: steps done once this one is
-            measured = train_step(model, optimizer, scheduler, to_device(batch, world.device), cfg)
-            if not math.isfinite(measured["loss"]):
-                raise NonFiniteLoss(
-                    f"non-finite loss ({measured['loss']}) at epoch {epoch}, step {step - 1}: stopped before "
-                    f"updating the weights; the last good checkpoint is {last if last.exists() else 'none yet'}"
-                )
-            total += distributed.mean(measured["loss"], world)  # the global batch's loss, alike on every rank
-            bar.set_postfix(loss=f"{total / step:.4f}")
-            if every > 0 and step % every == 0 and step < steps:
-                save(step, batches.get_state(), total)
-    return total / step
+    return size
 
 
 def train_and_evaluate(cfg: Config, run_dir: Path, name: str) -> dict:
@@ -154,19 +134,20 @@ def train_and_evaluate(cfg: Config, run_dir: Path, name: str) -> dict:
     optimizer = make_optimizer(model, cfg)
     steps = steps_per_epoch(splits.train, cfg)
     scheduler = warmup_cosine(optimizer, round(cfg.optim.warmup_epochs * steps), cfg.optim.epochs * steps)
-    job = distributed.describe(world, distributed.per_rank_batch(cfg.data.batch_size, world))
+    size = rank_batch(cfg, world)
+    job = distributed.describe(world, size)
     tracker = distributed.main_tracker(world, lambda: Tracker(cfg, run_dir, name))
     tracker.record |= job
     last, best_path = run_dir / "last.safetensors", run_dir / "best.safetensors"
-    state = {"epoch": 0, "step": 0, "best": None, "best_epoch": 0, "selection": ""}
+    progress = fresh_progress()
     # Every rank reads the checkpoint: the run directory is on a shared file system.
     if cfg.run.resume and checkpoint_files.exists(last):
-        state = checkpoint.load(last, model, optimizer, scheduler, own=partial(distributed.own_state, model, optimizer))
-        tracker.truncate(state["epoch"])
+        own = partial(distributed.own_state, model, optimizer)
+        progress = checkpoint.load(last, model, optimizer, scheduler, own=own)
+        tracker.truncate(progress["epoch"])
         if world.is_main:
-            print(f"resuming {name}: epoch {state['epoch']} done, {state['step']} steps into the next")
-    begin = state if state["step"] else None  # resume inside epoch state["epoch"] + 1
-    state = {k: state[k] for k in ("epoch", "best", "best_epoch", "selection")} | {"step": 0}
+            print(f"resuming {name}: epoch {progress['epoch']} done, {progress['step']} steps into the next")
+    begin, progress = resume_point(progress)
 
     def write(path: Path, meta: dict, resumable: bool) -> None:
         """Rank 0 writes a checkpoint as a one-process run has it (every rank sends its sharded centres)."""
@@ -175,41 +156,37 @@ def train_and_evaluate(cfg: Config, run_dir: Path, name: str) -> dict:
             checkpoint.save(path, model_state, meta, optim_state, scheduler if resumable else None)
 
     def save(step: int, pipeline: dict, loss_sum: float) -> None:
-        """A mid-epoch `last`: state["epoch"] is still the last completed epoch."""
-        write(last, state | {"step": step, "pipeline": pipeline, "loss_sum": loss_sum}, resumable=True)
+        """A mid-epoch `last`: progress["epoch"] is still the last completed epoch."""
+        write(last, progress | {"step": step, "pipeline": pipeline, "loss_sum": loss_sum}, resumable=True)
 
     trained = distributed.wrap(model, world, cfg.run.sync_bn)
     trained = torch.compile(trained) if cfg.run.compile else trained
+
+    def step(batch: dict, number: int) -> float:
+        """One update on this rank's part of a global batch: the global batch's loss, alike on every rank
+        (this rank's when it is not finite). `number` (the run's step) is jax's; torch's scheduler counts."""
+        loss = train_step(trained, optimizer, scheduler, to_device(batch, device), cfg)["loss"]
+        return distributed.mean(loss, world) if math.isfinite(loss) else loss
+
+    epoch_kw = {"size": size, "shard": {"rank": world.rank, "world": world.size}, "last": last, "save": save}
     train_subjects = np.unique(splits.train.labels("subject"))
     # Validation: each rank predicts its shard of the split, gathered into split order; with sharded centres
     # every rank predicts the whole split (the heads' collectives need the same batches on every rank).
     shard = {} if sharded else {"rank": world.rank, "world": world.size}
     try:
-        for epoch in range(state["epoch"] + 1, cfg.optim.epochs + 1):
-            train_loss = train_epoch(trained, optimizer, scheduler, splits.train, cfg, epoch, world, last, save, begin)
-            begin = None
-            preds = predict(model, splits.val, cfg, device, **shard)
-            preds = preds if sharded else distributed.gather_predictions(preds, world)
-            val = val_metrics(preds, train_subjects, cfg)
-            key = "acc" if "acc" in val else "eer"
-            if is_better(val[key], state["best"], key):
-                state.update(best=val[key], best_epoch=epoch, selection=f"val/{key}")
-                write(best_path, {"epoch": epoch, f"val/{key}": val[key]}, resumable=False)
-            state["epoch"] = epoch
-            # The record first, then the checkpoint: a run killed between the two resumes from the previous
-            # checkpoint and replays this epoch (truncating the record); the other order would lose it.
-            metrics = {"train/loss": train_loss, "lr": scheduler.get_last_lr()[0]}
-            tracker.log(metrics | {f"val/{k}": v for k, v in val.items()}, epoch)
-            write(last, state, resumable=True)
-            if epoch == cfg.run.stop_after_epoch and epoch < cfg.optim.epochs:
-                tracker.finish("interrupted")
-                return {"status": "interrupted", "epoch": epoch}
-    except KeyboardInterrupt:
-        tracker.finish("interrupted", error=f"interrupted; rerun with --run.name={name} to resume")
-        raise
-    except Exception as err:
-        tracker.finish("failed", error=f"{type(err).__name__}: {err}")
-        raise
+        with finishing(tracker, name):
+            for epoch in range(progress["epoch"] + 1, cfg.optim.epochs + 1):
+                trained.train()
+                train_loss = train_epoch(step, splits.train, cfg, epoch, begin=begin, **epoch_kw)
+                begin = None
+                preds = predict(model, splits.val, cfg, device, **shard)
+                preds = preds if sharded else distributed.gather_predictions(preds, world)
+                val = val_metrics(preds, train_subjects, cfg)
+                metrics = {"train/loss": train_loss, "lr": scheduler.get_last_lr()[0]}
+                save_best = partial(write, best_path, resumable=False)
+                end_epoch(progress, epoch, val, metrics, tracker, save_best, partial(write, last, resumable=True))
+                if stop_here(epoch, cfg, tracker):
+                    return {"status": "interrupted", "epoch": epoch}
     finally:
         distributed.close(world)
     if not world.is_main:
@@ -219,11 +196,4 @@ def train_and_evaluate(cfg: Config, run_dir: Path, name: str) -> dict:
     load_weights(model, best_path)
     summary = final_report(backend, model, splits, cfg, device, run_dir / "eval", tracker.record["history"])
     tracker.images(images(run_dir / "eval"))
-    summary |= parameter_report(model) | {
-        "best_epoch": state["best_epoch"],
-        "selection": state["selection"],
-        "skipped_samples": splits.skipped,
-        "wall_time_s": time.time() - started,
-    }
-    tracker.finish("finished", summary)
-    return summary
+    return finish(tracker, summary, parameter_report(model), progress, splits, started)

@@ -59,7 +59,7 @@ def test_one_step_updates_parameters_and_moments_as_torch(tiny):
     )
 
     schedule = jax_trainer.warmup_cosine(cfg.optim.lr, 2, 10)
-    tx = jax_trainer.make_optimizer(cfg, schedule)
+    tx = jax_trainer.make_optimizer(schedule, cfg)
     graphdef, rngs, state = jax_trainer.train_state(jmodel, tx)
     mesh = make_mesh()
     state = replicate(state, mesh)

@@ -185,7 +185,7 @@ def first_losses(cfg: Config, devices: int) -> list[float]:
     model = build_model(cfg, len(splits.classes["identity"]), splits.vocab_size, None, rngs=rngs)
     steps = len(splits.train) // cfg.data.batch_size
     schedule = trainer.warmup_cosine(cfg.optim.lr, round(cfg.optim.warmup_epochs * steps), cfg.optim.epochs * steps)
-    tx = trainer.make_optimizer(cfg, schedule)
+    tx = trainer.make_optimizer(schedule, cfg)
     graphdef, rng_state, state = trainer.train_state(model, tx)
     shardings = trainer.state_shardings(state, mesh, cfg)
     step = trainer.make_train_step(graphdef, rng_state, tx, schedule, cfg, mesh, shardings)
