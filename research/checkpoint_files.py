@@ -17,6 +17,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+from safetensors import safe_open
+
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
@@ -82,6 +84,23 @@ def readable(path: Path, read: Callable[[Path], T]) -> T:
             log.warning("checkpoint %s is unreadable (%s); using %s", path, problems[0], candidate)
         return result
     raise CheckpointError("no readable checkpoint: " + "; ".join(problems))
+
+
+def unreadable(path: Path) -> list[str]:
+    """Why neither `path` nor its previous copy opens as a safetensors file ([] when one does). Reads the headers
+    only, so it is quick: a pickle renamed .safetensors, zeros or a cut-off header. A file whose content does not
+    match its hash opens here and is refused by `readable`."""
+    problems = []
+    for candidate in (path, previous(path)):
+        if not candidate.exists():
+            problems.append(f"{candidate}: missing")
+            continue
+        try:
+            with safe_open(str(candidate), framework="numpy"):
+                return []
+        except Exception as err:  # noqa: BLE001 - safetensors' errors: any means this file cannot be used
+            problems.append(f"{candidate}: {one_line(err)}")
+    return problems
 
 
 def one_line(err: BaseException) -> str:

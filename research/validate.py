@@ -99,12 +99,18 @@ def _has(row: Row, modality: str) -> bool:
 
 
 def check_resume(cfg: Config, run_dir: Path) -> None:
-    """A rerun of a run whose record holds epochs resumes from its `last` checkpoint; without one it would start
-    over and rewrite that history, so starting over takes --run.resume=false."""
+    """A rerun of a run resumes from its `last` checkpoint (or the copy before it). When neither opens, the run
+    would fail after set-up; when neither is there and the record holds epochs, it would start over and rewrite
+    that history. Both are one line before any work, asking for --run.resume=false (start over)."""
     record, last = run_dir / "record.json", run_dir / "last.safetensors"
-    if not cfg.run.resume or not record.is_file() or checkpoint_files.exists(last):
+    if not cfg.run.resume or not record.is_file():
+        return
+    problems = checkpoint_files.unreadable(last)
+    if not problems:
         return
     advice = "rerun with --run.resume=false to start over (replacing its record), or give another --run.name"
+    if checkpoint_files.exists(last):
+        raise ConfigError(f"run.resume: no readable checkpoint to resume from ({'; '.join(problems)}); {advice}")
     try:
         epochs = len(json.loads(record.read_text(encoding="utf-8")).get("history", []))
     except (ValueError, AttributeError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors

@@ -106,19 +106,41 @@ class Payload:
         return (Path.touch, (self.marker,))
 
 
-@pytest.mark.parametrize("damage", ["garbage", "pickle"])
-def test_an_unreadable_last_checkpoint_is_one_line_naming_it(rerun, tmp_path, capsys, damage):
+@pytest.mark.parametrize("damage", ["both_zeros", "pickle"])
+def test_an_unreadable_last_checkpoint_is_one_line_before_any_work(rerun, tmp_path, capsys, damage):
+    """Both `last` copies corrupt, or a pickle renamed last.safetensors (never unpickled): one line, the record
+    left as it was ("interrupted", not "running")."""
     run_dir, again = rerun
-    last, marker = run_dir / "last.safetensors", tmp_path / "pickle-ran"
-    last.write_bytes(pickle.dumps(Payload(marker)) if damage == "pickle" else b"\x00" * 64)
-    assert not (run_dir / "last.previous.safetensors").exists()  # one epoch: no older copy to fall back on
+    last, older, marker = run_dir / "last.safetensors", run_dir / "last.previous.safetensors", tmp_path / "pickle-ran"
+    if damage == "pickle":
+        last.write_bytes(pickle.dumps(Payload(marker)))
+    else:
+        last.write_bytes(b"\x00" * 64)
+        older.write_bytes(b"\x00" * 64)
+    before = (run_dir / "record.json").read_bytes()
     assert again() == 2
     line = one_error_line(capsys)
-    assert line.startswith(f"error: no readable checkpoint: {last}: SafetensorError")
-    assert line.endswith(f"{run_dir / 'last.previous.safetensors'}: missing")
+    assert line.startswith(f"error: run.resume: no readable checkpoint to resume from ({last}: SafetensorError: ")
+    assert (f"{older}: missing" if damage == "pickle" else f"{older}: SafetensorError: ") in line
+    assert line.endswith(
+        "); rerun with --run.resume=false to start over (replacing its record), or give another --run.name"
+    )
+    assert (run_dir / "record.json").read_bytes() == before and record(run_dir)["status"] == "interrupted"
+    assert not marker.exists()
+
+
+def test_a_checkpoint_whose_content_fails_its_hash_is_one_line_and_the_record_failed(rerun, capsys):
+    """The header opens, so only loading finds it: after the record was taken up, which then says "failed"."""
+    run_dir, again = rerun
+    last = run_dir / "last.safetensors"
+    data = last.read_bytes()
+    last.write_bytes(data[:-3] + bytes([data[-3] ^ 0xFF]) + data[-2:])
+    assert again() == 2
+    line = one_error_line(capsys)
+    assert line.startswith(f"error: no readable checkpoint: {last}: CheckpointError: {last}: content does not match")
     found = record(run_dir)
     assert found["status"] == "failed" and found["error"] == "CheckpointError: " + line[len("error: ") :]
-    assert len(found["history"]) == 1 and not marker.exists()
+    assert len(found["history"]) == 1
 
 
 def test_a_record_without_a_checkpoint_is_not_silently_started_over(rerun, capsys):
