@@ -175,7 +175,7 @@ def cases(tmp: Path, port: int) -> list[Case]:
 
 def damage(case: Case, tmp: Path) -> None:
     """Copy the run stopped after epoch 1 of 2 (made once) to the case's folder and damage its `last` checkpoint:
-    a pickle renamed .safetensors, zeros, or deleted (with its older copy: a record but no checkpoint)."""
+    a pickle renamed .safetensors, both copies zeros, or deleted (it has no older copy: a record but no checkpoint)."""
     kind, run_dir = case.damage
     source = run_dir.parent / "stopped"
     if not source.exists():
@@ -185,8 +185,11 @@ def damage(case: Case, tmp: Path) -> None:
     last = run_dir / "last.safetensors"
     if kind == "deleted":
         last.unlink()
-    else:
-        last.write_bytes(pickle.dumps({"weights": [1.0]}) if kind == "pickle" else b"\x00" * 64)
+    elif kind == "pickle":
+        last.write_bytes(pickle.dumps({"weights": [1.0]}))
+    else:  # both copies
+        last.write_bytes(b"\x00" * 64)
+        last.with_name("last.previous.safetensors").write_bytes(b"\x00" * 64)
 
 
 def outcome(case: Case, tmp: Path) -> tuple[int, str, bool]:
