@@ -111,9 +111,9 @@ def test_a_bad_value_is_one_line_before_training(tiny_args, tmp_path, capsys, ar
 
 
 def test_a_device_that_does_not_exist_is_one_line(tiny_args, tmp_path, capsys):
-    import torch
+    from research.torch.predict import device_problem
 
-    if torch.cuda.is_available():
+    if device_problem("cuda") is None:
         pytest.skip("this machine has a GPU")
     line = fails_before_training([*tiny_args, "--run.device=cuda"], tmp_path, capsys)
     assert line == "error: run.device=cuda: this machine has 0 CUDA GPU(s) that torch can use"
