@@ -54,7 +54,9 @@ ONE_SIDED_NAMES: dict[str, set[str]] = {
     # jax arrays live on a mesh: moving them to and from the host, padding to the compiled batch shape.
     "research/jax/checkpoint.py": {"host"},
     "research/jax/predict.py": {"forward", "make_mesh", "pad", "place", "replicate", "to_numpy"},
-    "research/torch/predict.py": {"pick_device"},
+    # torch places the model on run.device (checked before training, research/validate.py); jax uses every
+    # device it sees.
+    "research/torch/predict.py": {"pick_device", "device_problem"},
     # bf16 compute is torch.autocast in torch; jax casts the matmul inputs itself (and normalises by hand).
     # NNX splits a model into params, RNG streams and the rest; the rest (variables) is checkpointed.
     "research/jax/model.py": {"autocast", "normalize", "variables"},
