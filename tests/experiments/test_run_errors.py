@@ -2,6 +2,7 @@
 exists but fails to import is reported as its own error, and the results list the modality ablation."""
 
 import dataclasses
+import shutil
 import sys
 from pathlib import Path
 
@@ -143,3 +144,50 @@ def test_a_good_config_passes_the_checks_before_training(tiny_args):
 
     for extra in ([], ["--modalities=face,voice", "--data.split=open"], ["--run.device=cpu", "--optim.accumulate=4"]):
         validate.before_training(apply_overrides(run.preset("default"), tiny_args + extra), device_problem)
+
+
+def nan_in_a_training_voice(folder: Path, rows: list) -> str:
+    import numpy as np
+    import soundfile
+
+    row = next(r for r in rows if r.split == "train" and r.voice)
+    audio, rate = soundfile.read(folder / row.voice, dtype="float32")
+    audio[len(audio) // 2] = np.nan
+    soundfile.write(folder / row.voice, audio, rate, subtype="FLOAT")
+    where = f"(manifest {folder / 'manifest.csv'} line {row.line}"
+    return f"voice file {folder / row.voice} has non-finite samples (NaN or inf) {where}"
+
+
+def nul_transcript(folder: Path, rows: list) -> str:
+    row = next(r for r in rows if r.text)
+    (folder / row.text).write_bytes(b"\x00" * 8)
+    return f"empty transcript {folder / row.text} (manifest {folder / 'manifest.csv'} line {row.line}"
+
+
+def latin1_manifest(folder: Path, rows: list) -> str:
+    path = folder / "manifest.csv"
+    lines = path.read_bytes().split(b"\n")
+    lines[2] = lines[2].replace(rows[1].subject.encode(), b"Ren\xe9e", 1)
+    path.write_bytes(b"\n".join(lines))
+    return f"manifest {path} line 3: not UTF-8 (byte 0xe9); save the file as UTF-8"
+
+
+@pytest.mark.parametrize("damage", [nan_in_a_training_voice, nul_transcript, latin1_manifest])
+@pytest.mark.parametrize("on_error", ["raise", "skip"])
+def test_a_bad_sample_is_one_line_naming_the_file_and_line(tiny_args, tmp_path, capsys, damage, on_error):
+    """The issue's NaN sample on a training row died at step 1 naming no file; now it is named before training
+    (with data.on_error=skip a sample problem is a counted skip instead; a manifest not in UTF-8 never is)."""
+    from research.config import apply_overrides
+    from research.data import manifest, synthetic
+
+    source = synthetic.ensure(apply_overrides(run.preset("default"), tiny_args).data).parent
+    folder = shutil.copytree(source, tmp_path / "data")
+    expected = damage(folder, manifest.read(source / "manifest.csv"))
+    args = [*tiny_args, f"--dataset={folder / 'manifest.csv'}", f"--data.on_error={on_error}"]
+    if on_error == "skip" and damage is not latin1_manifest:
+        from research.data import loader
+
+        cfg = apply_overrides(run.preset("default"), args)
+        assert loader.load(cfg.data).skipped == 1  # what the run would train on: one sample fewer
+        return
+    assert fails_before_training(args, tmp_path, capsys).startswith(f"error: {expected}")
