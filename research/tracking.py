@@ -169,6 +169,36 @@ class Tracker:
         tmp.replace(self.path)
 
 
+def is_writer(process: int) -> bool:
+    """The one rule of a run of several processes (torchrun's ranks, jax's hosts): only process 0 writes the
+    run directory (record, checkpoints) and tracks (W&B)."""
+    return process == 0
+
+
+def process_tracker(process: int, cfg: Config, run_dir: Path, name: str) -> Tracker | Silent:
+    """Process 0's Tracker (which locks the run directory), a Silent one on every other process."""
+    return Tracker(cfg, run_dir, name) if is_writer(process) else Silent()
+
+
+class Silent:
+    """The tracker of a process other than 0: it takes no run-directory lock and writes nothing."""
+
+    def __init__(self) -> None:
+        self.record: dict = {}
+
+    def log(self, metrics: dict, epoch: int) -> None:
+        pass
+
+    def truncate(self, epoch: int) -> None:
+        pass
+
+    def images(self, paths: dict) -> None:
+        pass
+
+    def finish(self, status: str, summary: dict | None = None, error: str | None = None) -> None:
+        pass
+
+
 def _teardown() -> None:
     """Shut wandb's service down after a failure, quietly: a dead service would otherwise print a traceback from
     wandb's own exit hook (the hook is unregistered first), and a failed service exits through SystemExit."""

@@ -24,9 +24,6 @@ ONE_SIDED = {
     "encoders/jax/layers.py",
     # Weight conversion between the twins: it needs both sides' conventions, and lives in jax/.
     "research/jax/convert.py",
-    # torch's process groups (torchrun, DDP); jax starts its hosts with jax.distributed.initialize
-    # (research/jax/trainer.py initialize_distributed) and shards over a mesh (research/jax/predict.py).
-    "research/torch/distributed.py",
 }
 _BERT = (
     "Attention",
@@ -53,7 +50,7 @@ ONE_SIDED_NAMES: dict[str, set[str]] = {
     "losses/jax/sharded.py": {"ShardedHead.block_loss"},
     # jax arrays live on a mesh: moving them to and from the host, padding to the compiled batch shape.
     "research/jax/checkpoint.py": {"host"},
-    "research/jax/predict.py": {"forward", "make_mesh", "pad", "place", "replicate", "to_numpy"},
+    "research/jax/predict.py": {"forward", "pad", "replicate", "to_numpy"},
     # torch places the model on run.device (checked before training, research/validate.py); jax uses every
     # device it sees.
     "research/torch/predict.py": {"pick_device", "device_problem"},
@@ -61,11 +58,23 @@ ONE_SIDED_NAMES: dict[str, set[str]] = {
     # NNX splits a model into params, RNG streams and the rest; the rest (variables) is checkpointed.
     "research/jax/model.py": {"autocast", "normalize", "variables"},
     # The jax step is built once per run and jit-compiled (make_train_step returns it; torch runs its
-    # train_step eagerly); multi-host start and the train-state pytree have no torch counterpart.
-    "research/torch/trainer.py": {"train_step"},
-    "research/jax/trainer.py": {"initialize_distributed", "make_tracker", "make_train_step", "train_state"}
-    # jax shards the class centres inside its traced step, over a mesh axis (the torch heads hold a rank's block).
-    | {"StepHead", "StepHead.__init__", "StepHead.__call__", "StepHead.scores", "state_shardings"},
+    # train_step eagerly); the train-state pytree has no torch counterpart; a torch rank reads its part of
+    # the global batch (rank_batch), jax lays the whole batch over the mesh.
+    "research/torch/trainer.py": {"train_step", "rank_batch"},
+    "research/jax/trainer.py": {"make_train_step", "train_state"},
+    # torch's process group: a World per rank and explicit collectives; jax's mesh spans every device of every
+    # host, and XLA inserts the collectives (make_mesh, place lay arrays out on it).
+    "research/torch/distributed.py": {"World", "World.is_main", "barrier", "broadcast", "close", "describe"}
+    | {"gather_predictions", "mean", "per_rank_batch", "wrap"},
+    "research/jax/distributed.py": {"make_mesh", "place"},
+    # Sharded centres: a torch rank holds its block of every head for the whole run (ShardedStream), so DDP,
+    # clipping and checkpoints need rank-aware helpers; jax wraps the plain heads inside its traced step only
+    # (StepHead, step_heads) and lays the centres and their Adam moments out with shardings.
+    "research/torch/sharding.py": {"ShardedStream", "ShardedStream.__call__", "ShardedStream.__init__"}
+    | {"ShardedStream.block", "ShardedStream.replicated", "ShardedStream.scores", "ShardedStream.train"}
+    | {"block_sizes", "clip_grad_norm", "full_state", "ignore_blocks", "own_state", "shard_heads", "sharded_streams"},
+    "research/jax/sharding.py": {"StepHead", "StepHead.__call__", "StepHead.__init__", "StepHead.scores"}
+    | {"state_shardings", "step_heads"},
 }
 # Twins whose functions share names but not all parameters, with the reason.
 NAMES_ONLY = {

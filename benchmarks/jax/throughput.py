@@ -43,8 +43,9 @@ from benchmarks.throughput_table import HEADER, row  # noqa: E402
 from research.config import Config  # noqa: E402
 from research.data.loader import load  # noqa: E402
 from research.jax import trainer  # noqa: E402
+from research.jax.distributed import make_mesh  # noqa: E402
 from research.jax.model import build_model  # noqa: E402
-from research.jax.predict import make_mesh, replicate, to_device  # noqa: E402
+from research.jax.predict import replicate, to_device  # noqa: E402
 
 FUSIONS = ("early", "stack", "cross_attn", "late", "gated")
 

@@ -13,8 +13,9 @@ from jax.sharding import Mesh
 from research.config import Config
 from research.data.loader import SampleSet
 from research.jax.attack import adversarial
+from research.jax.distributed import make_mesh
 from research.jax.model import FusionModel, build_model, load_weights
-from research.jax.predict import forward, make_mesh, pad, predict, replicate, to_device
+from research.jax.predict import forward, pad, predict, replicate, to_device
 
 __all__ = ["adversarial", "flops_per_sample", "load_model", "place", "predict"]
 

@@ -23,12 +23,13 @@ from safetensors import safe_open
 from safetensors.numpy import save_file
 
 from research.checkpoint_files import CheckpointError, content_hash, publish, readable
+from research.tracking import is_writer
 
 
 def save(path: Path, state: Any, meta: dict[str, Any]) -> None:
     """Write `path` atomically, keeping the checkpoint it replaces; only process 0 writes (multi-host)."""
     arrays = {jax.tree_util.keystr(p): host(leaf) for p, leaf in jax.tree_util.tree_flatten_with_path(state)[0]}
-    if jax.process_index() != 0:
+    if not is_writer(jax.process_index()):
         return
     header = {"extra": json.dumps({"meta": meta}), "sha256": content_hash(_bytes(arrays))}
     publish(path, lambda tmp: save_file(arrays, str(tmp), metadata=header))

@@ -1,5 +1,6 @@
 """Per-sample predictions of a model over one split, as NumPy arrays for research/evaluation.py,
-and the device helpers they need: the data-parallel mesh, batch sharding and the jitted forward pass.
+and the device helpers they need: batch sharding over the mesh (research/jax/distributed.py) and the jitted
+forward pass.
 
 Every process holds the whole dataset and walks the same batch order; a global batch is laid over the
 mesh's "data" axis (each device gets batch_size / devices rows) and parameters are replicated, so the
@@ -18,30 +19,8 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from research.config import Config
 from research.data.loader import SampleSet
+from research.jax.distributed import place
 from research.jax.model import FusionModel
-
-
-def make_mesh(model: int = 1) -> Mesh:
-    """A (data, model) mesh of every visible device (of every process): `model` devices along "model" (the
-    axis the sharded class centres are split on, loss.shard_centres), the rest along "data"."""
-    devices = np.array(jax.devices())
-    if devices.size % model:
-        raise ValueError(f"{devices.size} devices do not split into groups of {model} along the model axis")
-    return Mesh(devices.reshape(devices.size // model, model), ("data", "model"))
-
-
-def place(tree, shardings):
-    """Every leaf of a pytree put on the devices as its NamedSharding in `shardings` (a pytree like `tree`)."""
-
-    def put(x, sharding):
-        if isinstance(x, jax.Array) and x.sharding == sharding:
-            return x
-        if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):  # typed keys travel as their key data
-            return jax.random.wrap_key_data(put(jax.random.key_data(x), sharding), impl=jax.random.key_impl(x))
-        value = np.asarray(x.addressable_data(0) if isinstance(x, jax.Array) and not x.is_fully_addressable else x)
-        return jax.make_array_from_callback(value.shape, sharding, lambda i: value[i])
-
-    return jax.tree.map(put, tree, shardings)
 
 
 def replicate(tree, mesh: Mesh):

@@ -10,15 +10,14 @@ The model is split once into its graph definition and its state (params, other v
 state); the step is `jax.jit` of a pure function of that state (donated), one batch and the step number,
 and compiles once per run: every batch has the same shape (the last partial batch is dropped, in torch
 too). Data parallel over a (data, model) mesh of every visible device: the batch is split over all of it
-and the state replicated (research/jax/predict.py), so XLA inserts the gradient all-reduce. With
+and the state replicated (research/jax/distributed.py), so XLA inserts the gradient all-reduce. With
 loss.shard_centres the "model" axis spans every device (Partial FC's layout: each device reads B / N samples
 and holds C / N class centres): the heads' centres and their Adam moments are split along it, and the step
-computes the heads' loss with losses/jax/sharded.py (StepHead).
+computes the heads' loss with losses/jax/sharded.py (research/jax/sharding.py).
 """
 
 from __future__ import annotations
 
-import os
 import time
 from functools import partial
 from pathlib import Path
@@ -30,16 +29,14 @@ import optax
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from losses.jax.sharded import ShardedHead
 from research import checkpoint_files
-from research.config import Config, from_dict, to_dict
+from research.config import Config
 from research.data.loader import load
-from research.jax import backend, checkpoint
+from research.jax import backend, checkpoint, distributed, sharding
 from research.jax.model import build_model, load_weights, parameter_report, variables
-from research.jax.predict import make_mesh, place, predict, to_device
+from research.jax.predict import predict, to_device
 from research.plots import images
 from research.report import final_report
-from research.tracking import Tracker
 from research.training import (
     NonFiniteLoss,
     class_weights,
@@ -86,45 +83,6 @@ def train_state(model: nnx.Module, tx: optax.GradientTransformation) -> tuple[nn
     return graphdef, rng_state, {"params": params, "variables": rest, "optim": tx.init(params)}
 
 
-class StepHead(ShardedHead):
-    """A head whose class centres are split along the mesh's "model" axis for one training step
-    (loss.shard_centres; losses/jax/sharded.py), with this step's key for negative-centre sampling.
-
-    research/jax/model.py builds plain heads (it does not know the mesh); the trainer wraps them only inside
-    the traced step, so the train state, the checkpoints (the whole centre matrix, under an unsharded run's
-    keys) and evaluation keep the plain heads. FusionModel also asks a head for its scores (the decision):
-    those come from the plain head, and XLA partitions them over the split centres."""
-
-    def __init__(self, head: nnx.Module, *, mesh: Mesh, sample_rate: float, key: jax.Array):
-        super().__init__(head, mesh=mesh, sample_rate=sample_rate)
-        self.key = nnx.data(key)
-
-    def __call__(self, embedding: jax.Array, labels: jax.Array, keep: jax.Array | None = None):
-        return super().__call__(embedding, labels, keep, key=self.key)
-
-    def scores(self, embedding: jax.Array) -> jax.Array:
-        return self.head.scores(embedding)
-
-
-def state_shardings(state: dict, mesh: Mesh, cfg: Config):
-    """Where each train-state leaf lives: replicated, except with loss.shard_centres the heads' class centres
-    (C, D) (softmax: its kernel (D, C) and bias (C,)) and their Adam moments, split along "model"."""
-
-    def spec(path, _) -> NamedSharding:
-        names = tuple(k.key for k in path if isinstance(k, jax.tree_util.DictKey))
-        split = PartitionSpec()
-        if cfg.loss.shard_centres and "heads" in names:
-            if names[-1] == "weight":
-                split = PartitionSpec("model", None)
-            elif names[-2:] == ("linear", "kernel"):
-                split = PartitionSpec(None, "model")
-            elif names[-2:] == ("linear", "bias"):
-                split = PartitionSpec("model")
-        return NamedSharding(mesh, split)
-
-    return jax.tree_util.tree_map_with_path(spec, state)
-
-
 def make_train_step(graphdef: nnx.GraphDef, rngs: nnx.State, tx, schedule, cfg: Config, mesh: Mesh, shardings=None):
     """The jitted step `(state, batch, step) -> (state, measurements)`: forward, loss, gradient,
     clipping, AdamW. A non-finite loss leaves the state as it was (the loop then stops the run).
@@ -138,13 +96,8 @@ def make_train_step(graphdef: nnx.GraphDef, rngs: nnx.State, tx, schedule, cfg: 
         def loss_fn(params):  # copy=True: fresh Variables, which NNX lets the forward pass mutate under grad
             model = nnx.merge(graphdef, params, rngs, state["variables"], copy=True)
             nnx.reseed(model, dropout=k_dropout, augment=k_augment)
-            heads = dict(model.heads) if cfg.loss.shard_centres else {}
-            for i, s in enumerate(sorted(heads)):  # negative-centre samples from (seed, step), others for each head
-                kw = {"mesh": mesh, "sample_rate": cfg.loss.sample_rate, "key": jax.random.fold_in(key, 2 + i)}
-                model.heads[s] = StepHead(heads[s], **kw)
-            loss = model(batch)["loss"]
-            for s, head in heads.items():  # the plain heads again: the state keeps their layout
-                model.heads[s] = head
+            with sharding.step_heads(model, cfg, mesh, key):  # loss.shard_centres: heads split along "model"
+                loss = model(batch)["loss"]
             return loss, variables(model)  # BatchNorm statistics, counters
 
         (loss, stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
@@ -157,33 +110,12 @@ def make_train_step(graphdef: nnx.GraphDef, rngs: nnx.State, tx, schedule, cfg: 
     return jax.jit(train_step, donate_argnums=0, out_shardings=(shardings or replicated, replicated))
 
 
-def initialize_distributed() -> None:
-    """Join a multi-host run when JAX_COORDINATOR_ADDRESS (host:port of process 0) is set (docs/training.md):
-    JAX_NUM_PROCESSES and JAX_PROCESS_ID name the process; on TPU pods and SLURM jax detects them."""
-    if "JAX_COORDINATOR_ADDRESS" in os.environ and not jax.distributed.is_initialized():
-        n, pid = os.environ.get("JAX_NUM_PROCESSES"), os.environ.get("JAX_PROCESS_ID")
-        jax.distributed.initialize(num_processes=int(n) if n else None, process_id=int(pid) if pid else None)
-
-
-def make_tracker(cfg: Config, run_dir: Path, name: str) -> Tracker:
-    """Process 0 tracks the run (record.json, W&B). The other processes of a multi-host run keep a record of
-    their own in run_dir/process{i}/ without W&B: they neither contend for the run directory's lock nor
-    log every metric twice."""
-    if jax.process_index() == 0:
-        return Tracker(cfg, run_dir, name)
-    quiet = from_dict(to_dict(cfg))
-    quiet.run.wandb = "disabled"
-    folder = run_dir / f"process{jax.process_index()}"
-    folder.mkdir(parents=True, exist_ok=True)
-    return Tracker(quiet, folder, name)
-
-
 def train_and_evaluate(cfg: Config, run_dir: Path, name: str) -> dict:
     """Train, select the best validation epoch, evaluate it on val and test; return the run summary."""
     started = time.time()
-    initialize_distributed()
+    distributed.init()
     run_dir.mkdir(parents=True, exist_ok=True)
-    mesh = make_mesh(jax.device_count() if cfg.loss.shard_centres else 1)
+    mesh = distributed.make_mesh(jax.device_count() if cfg.loss.shard_centres else 1)
     splits = load(cfg.data)
     classes = len(splits.classes[cfg.data.target])
     if cfg.loss.shard_centres and classes % mesh.shape["model"]:
@@ -196,9 +128,9 @@ def train_and_evaluate(cfg: Config, run_dir: Path, name: str) -> dict:
     schedule = warmup_cosine(cfg.optim.lr, round(cfg.optim.warmup_epochs * steps), cfg.optim.epochs * steps)
     tx = make_optimizer(schedule, cfg)
     graphdef, rng_state, state = train_state(model, tx)
-    shardings = state_shardings(state, mesh, cfg)
+    shardings = sharding.state_shardings(state, mesh, cfg)
     train_step = make_train_step(graphdef, rng_state, tx, schedule, cfg, mesh, shardings)
-    tracker = make_tracker(cfg, run_dir, name)
+    tracker = distributed.main_tracker(cfg, run_dir, name)
     last, best_path = run_dir / "last.safetensors", run_dir / "best.safetensors"
     progress = fresh_progress()
     if cfg.run.resume and checkpoint_files.exists(last):
@@ -206,7 +138,7 @@ def train_and_evaluate(cfg: Config, run_dir: Path, name: str) -> dict:
         tracker.truncate(progress["epoch"])
         print(f"resuming {name}: epoch {progress['epoch']} done, {progress['step']} steps into the next")
     begin, progress = resume_point(progress)
-    state = place(state, shardings)
+    state = distributed.place(state, shardings)
 
     def write(path: Path, meta: dict, resumable: bool) -> None:
         """Process 0 writes a checkpoint (research/jax/checkpoint.py); the best one holds the model only."""

@@ -6,35 +6,27 @@ the trainer needs (DDP wrapping, gathered evaluation predictions, rank 0's decis
 torchrun sets RANK, WORLD_SIZE, LOCAL_RANK and the rendezvous address in the environment; a plain
 `python experiments/run.py` has none and runs as a world of one, with no process group and no collective.
 Every collective runs under the group's timeout (TIMEOUT): a rank that died or hangs makes the others fail
-with an error instead of waiting forever. Only rank 0 writes (record, checkpoints, W&B): `is_main`.
+with an error instead of waiting forever. Only rank 0 writes (record, checkpoints, W&B): `is_main`, the rule
+of research/tracking.py (is_writer).
 
-With loss.shard_centres the heads' class centres are split across ranks (ShardedStream, shard_heads, at
-the end of this file); checkpoints still hold whole matrices (full_state / own_state).
+With loss.shard_centres the heads' class centres are split across ranks: research/torch/sharding.py.
 """
 
 from __future__ import annotations
 
-import copy
 import datetime
-import math
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.distributed as dist
-from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from losses.torch.arcface import Arcface
-from losses.torch.cosface import Cosface
-from losses.torch.sharded import ShardedHead, gather_batch
-from losses.torch.softmax import Softmax
-from losses.torch.sphereface import Sphereface
-from losses.torch.sphereface2 import Sphereface2
-from losses.torch.sphereface_r import SpherefaceR
+from research.config import Config
+from research.tracking import Silent, Tracker, is_writer, process_tracker
 
-SHARDABLE = (Softmax, Cosface, Arcface, Sphereface, SpherefaceR, Sphereface2)  # losses/torch/sharded.py
 TIMEOUT = datetime.timedelta(seconds=float(os.environ.get("FUSION_DIST_TIMEOUT_S", "600")))
 
 
@@ -48,7 +40,7 @@ class World:
 
     @property
     def is_main(self) -> bool:
-        return self.rank == 0
+        return is_writer(self.rank)
 
 
 def init(requested_device: str) -> World:
@@ -84,11 +76,10 @@ def per_rank_batch(global_batch: int, world: World) -> int:
 def wrap(model: torch.nn.Module, world: World, sync_bn: bool) -> torch.nn.Module:
     """The module the training step calls: DDP over the group (gradients all-reduced and averaged in
     backward), BatchNorm made SyncBatchNorm with run.sync_bn (batch statistics over the global batch;
-    torch supports it on GPU only). Sharded centres stay out of DDP (ignore_blocks). A world of one returns
-    the model itself."""
+    torch supports it on GPU only). Sharded centres stay out of DDP (research/torch/sharding.py shard_heads
+    told it). A world of one returns the model itself."""
     if world.size == 1:
         return model
-    ignore_blocks(model)
     if sync_bn:
         if world.device.type == "cpu":
             raise ValueError("run.sync_bn needs GPUs: torch's SyncBatchNorm does not run on the CPU")
@@ -156,247 +147,15 @@ def describe(world: World, per_device_batch: int) -> dict:
     return {"world_size": world.size, "devices": devices, "per_device_batch": per_device_batch}
 
 
-def main_tracker(world: World, make):
-    """`make()` (the Tracker, which locks the run directory) on rank 0, a Silent tracker elsewhere. When
-    rank 0 fails (the directory is busy), every rank raises its error instead of waiting for rank 0."""
+def main_tracker(world: World, cfg: Config, run_dir: Path, name: str) -> Tracker | Silent:
+    """research/tracking.py's tracker of this rank (process 0 tracks). When rank 0's fails (the directory is
+    busy), every rank raises its error instead of waiting for rank 0."""
     tracker, problem = Silent(), None
-    if world.is_main:
-        try:
-            tracker = make()
-        except Exception as err:  # noqa: BLE001 - raised again below, on every rank
-            problem = err
+    try:
+        tracker = process_tracker(world.rank, cfg, run_dir, name)
+    except Exception as err:  # noqa: BLE001 - raised again below, on every rank
+        problem = err
     problem = broadcast(problem, world)
     if problem is not None:
         raise problem
     return tracker
-
-
-class Silent:
-    """The tracker of a rank other than 0: it takes no run-directory lock and writes nothing."""
-
-    def __init__(self) -> None:
-        self.record: dict = {}
-
-    def log(self, metrics: dict, epoch: int) -> None:
-        pass
-
-    def truncate(self, epoch: int) -> None:
-        pass
-
-    def images(self, paths: dict) -> None:
-        pass
-
-    def finish(self, status: str, summary: dict | None = None, error: str | None = None) -> None:
-        pass
-
-
-# Sharded class centres (loss.shard_centres): each rank holds a block of C / N rows of every head.
-# research/torch/model.py builds the heads whole (it does not know the world); shard_heads replaces them
-# after build_model, before the model moves to its device, so a rank's device only ever holds its block.
-
-
-class ShardedStream(ShardedHead):
-    """A stream head whose centres are split across ranks, called as the model calls a head.
-
-    In train mode each rank brings its shard of the global batch: the embeddings (with the gradient of the
-    global loss back to this rank's rows, times N because DDP averages the encoder's gradients over ranks),
-    labels and keep flags are gathered, and the loss is the global batch's, the same on every rank. In eval
-    mode every rank brings the same batch (the trainer's validation reads the whole split on every rank:
-    the collectives need equal batches) and every centre counts (no sampling). `scores` gathers the class
-    blocks into (b, C) logits for this rank's rows; they are not differentiable (the model detaches them).
-    """
-
-    def __init__(self, head: nn.Module, *, offset: int, classes: int, sample_rate: float, world: World):
-        super().__init__(head, offset=offset, classes=classes, sample_rate=sample_rate)
-        self.world, self.train_rate = world, sample_rate
-        for p in self.replicated():  # DDP averages: N times this rank's share averages to their sum
-            p.register_hook(lambda grad: grad * world.size)
-
-    def train(self, mode: bool = True) -> ShardedStream:
-        self.sample_rate = self.train_rate if mode else 1.0
-        return super().train(mode)
-
-    def block(self) -> list[nn.Parameter]:
-        """The parameters with one row per class of this block (centres, or the softmax weight and bias)."""
-        return [p for p in self.centres() if p is not None]
-
-    def replicated(self) -> list[nn.Parameter]:
-        """The head's parameters every rank holds whole (SphereFace2's bias)."""
-        rows = {id(p) for p in self.block()}
-        return [p for p in self.head.parameters() if id(p) not in rows]
-
-    def forward(self, embedding: torch.Tensor, labels: torch.Tensor, keep: torch.Tensor | None = None):
-        if self.training:
-            embedding = gather_batch(_ScaleGrad.apply(embedding, float(self.world.size)))  # (N b, D)
-            labels = _gather_rows(labels)  # (N b,)
-            keep = None if keep is None else _gather_rows(keep.to(torch.uint8)).bool()  # (N b,), uint8 on the wire
-        return super().forward(embedding, labels, keep)
-
-    @torch.no_grad()
-    def scores(self, embedding: torch.Tensor) -> torch.Tensor:
-        rows = _gather_rows(embedding) if self.training else embedding  # (R, D)
-        block = self.head.scores(rows).float()  # (R, C_b)
-        sizes = block_sizes(self.classes, self.world.size)
-        padded = block.new_zeros(rows.shape[0], max(sizes))
-        padded[:, : block.shape[1]] = block
-        parts = [torch.empty_like(padded) for _ in sizes]
-        dist.all_gather(parts, padded)
-        full = torch.cat([part[:, :size] for part, size in zip(parts, sizes, strict=True)], dim=1)  # (R, C)
-        if not self.training:
-            return full
-        b = embedding.shape[0]
-        return full[self.world.rank * b : (self.world.rank + 1) * b]  # (b, C)
-
-
-class _ScaleGrad(torch.autograd.Function):
-    """Identity forward; the gradient times `factor` backward."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, factor: float) -> torch.Tensor:
-        ctx.factor = factor
-        return x.view_as(x)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        return grad * ctx.factor, None
-
-
-def _gather_rows(x: torch.Tensor) -> torch.Tensor:
-    """Equal-sized (b, ...) of every rank -> (N b, ...) in rank order, without gradient."""
-    parts = [torch.empty_like(x) for _ in range(dist.get_world_size())]
-    dist.all_gather(parts, x.contiguous())
-    return torch.cat(parts)
-
-
-def block_sizes(classes: int, world: int) -> list[int]:
-    """Rows of each rank's block: ceil(C / N) each, the last ones what is left (C not divisible by N)."""
-    size = math.ceil(classes / world)
-    return [max(0, min(size, classes - r * size)) for r in range(world)]
-
-
-def shard_heads(model: nn.Module, classes: int, sample_rate: float, world: World) -> None:
-    """Replace every head of `model` (built whole, on the CPU) by this rank's block of its centres.
-
-    A world of one keeps the ordinary heads (one block is the whole matrix; loss.sample_rate applies to
-    sharded heads only)."""
-    if world.size == 1:
-        return
-    sizes = block_sizes(classes, world.size)
-    offset, size = sum(sizes[: world.rank]), sizes[world.rank]
-    if min(sizes) == 0:
-        raise ValueError(f"loss.shard_centres: {classes} classes cannot give each of {world.size} ranks a block")
-    for stream, head in model.heads.items():
-        if not isinstance(head, SHARDABLE):
-            raise ValueError(f"loss.shard_centres: no sharded form for the {type(head).__name__} head")
-        model.heads[stream] = ShardedStream(
-            _rows(head, offset, size), offset=offset, classes=classes, sample_rate=sample_rate, world=world
-        )
-
-
-def _rows(head: nn.Module, offset: int, size: int) -> nn.Module:
-    """A copy of `head` holding the classes [offset, offset + size) (its centres and class weights)."""
-    block = copy.deepcopy(head)
-    rows = slice(offset, offset + size)
-    target = block.linear if isinstance(block, Softmax) else block
-    target.weight = nn.Parameter(target.weight.detach()[rows].clone())
-    if isinstance(block, Softmax):
-        target.bias = nn.Parameter(target.bias.detach()[rows].clone())
-        target.out_features = size
-    if getattr(block, "class_weights", None) is not None:  # SphereFace2 has none
-        block.class_weights = block.class_weights[rows].clone()
-    return block
-
-
-def sharded_streams(model: nn.Module) -> list[ShardedStream]:
-    return [m for m in model.modules() if isinstance(m, ShardedStream)]
-
-
-def ignore_blocks(model: nn.Module) -> None:
-    """Keep DDP away from the blocks: their gradients are already this rank's part of the global gradient
-    (no all-reduce), and rank 0's rows must not be broadcast over the others' (parameters and class weights)."""
-    names = []
-    for name, module in model.named_modules():
-        if isinstance(module, ShardedStream):
-            rows = {id(p) for p in module.block()}
-            names += [f"{name}.{n}" for n, p in module.named_parameters() if id(p) in rows]
-            names += [f"{name}.{n}" for n, b in module.named_buffers() if n.endswith("class_weights")]
-    DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(model, names)
-
-
-def clip_grad_norm(model: nn.Module, max_norm: float) -> torch.Tensor:
-    """torch's clip_grad_norm_ over the whole model's gradient: the blocks' squared norms summed over ranks."""
-    blocks = [p for s in sharded_streams(model) for p in s.block()]
-    if not blocks:
-        return torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
-    rows = {id(p) for p in blocks}
-    grads = [p.grad for p in model.parameters() if p.grad is not None and id(p) not in rows]
-    mine = torch.nn.utils.get_total_norm([p.grad for p in blocks if p.grad is not None]) ** 2
-    dist.all_reduce(mine)
-    total = (torch.nn.utils.get_total_norm(grads) ** 2 + mine).sqrt()
-    torch.nn.utils.clip_grads_with_norm_(model.parameters(), max_norm, total)
-    return total
-
-
-def full_state(model: nn.Module, optimizer, world: World) -> tuple[dict, dict | None]:
-    """The state dicts of `model` and `optimizer` (or None) as a one-process run has them, so a checkpoint
-    does not depend on the world size: each sharded head's block rows (and their AdamW moments) gathered
-    to rank 0 into the whole matrix, under the unsharded head's names. Every rank calls it (a collective
-    when heads are sharded); only rank 0's result is whole."""
-    model_state = model.state_dict()
-    optim_state = None if optimizer is None else optimizer.state_dict()
-    for name, stream in _streams(model):
-        sizes = block_sizes(stream.classes, world.size)
-        for key, p in stream.head.named_parameters():
-            if any(p is q for q in stream.block()):
-                model_state[f"{name}.head.{key}"] = _gather_block(model_state[f"{name}.head.{key}"], sizes, world)
-                # a new slot dict: state_dict() shares the optimizer's live ones
-                if optim_state is not None and (index := _index(optimizer, p)) in optim_state["state"]:
-                    slots = optim_state["state"][index]
-                    gathered = {k: _gather_block(v, sizes, world) for k, v in slots.items() if _rows_of(v)}
-                    optim_state["state"][index] = slots | gathered
-        prefix = f"{name}.head."
-        model_state = {
-            k.replace(prefix, f"{name}.", 1) if k.startswith(prefix) else k: v for k, v in model_state.items()
-        }
-    return model_state, optim_state
-
-
-def own_state(model: nn.Module, optimizer, model_state: dict, optim_state: dict | None) -> tuple[dict, dict | None]:
-    """The reverse of full_state on every rank: this rank's block rows of a whole checkpoint's matrices."""
-    for name, stream in _streams(model):
-        rows = slice(stream.offset, stream.offset + stream.centres()[0].shape[0])
-        prefix = f"{name}."
-        model_state = {
-            k.replace(prefix, f"{name}.head.", 1) if k.startswith(prefix) else k: v for k, v in model_state.items()
-        }
-        for key, p in stream.head.named_parameters():
-            if any(p is q for q in stream.block()):
-                model_state[f"{name}.head.{key}"] = model_state[f"{name}.head.{key}"][rows]
-                if optim_state is not None and (index := _index(optimizer, p)) in optim_state["state"]:
-                    slots = optim_state["state"][index]
-                    optim_state["state"][index] = slots | {k: v[rows] for k, v in slots.items() if _rows_of(v)}
-    return model_state, optim_state
-
-
-def _rows_of(value) -> bool:
-    """Whether an optimizer slot has a row per class (AdamW's moments; not its step count)."""
-    return torch.is_tensor(value) and value.ndim > 0
-
-
-def _streams(model: nn.Module) -> list[tuple[str, ShardedStream]]:
-    return [(name, m) for name, m in model.named_modules() if isinstance(m, ShardedStream)]
-
-
-def _index(optimizer, param: nn.Parameter) -> int:
-    """The key of `param` in optimizer.state_dict()["state"]: its position over the parameter groups."""
-    params = [p for group in optimizer.param_groups for p in group["params"]]
-    return next(i for i, p in enumerate(params) if p is param)
-
-
-def _gather_block(block: torch.Tensor, sizes: list[int], world: World) -> torch.Tensor:
-    """Every rank's (C_r, ...) rows -> the whole (C, ...) on rank 0 (padded to equal size for the gather)."""
-    padded = block.new_zeros((max(sizes), *block.shape[1:]))
-    padded[: len(block)] = block
-    parts = [torch.empty_like(padded) for _ in sizes] if world.is_main else None
-    dist.gather(padded, parts, dst=0)
-    return torch.cat([part[:size] for part, size in zip(parts, sizes, strict=True)]) if world.is_main else block

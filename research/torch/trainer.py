@@ -28,10 +28,9 @@ from research.config import Config
 from research.data.loader import load
 from research.plots import images
 from research.report import final_report
-from research.torch import backend, checkpoint, distributed
+from research.torch import backend, checkpoint, distributed, sharding
 from research.torch.model import build_model, load_weights, parameter_report
 from research.torch.predict import predict, to_device
-from research.tracking import Tracker
 from research.training import (
     NonFiniteLoss,
     class_weights,
@@ -93,7 +92,7 @@ def train_step(model, optimizer, scheduler, batch: dict[str, torch.Tensor], cfg:
         last = i == k - 1
         with contextlib.nullcontext() if last or not hasattr(model, "no_sync") else model.no_sync():
             loss.backward()
-    grad_norm = distributed.clip_grad_norm(model, cfg.optim.clip if cfg.optim.clip > 0 else math.inf)
+    grad_norm = sharding.clip_grad_norm(model, cfg.optim.clip if cfg.optim.clip > 0 else math.inf)
     lr = scheduler.get_last_lr()[0]
     optimizer.step()
     scheduler.step()
@@ -114,7 +113,7 @@ def train_and_evaluate(cfg: Config, run_dir: Path, name: str) -> dict:
     Under torchrun every rank trains on its shard (research/torch/distributed.py); rank 0 alone writes the
     run directory (record, checkpoints, W&B) and runs the end-of-run evaluation, the others return
     {"status": "worker"} after the last epoch. With loss.shard_centres each rank holds a block of every
-    head's class centres (distributed.shard_heads); checkpoints still hold the whole matrices."""
+    head's class centres (research/torch/sharding.py); checkpoints still hold the whole matrices."""
     started = time.time()
     world = distributed.init(cfg.run.device)
     name, run_dir = distributed.broadcast((name, run_dir), world)  # rank 0's, whose clock named the run
@@ -129,20 +128,20 @@ def train_and_evaluate(cfg: Config, run_dir: Path, name: str) -> dict:
     model = build_model(cfg, classes, splits.vocab_size, weights)
     sharded = cfg.loss.shard_centres and world.size > 1  # on one process: the ordinary heads (docs/scaling.md)
     if sharded:  # here, not in research/torch/model.py: a rank's block depends on the world
-        distributed.shard_heads(model, classes, cfg.loss.sample_rate, world)
+        sharding.shard_heads(model, classes, cfg.loss.sample_rate, world)
     model = model.to(device)
     optimizer = make_optimizer(model, cfg)
     steps = steps_per_epoch(splits.train, cfg)
     scheduler = warmup_cosine(optimizer, round(cfg.optim.warmup_epochs * steps), cfg.optim.epochs * steps)
     size = rank_batch(cfg, world)
     job = distributed.describe(world, size)
-    tracker = distributed.main_tracker(world, lambda: Tracker(cfg, run_dir, name))
+    tracker = distributed.main_tracker(world, cfg, run_dir, name)
     tracker.record |= job
     last, best_path = run_dir / "last.safetensors", run_dir / "best.safetensors"
     progress = fresh_progress()
     # Every rank reads the checkpoint: the run directory is on a shared file system.
     if cfg.run.resume and checkpoint_files.exists(last):
-        own = partial(distributed.own_state, model, optimizer)
+        own = partial(sharding.own_state, model, optimizer)
         progress = checkpoint.load(last, model, optimizer, scheduler, own=own)
         tracker.truncate(progress["epoch"])
         if world.is_main:
@@ -151,7 +150,7 @@ def train_and_evaluate(cfg: Config, run_dir: Path, name: str) -> dict:
 
     def write(path: Path, meta: dict, resumable: bool) -> None:
         """Rank 0 writes a checkpoint as a one-process run has it (every rank sends its sharded centres)."""
-        model_state, optim_state = distributed.full_state(model, optimizer if resumable else None, world)
+        model_state, optim_state = sharding.full_state(model, optimizer if resumable else None, world)
         if world.is_main:
             checkpoint.save(path, model_state, meta, optim_state, scheduler if resumable else None)
 

@@ -13,8 +13,9 @@ from research.data.loader import load
 from research.jax import attack as jattack
 from research.jax import backend as jbackend
 from research.jax.convert import to_nnx
+from research.jax.distributed import make_mesh
 from research.jax.model import build_model as build_jax
-from research.jax.predict import make_mesh, predict, to_device
+from research.jax.predict import predict, to_device
 from research.robustness import attack_split
 from research.torch import attack as tattack
 from research.torch.model import build_model as build_torch

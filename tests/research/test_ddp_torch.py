@@ -53,7 +53,7 @@ WORKER = textwrap.dedent(
     from losses.torch.arcface import Arcface
     from losses.torch.cosface import Cosface
     from losses.torch.sphereface2 import Sphereface2
-    from research.torch import distributed
+    from research.torch import distributed, sharding
 
     world = distributed.init("cpu")
     try:
@@ -83,7 +83,7 @@ WORKER = textwrap.dedent(
         model = torch.nn.Module()
         model.heads = torch.nn.ModuleDict({"x": Cosface(dim=3, classes=5)})
         model.load_state_dict(whole.state_dict())
-        distributed.shard_heads(model, 5, 1.0, world)
+        sharding.shard_heads(model, 5, 1.0, world)
         rows = slice(0, 3) if world.rank == 0 else slice(3, 5)
         assert torch.equal(model.heads["x"].head.weight, whole.heads["x"].weight[rows])
         optimizers = [torch.optim.AdamW(m.parameters(), lr=0.1) for m in (whole, model)]
@@ -91,12 +91,12 @@ WORKER = textwrap.dedent(
             for p in m.parameters():
                 p.grad = p.detach() ** 2  # a gradient of each row's own values
             opt.step()
-        full, full_optim = distributed.full_state(model, optimizers[1], world)
+        full, full_optim = sharding.full_state(model, optimizers[1], world)
         if world.rank == 0:
             assert full.keys() == whole.state_dict().keys()
             assert torch.equal(full["heads.x.weight"], whole.state_dict()["heads.x.weight"])
             assert torch.equal(full_optim["state"][0]["exp_avg"], optimizers[0].state_dict()["state"][0]["exp_avg"])
-        own, own_optim = distributed.own_state(model, optimizers[1], whole.state_dict(), optimizers[0].state_dict())
+        own, own_optim = sharding.own_state(model, optimizers[1], whole.state_dict(), optimizers[0].state_dict())
         assert torch.equal(own["heads.x.head.weight"], model.heads["x"].head.weight.detach())
         assert torch.equal(own_optim["state"][0]["exp_avg"], optimizers[1].state_dict()["state"][0]["exp_avg"])
         x = torch.randn(4, 3)  # the same rows on both ranks (same seed)
@@ -114,13 +114,13 @@ WORKER = textwrap.dedent(
             model.enc, model.heads = torch.nn.Linear(3, 3), torch.nn.ModuleDict({"x": make(dim=3, classes=5)})
             model.load_state_dict(whole.state_dict())
             model.forward = lambda x, y: model.heads["x"](model.enc(x), y)[0]
-            distributed.shard_heads(model, 5, 1.0, world)
+            sharding.shard_heads(model, 5, 1.0, world)
             x, y = torch.randn(8, 3), torch.tensor([0, 4, 3, 3, 1, 2, 4, 0])  # the global batch
             whole.heads["x"](whole.enc(x), y)[0].backward()
             want = torch.nn.utils.clip_grad_norm_(whole.parameters(), 0.5)
             ddp = distributed.wrap(model, world, sync_bn=False)
             ddp(x[4 * world.rank : 4 * world.rank + 4], y[4 * world.rank : 4 * world.rank + 4]).backward()
-            got = distributed.clip_grad_norm(ddp, 0.5)
+            got = sharding.clip_grad_norm(ddp, 0.5)
             assert torch.allclose(got, want, atol=1e-5), (make, got, want)
             block = model.heads["x"].head
             pairs = [(model.enc.weight.grad, whole.enc.weight.grad), (model.enc.bias.grad, whole.enc.bias.grad)]

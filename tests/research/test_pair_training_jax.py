@@ -19,8 +19,9 @@ from research.config import Config, apply_overrides
 from research.data.loader import load
 from research.jax import checkpoint
 from research.jax.convert import to_nnx
+from research.jax.distributed import make_mesh
 from research.jax.model import build_model as build_jax
-from research.jax.predict import make_mesh, predict
+from research.jax.predict import predict
 from research.jax.trainer import train_and_evaluate
 from research.torch.model import build_model as build_torch
 from research.torch.predict import to_device

@@ -12,8 +12,9 @@ from flax import nnx
 from research.data.loader import load
 from research.jax import trainer as jax_trainer
 from research.jax.convert import to_nnx, to_torch
+from research.jax.distributed import make_mesh
 from research.jax.model import build_model as build_jax
-from research.jax.predict import make_mesh, replicate
+from research.jax.predict import replicate
 from research.jax.predict import to_device as jax_device
 from research.torch import trainer as torch_trainer
 from research.torch.model import build_model as build_torch

@@ -26,7 +26,7 @@ from safetensors import safe_open
 
 from research.config import Config, apply_overrides
 from research.data.loader import load
-from research.jax import checkpoint, predict, trainer
+from research.jax import checkpoint, distributed, predict, sharding, trainer
 from research.jax.model import build_model
 from research.training import NonFiniteLoss
 
@@ -187,9 +187,9 @@ def first_losses(cfg: Config, devices: int) -> list[float]:
     schedule = trainer.warmup_cosine(cfg.optim.lr, round(cfg.optim.warmup_epochs * steps), cfg.optim.epochs * steps)
     tx = trainer.make_optimizer(schedule, cfg)
     graphdef, rng_state, state = trainer.train_state(model, tx)
-    shardings = trainer.state_shardings(state, mesh, cfg)
+    shardings = sharding.state_shardings(state, mesh, cfg)
     step = trainer.make_train_step(graphdef, rng_state, tx, schedule, cfg, mesh, shardings)
-    state, losses = predict.place(state, shardings), []
+    state, losses = distributed.place(state, shardings), []
     for i, batch in enumerate(itertools.islice(splits.train.batches(cfg.data.batch_size, **EPOCH_1), 2)):
         state, measured = step(state, predict.to_device(batch, mesh), i)
         losses.append(float(measured["loss"]))
