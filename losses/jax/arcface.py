@@ -82,6 +82,12 @@ class Arcface(nnx.Module):
         self.label_smoothing = label_smoothing
         register_class_weights(self, class_weights)
 
+    def margin_logits(self, cos: jax.Array, norms: jax.Array, labels: jax.Array, *, lamb=None, bias=None) -> jax.Array:
+        """The training logits (B, C) of cosines (B, C), embedding norms (B, 1) and labels: the margin applied as
+        the loss applies it (losses/jax/sharded.py calls it on a block of classes). `lamb` and `bias` stand in for
+        a SphereFace head's annealed lambda and a SphereFace2 head's bias where the caller holds them."""
+        return arcface_loss(cos, labels, scale=self.scale, margin=self.margin, easy_margin=self.easy_margin)[1]
+
     def scores(self, embedding: jax.Array) -> jax.Array:
         """(B, D) -> (B, C) s cos theta."""
         return self.scale * cosine(embedding, self.weight[...])[0]

@@ -29,13 +29,11 @@ from flax import nnx
 from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 
-from losses.jax.arcface import Arcface, arcface_loss
 from losses.jax.common import cosine, keep_mask, kept_mean, upcast
-from losses.jax.cosface import Cosface, cosface_loss
 from losses.jax.softmax import Softmax
-from losses.jax.sphereface import Sphereface, sphereface_loss
-from losses.jax.sphereface2 import Sphereface2, sphereface2_loss
-from losses.jax.sphereface_r import SpherefaceR, sphereface_r_loss
+from losses.jax.sphereface import Sphereface
+from losses.jax.sphereface2 import Sphereface2
+from losses.jax.sphereface_r import SpherefaceR
 
 
 def block_labels(labels: jax.Array, keep: jax.Array, *, offset: jax.Array | int, size: int):
@@ -86,28 +84,16 @@ def sharded_softmax_loss(
 def margin_logits(head: nnx.Module, cos: jax.Array, norms: jax.Array, local: jax.Array, mine: jax.Array, *, lamb, bias):
     """The margin logits (B, C_b) of `head` on a block of cosines, with the target margin where `mine`.
 
-    Reuses each head's own loss function on the block plus one spare column that takes the margin of the
-    samples whose class lives in another block (so their row is all non-target logits), then drops it; the
-    head's loss value computed on the way is not used.
+    Asks the head for its own training logits (its margin_logits) on the block plus one spare column that
+    takes the margin of the samples whose class lives in another block (so their row is all non-target
+    logits), then drops it.
     """
     spare = cos.shape[1]
     cos = jnp.concatenate([upcast(cos), jnp.zeros_like(upcast(cos)[:, :1])], axis=1)  # (B, C_b + 1)
     labels = jnp.where(mine, local, jnp.full_like(local, spare))
-    if isinstance(head, Cosface):
-        logits = cosface_loss(cos, labels, scale=head.scale, margin=head.margin)[1]
-    elif isinstance(head, Arcface):
-        logits = arcface_loss(cos, labels, scale=head.scale, margin=head.margin, easy_margin=head.easy_margin)[1]
-    elif isinstance(head, Sphereface):
-        scale = norms if head.scale == 0 else head.scale
-        logits = sphereface_loss(cos, labels, scale=scale, margin=head.margin, lamb=lamb.astype(cos.dtype))[1]
-    elif isinstance(head, SpherefaceR):
-        kwargs = dict(version=head.version, normalization=head.normalization, margin=head.margin, scale=head.scale)
-        logits = sphereface_r_loss(cos, norms, labels, **kwargs)[1]
-    elif isinstance(head, Sphereface2):
-        kwargs = dict(margin_type=head.margin_type, lamb=head.lamb, scale=head.scale, margin=head.margin, t=head.t)
-        logits = sphereface2_loss(cos, labels, bias, **kwargs)[1]
-    else:
+    if not hasattr(head, "margin_logits"):
         raise TypeError(f"no sharded form for {type(head).__name__}")
+    logits = head.margin_logits(cos, norms, labels, lamb=lamb, bias=bias)
     return logits[:, :spare]
 
 

@@ -118,6 +118,14 @@ class Sphereface(nnx.Module):
         decay = self.lambda_base * (1.0 + self.lambda_gamma * self.step[...].astype(jnp.float32)) ** -self.lambda_power
         return jnp.maximum(decay, self.lambda_min)
 
+    def margin_logits(self, cos: jax.Array, norms: jax.Array, labels: jax.Array, *, lamb=None, bias=None) -> jax.Array:
+        """The training logits (B, C) of cosines (B, C), embedding norms (B, 1) and labels: the margin applied as
+        the loss applies it (losses/jax/sharded.py calls it on a block of classes). `lamb` and `bias` stand in for
+        a SphereFace head's annealed lambda and a SphereFace2 head's bias where the caller holds them."""
+        scale = norms if self.scale == 0 else self.scale
+        lamb = self.lamb().astype(cos.dtype) if lamb is None else lamb.astype(cos.dtype)
+        return sphereface_loss(cos, labels, scale=scale, margin=self.margin, lamb=lamb)[1]
+
     def scores(self, embedding: jax.Array) -> jax.Array:
         """(B, D) -> (B, C) plain logits ||x|| cos theta (or s cos theta)."""
         cos, norms = cosine(embedding, self.weight[...])

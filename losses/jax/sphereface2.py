@@ -136,6 +136,13 @@ class Sphereface2(nnx.Module):
         self.bias = nnx.Param(jnp.asarray(bias, dtype=jnp.float32))
         self.margin_type, self.lamb, self.scale, self.margin, self.t = margin_type, lamb, scale, margin, t
 
+    def margin_logits(self, cos: jax.Array, norms: jax.Array, labels: jax.Array, *, lamb=None, bias=None) -> jax.Array:
+        """The training logits (B, C) of cosines (B, C), embedding norms (B, 1) and labels: the margin applied as
+        the loss applies it (losses/jax/sharded.py calls it on a block of classes). `lamb` and `bias` stand in for
+        a SphereFace head's annealed lambda and a SphereFace2 head's bias where the caller holds them."""
+        kwargs = dict(margin_type=self.margin_type, lamb=self.lamb, scale=self.scale, margin=self.margin, t=self.t)
+        return sphereface2_loss(cos, labels, self.bias[...] if bias is None else bias, **kwargs)[1]
+
     def scores(self, embedding: jax.Array) -> jax.Array:
         """(B, D) -> (B, C) r cos theta."""
         return self.scale * cosine(embedding, self.weight[...])[0]

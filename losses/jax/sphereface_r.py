@@ -127,6 +127,13 @@ class SpherefaceR(nnx.Module):
         self.margin, self.scale, self.penalty, self.label_smoothing = margin, scale, penalty, label_smoothing
         register_class_weights(self, class_weights)
 
+    def margin_logits(self, cos: jax.Array, norms: jax.Array, labels: jax.Array, *, lamb=None, bias=None) -> jax.Array:
+        """The training logits (B, C) of cosines (B, C), embedding norms (B, 1) and labels: the margin applied as
+        the loss applies it (losses/jax/sharded.py calls it on a block of classes). `lamb` and `bias` stand in for
+        a SphereFace head's annealed lambda and a SphereFace2 head's bias where the caller holds them."""
+        kwargs = dict(version=self.version, normalization=self.normalization, margin=self.margin, scale=self.scale)
+        return sphereface_r_loss(cos, norms, labels, **kwargs)[1]
+
     def scores(self, embedding: jax.Array) -> jax.Array:
         """(B, D) -> (B, C) plain logits r cos theta (r = s for hard normalisation, else ||x||)."""
         cos, norms = cosine(embedding, self.weight[...])

@@ -79,6 +79,14 @@ class Arcface(nn.Module):
         self.label_smoothing = label_smoothing
         register_class_weights(self, class_weights)
 
+    def margin_logits(
+        self, cos: torch.Tensor, norms: torch.Tensor, labels: torch.Tensor, *, lamb=None, bias=None
+    ) -> torch.Tensor:
+        """The training logits (B, C) of cosines (B, C), embedding norms (B, 1) and labels: the margin applied as
+        the loss applies it (losses/torch/sharded.py calls it on a block of classes). `lamb` and `bias` stand in for
+        a SphereFace head's annealed lambda and a SphereFace2 head's bias where the caller holds them."""
+        return arcface_loss(cos, labels, scale=self.scale, margin=self.margin, easy_margin=self.easy_margin)[1]
+
     def scores(self, embedding: torch.Tensor) -> torch.Tensor:
         """(B, D) -> (B, C) s cos theta."""
         return self.scale * cosine(embedding, self.weight)[0]

@@ -28,13 +28,11 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from losses.torch.arcface import Arcface, arcface_loss
 from losses.torch.common import cosine, keep_mask, kept_mean, upcast
-from losses.torch.cosface import Cosface, cosface_loss
 from losses.torch.softmax import Softmax
-from losses.torch.sphereface import Sphereface, sphereface_loss
-from losses.torch.sphereface2 import Sphereface2, sphereface2_bias, sphereface2_loss
-from losses.torch.sphereface_r import SpherefaceR, sphereface_r_loss
+from losses.torch.sphereface import Sphereface
+from losses.torch.sphereface2 import Sphereface2, sphereface2_bias
+from losses.torch.sphereface_r import SpherefaceR
 
 
 class _SumRanks(torch.autograd.Function):
@@ -126,28 +124,16 @@ def sharded_softmax_loss(
 def margin_logits(head: nn.Module, cos: torch.Tensor, norms: torch.Tensor, local: torch.Tensor, mine: torch.Tensor):
     """The margin logits (B, C_b) of `head` on a block of cosines, with the target margin where `mine`.
 
-    Reuses each head's own loss function on the block plus one spare column that takes the margin of the
-    samples whose class lives in another block (so their row is all non-target logits), then drops it; the
-    head's loss value computed on the way is not used.
+    Asks the head for its own training logits (its margin_logits) on the block plus one spare column that
+    takes the margin of the samples whose class lives in another block (so their row is all non-target
+    logits), then drops it.
     """
     spare = cos.shape[1]
     cos = torch.cat([upcast(cos), cos.new_zeros(cos.shape[0], 1)], dim=1)  # (B, C_b + 1)
     labels = torch.where(mine, local, torch.full_like(local, spare))
-    if isinstance(head, Cosface):
-        logits = cosface_loss(cos, labels, scale=head.scale, margin=head.margin)[1]
-    elif isinstance(head, Arcface):
-        logits = arcface_loss(cos, labels, scale=head.scale, margin=head.margin, easy_margin=head.easy_margin)[1]
-    elif isinstance(head, Sphereface):
-        scale = norms if head.scale == 0 else head.scale
-        logits = sphereface_loss(cos, labels, scale=scale, margin=head.margin, lamb=head.lamb().to(cos.dtype))[1]
-    elif isinstance(head, SpherefaceR):
-        kwargs = dict(version=head.version, normalization=head.normalization, margin=head.margin, scale=head.scale)
-        logits = sphereface_r_loss(cos, norms, labels, **kwargs)[1]
-    elif isinstance(head, Sphereface2):
-        kwargs = dict(margin_type=head.margin_type, lamb=head.lamb, scale=head.scale, margin=head.margin, t=head.t)
-        logits = sphereface2_loss(cos, labels, head.bias, **kwargs)[1]
-    else:
+    if not hasattr(head, "margin_logits"):
         raise TypeError(f"no sharded form for {type(head).__name__}")
+    logits = head.margin_logits(cos, norms, labels)
     return logits[:, :spare]
 
 

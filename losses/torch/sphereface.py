@@ -114,6 +114,16 @@ class Sphereface(nn.Module):
         decay = self.lambda_base * (1.0 + self.lambda_gamma * self.step.double()) ** -self.lambda_power
         return decay.clamp_min(self.lambda_min)
 
+    def margin_logits(
+        self, cos: torch.Tensor, norms: torch.Tensor, labels: torch.Tensor, *, lamb=None, bias=None
+    ) -> torch.Tensor:
+        """The training logits (B, C) of cosines (B, C), embedding norms (B, 1) and labels: the margin applied as
+        the loss applies it (losses/torch/sharded.py calls it on a block of classes). `lamb` and `bias` stand in for
+        a SphereFace head's annealed lambda and a SphereFace2 head's bias where the caller holds them."""
+        scale = norms if self.scale == 0 else self.scale
+        lamb = self.lamb().to(cos.dtype) if lamb is None else lamb.to(cos.dtype)
+        return sphereface_loss(cos, labels, scale=scale, margin=self.margin, lamb=lamb)[1]
+
     def scores(self, embedding: torch.Tensor) -> torch.Tensor:
         """(B, D) -> (B, C) plain logits ||x|| cos theta (or s cos theta)."""
         cos, norms = cosine(embedding, self.weight)

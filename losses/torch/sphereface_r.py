@@ -125,6 +125,15 @@ class SpherefaceR(nn.Module):
         self.margin, self.scale, self.penalty, self.label_smoothing = margin, scale, penalty, label_smoothing
         register_class_weights(self, class_weights)
 
+    def margin_logits(
+        self, cos: torch.Tensor, norms: torch.Tensor, labels: torch.Tensor, *, lamb=None, bias=None
+    ) -> torch.Tensor:
+        """The training logits (B, C) of cosines (B, C), embedding norms (B, 1) and labels: the margin applied as
+        the loss applies it (losses/torch/sharded.py calls it on a block of classes). `lamb` and `bias` stand in for
+        a SphereFace head's annealed lambda and a SphereFace2 head's bias where the caller holds them."""
+        kwargs = dict(version=self.version, normalization=self.normalization, margin=self.margin, scale=self.scale)
+        return sphereface_r_loss(cos, norms, labels, **kwargs)[1]
+
     def scores(self, embedding: torch.Tensor) -> torch.Tensor:
         """(B, D) -> (B, C) plain logits r cos theta (r = s for hard normalisation, else ||x||)."""
         cos, norms = cosine(embedding, self.weight)

@@ -15,16 +15,9 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from losses.torch.arcface import Arcface
-from losses.torch.cosface import Cosface
 from losses.torch.sharded import ShardedHead, gather_batch
 from losses.torch.softmax import Softmax
-from losses.torch.sphereface import Sphereface
-from losses.torch.sphereface2 import Sphereface2
-from losses.torch.sphereface_r import SpherefaceR
 from research.torch.distributed import World
-
-SHARDABLE = (Softmax, Cosface, Arcface, Sphereface, SpherefaceR, Sphereface2)  # losses/torch/sharded.py
 
 
 class ShardedStream(ShardedHead):
@@ -118,7 +111,7 @@ def shard_heads(model: nn.Module, classes: int, sample_rate: float, world: World
     if min(sizes) == 0:
         raise ValueError(f"loss.shard_centres: {classes} classes cannot give each of {world.size} ranks a block")
     for stream, head in model.heads.items():
-        if not isinstance(head, SHARDABLE):
+        if not (isinstance(head, Softmax) or hasattr(head, "margin_logits")):  # losses/torch/sharded.py
             raise ValueError(f"loss.shard_centres: no sharded form for the {type(head).__name__} head")
         model.heads[stream] = ShardedStream(
             _rows(head, offset, size), offset=offset, classes=classes, sample_rate=sample_rate, world=world
