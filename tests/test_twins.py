@@ -23,7 +23,7 @@ ONE_SIDED = {
     # torch builds in what these give jax: layers with torch's semantics and initialisation.
     "encoders/jax/layers.py",
     # Weight conversion between the twins: it needs both sides' conventions, and lives in jax/.
-    "research/jax/convert.py",
+    "encoders/jax/convert.py",
 }
 _BERT = (
     "Attention",

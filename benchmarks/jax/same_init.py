@@ -4,7 +4,7 @@
 
 For every seed: the torch run (experiments/run.py --backend torch, in a subprocess), then the jax run of
 the same config starting from the torch model's initial weights (benchmarks/torch/initial_state.py
-writes them, research/jax/convert.py's `to_nnx` loads them into the jax model that
+writes them, encoders/jax/convert.py's `to_nnx` loads them into the jax model that
 research/jax/trainer.py builds). The data order is the same by construction (batches of (seed, epoch));
 dropout and SpecAugment masks differ by design (torch's RNG vs jax keys of (seed, step)): `--no-noise`
 turns both off (model.dropout=0, model.spec_augment=false) in both backends. Prints, per seed, both test
@@ -26,8 +26,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))  # the repository root
 
+from encoders.jax import convert  # noqa: E402
 from experiments.run import parse  # noqa: E402
-from research.jax import convert, trainer  # noqa: E402
+from research.jax import trainer  # noqa: E402
 
 OUT = "runs/same_init"
 

@@ -7,7 +7,7 @@ padding, which makes everything downstream independent of how much zero padding 
 The jnp twin of torchaudio's MelSpectrogram as the torch twin builds it: periodic Hann window, no
 padding, |rfft|^2 (n_fft = window length), HTK mel filterbank without normalisation from 0 Hz to
 Nyquist. Its window and filterbank are Buffers, converted from torch's `mel.spectrogram.window` and
-`mel.mel_scale.fb` (research/jax/convert.py RENAMES).
+`mel.mel_scale.fb` (encoders/jax/convert.py RENAMES).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 transformers ships no Flax models any more, so the jax twin is a BERT encoder written in NNX that reads
 the checkpoint's config.json and model.safetensors itself (safetensors.numpy: no torch). Its modules and
 attributes carry Hugging Face's names (embeddings.word_embeddings, encoder.layer.N.attention.self.query,
-...), so a checkpoint key maps onto it by research/jax/convert.py's generic rules; only BERT checkpoints
+...), so a checkpoint key maps onto it by encoders/jax/convert.py's generic rules; only BERT checkpoints
 (config model_type "bert", e.g. all-MiniLM-L6-v2) are supported.
 """
 
@@ -20,8 +20,8 @@ from safetensors.numpy import load_file
 
 from encoders import EncoderOutput
 from encoders.jax.blocks import masked_mean, summarised
+from encoders.jax.convert import to_nnx
 from encoders.jax.layers import Buffer, Embed, LayerNorm, Linear, gelu
-from research.jax.convert import to_nnx
 
 
 def resolve(path: str) -> Path:

@@ -11,68 +11,21 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
-from research.config import DataConfig, PerturbConfig
-from research.data import decode, manifest, synthetic
-from research.data.manifest import SPLITS, DataError, Meta, Row, numbers
+from research.config import MODALITIES, DataConfig
+from research.data import manifest, pack, synthetic
+from research.data.manifest import SPLITS, DataError, Meta, Row
+from research.data.pipeline import SampleSet, Trials
+from research.data.sources import Decoded, FileSource, Stream, decode_row
 from research.data.text import Tokenizer
 
-if TYPE_CHECKING:
-    from research.data import pipeline
+__all__ = ["MODALITIES", "SampleSet", "Splits", "decode_row", "load"]  # SampleSet: the pipeline's input type
 
 log = logging.getLogger(__name__)
-MODALITIES = ("face", "voice", "text")
-Trials = tuple[np.ndarray, np.ndarray, np.ndarray]  # (i, j, target) indices into one SampleSet, (T,) each
-
-
-class Decoded(NamedTuple):
-    """One row with its decoded files (None = modality missing)."""
-
-    row: Row
-    face: np.ndarray | None  # (3, H, W) uint8
-    voice: np.ndarray | None  # (S,) float32
-    text: str | None
-
-
-@dataclass
-class SampleSet:
-    """The decoded samples of one split. Missing modalities are zeros with `present[m]` False."""
-
-    ids: list[str]
-    face: np.ndarray | None  # (N, 3, H, W) uint8; face, voice and text are None when `stream` is set
-    voice: list[np.ndarray] | None  # N float32 waveforms of any length (empty when missing)
-    text_ids: np.ndarray | None  # (N, L) int64
-    text_mask: np.ndarray | None  # (N, L) bool
-    present: dict[str, np.ndarray]  # modality -> (N,) bool
-    label: dict[str, np.ndarray]  # identity, age, gender, group, subject, attributes, target -> (N,) int64
-    voice_samples: int  # S: voices are cropped or zero-padded to this many samples
-    trials: dict[str, Trials] = field(default_factory=dict)  # official trial lists whose samples are all here
-    stream: pipeline.Stream | None = None  # data.cache = false: samples are decoded when the pipeline reads them
-    workers: int = 0  # data.workers: processes that read samples
-    perturb: PerturbConfig | None = None  # data.perturb, set on the training split (research/data/perturb.py)
-    pk: tuple[int, int] | None = None  # data.sampler = pk: (P, K), set on the training split (research/data/sampler.py)
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def labels(self, name: str) -> np.ndarray:
-        """Class indices (N,) int64 of one label; -1 = unknown (identity: unseen in training)."""
-        return self.label[name]
-
-    def batches(
-        self, batch_size: int, *, shuffle: bool, seed: int, epoch: int, train: bool, rank: int = 0, world: int = 1
-    ) -> pipeline.Batches:
-        """Batches in an order fixed by (seed, epoch); train=True crops voices at random, else at the start.
-        Read through the input pipeline (research/data/pipeline.py); rank / world pick one rank's shard."""
-        from research.data import pipeline  # imports this module
-
-        kw = {"shuffle": shuffle, "seed": seed, "epoch": epoch, "train": train, "rank": rank, "world": world}
-        return pipeline.batches(self, batch_size, workers=self.workers, **kw)
 
 
 @dataclass
@@ -101,8 +54,6 @@ def load(cfg: DataConfig) -> Splits:
     labels = {r.id: _labels(path, r, index, cfg.split == "open") for r in rows}
     if all(labels[r.id][cfg.target] < 0 for r in rows if split_of[r.id] == "train"):
         raise DataError(f"manifest {path}: no training sample has a known '{cfg.target}' (data.target)")
-    from research.data import pack, pipeline  # they import this module
-
     streamed = not cfg.cache or pack.is_packed(path)  # else decode it all now, into memory
     samples, problems = ([], []) if streamed else _decode_all(path, rows, cfg)
     if problems:
@@ -112,15 +63,11 @@ def load(cfg: DataConfig) -> Splits:
     sets = {}
     for split in SPLITS:
         if streamed:
-            chosen_rows = [r for r in rows if split_of[r.id] == split]
-            sets[split] = pipeline.streamed_set(path, chosen_rows, labels, cfg, list(classes))
+            arrays = _streamed(path, [r for r in rows if split_of[r.id] == split], cfg)
         else:
-            chosen = [s for s in samples if split_of[s.row.id] == split]
-            sets[split] = _sample_set(chosen, labels, cfg, tokenizer, list(classes))
-        sets[split].workers = cfg.workers
-        sets[split].perturb = cfg.perturb if split == "train" else None
-        sets[split].pk = (cfg.pk_identities, cfg.pk_samples) if split == "train" and cfg.sampler == "pk" else None
-        sets[split].trials = _trials(path, meta, sets[split].ids, {r.id for r in rows})
+            arrays = _cached([s for s in samples if split_of[s.row.id] == split], cfg, tokenizer)
+        trials = _trials(path, meta, arrays["ids"], {r.id for r in rows})
+        sets[split] = _sample_set(split, arrays, labels, list(classes), trials, cfg)
     return Splits(**sets, classes=classes, skipped=len(problems), vocab_size=tokenizer.vocab_size)
 
 
@@ -204,22 +151,25 @@ def _decode_all(path: Path, rows: list[Row], cfg: DataConfig) -> tuple[list[Deco
     return samples, problems
 
 
-def decode_row(folder: Path, row: Row, image_size: int, sample_rate: int) -> Decoded:
-    """Decode one row's files (paths relative to `folder`): face cropped by its box, voice cut to its segment."""
-    box = numbers(row.box) or None
-    frame = numbers(row.frame)[0] if row.frame else None
-    face = decode.read_face(folder / row.face, image_size, box, frame) if row.face else None
-    voice = decode.read_voice(folder / row.voice, sample_rate, numbers(row.segment) or None) if row.voice else None
-    text = decode.read_text(folder / row.text) if row.text else None
-    if row.transcript:
-        text = decode.transcript(row.transcript, f"in the transcript column of sample '{row.id}'")
-    return Decoded(row, face, voice, text)
-
-
 def _sample_set(
-    samples: list[Decoded], labels: dict[str, dict], cfg: DataConfig, tokenizer: Tokenizer, names: list[str]
+    split: str, arrays: dict, labels: dict[str, dict], names: list[str], trials: dict[str, Trials], cfg: DataConfig
 ) -> SampleSet:
-    """Stack decoded samples; missing modalities become zeros."""
+    """One split's SampleSet from its samples' arrays (_cached or _streamed), labels and official trials."""
+    label = {name: np.array([labels[i][name] for i in arrays["ids"]], dtype=np.int64) for name in names}
+    label["target"] = label[cfg.target].copy()
+    return SampleSet(
+        **arrays,
+        label=label,
+        voice_samples=round(cfg.voice_seconds * cfg.sample_rate),
+        trials=trials,
+        workers=cfg.workers,
+        perturb=cfg.perturb if split == "train" else None,
+        pk=(cfg.pk_identities, cfg.pk_samples) if split == "train" and cfg.sampler == "pk" else None,
+    )
+
+
+def _cached(samples: list[Decoded], cfg: DataConfig, tokenizer: Tokenizer) -> dict:
+    """The arrays of decoded samples, in memory (data.cache): missing modalities become zeros."""
     n, size = len(samples), cfg.image_size
     present = {m: np.array([getattr(s, m) is not None for s in samples], dtype=bool) for m in MODALITIES}
     face = np.zeros((n, 3, size, size), dtype=np.uint8)
@@ -231,19 +181,24 @@ def _sample_set(
     if present["text"].any():
         texts = [s.text for s in samples if s.text is not None]
         text_ids[present["text"]], text_mask[present["text"]] = tokenizer.encode(texts, cfg.text_len)
-    label = {name: np.array([labels[s.row.id][name] for s in samples], dtype=np.int64) for name in names}
-    label["target"] = label[cfg.target].copy()
     empty = np.zeros(0, dtype=np.float32)
-    return SampleSet(
-        ids=[s.row.id for s in samples],
-        face=face,
-        voice=[empty if s.voice is None else s.voice for s in samples],
-        text_ids=text_ids,
-        text_mask=text_mask,
-        present=present,
-        label=label,
-        voice_samples=round(cfg.voice_seconds * cfg.sample_rate),
-    )
+    voice = [empty if s.voice is None else s.voice for s in samples]
+    ids = [s.row.id for s in samples]
+    return {"ids": ids, "face": face, "voice": voice, "text_ids": text_ids, "text_mask": text_mask, "present": present}
+
+
+def _streamed(path: Path, rows: list[Row], cfg: DataConfig) -> dict:
+    """The presence flags of rows whose samples are decoded when the pipeline reads them, and the source it
+    reads: the packed shards of a packed manifest, else the rows' files."""
+    present = {
+        "face": np.array([bool(r.face) for r in rows], dtype=bool),
+        "voice": np.array([bool(r.voice) for r in rows], dtype=bool),
+        "text": np.array([bool(r.text or r.transcript) for r in rows], dtype=bool),
+    }
+    reader = pack.PackedSource if pack.is_packed(path) else FileSource
+    stream = Stream(reader(path, rows, cfg.image_size, cfg.sample_rate), cfg.tokenizer, cfg.text_len, cfg.on_error)
+    nothing = {"face": None, "voice": None, "text_ids": None, "text_mask": None}
+    return {"ids": [r.id for r in rows], **nothing, "present": present, "stream": stream}
 
 
 def _natural(name: str) -> list:

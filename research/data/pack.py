@@ -23,7 +23,8 @@ from array_record.python.array_record_module import ArrayRecordWriter
 
 from research.data import manifest
 from research.data.manifest import DataError, Row
-from research.data.pipeline import OPTIONS, FileSource, Read
+from research.data.pipeline import OPTIONS, Read
+from research.data.sources import FileSource
 
 
 def info_path(path: str | Path) -> Path:

@@ -20,20 +20,20 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
 
 import grain
 import numpy as np
 from absl import flags
 
-from research.config import DataConfig
+from research.config import MODALITIES, PerturbConfig
 from research.data import perturb, sampler
-from research.data.loader import MODALITIES, SampleSet, decode_row
-from research.data.manifest import DataError, Row
+from research.data.manifest import DataError
+from research.data.sources import Stream
 from research.data.text import Tokenizer
 
 log = logging.getLogger(__name__)
+Trials = tuple[np.ndarray, np.ndarray, np.ndarray]  # (i, j, target) indices into one SampleSet, (T,) each
 # Grain (with jax installed) reads an absl flag when it starts workers; a program not run by absl.app has
 # not parsed its flags, which would make every worker fail.
 if not flags.FLAGS.is_parsed():
@@ -44,29 +44,6 @@ if not flags.FLAGS.is_parsed():
 OPTIONS = grain.experimental.DatasetOptions(min_shm_size=1 << 24)
 _LOCAL = threading.local()
 CHUNK = 16  # consecutive records read and sent by a worker at a time: one transfer per chunk, not per record
-
-
-class FileSource:
-    """A Grain random-access source over manifest rows that decodes a sample's files when it is read."""
-
-    def __init__(self, manifest: Path, rows: list[Row], image_size: int, sample_rate: int) -> None:
-        self.manifest, self.rows, self.image_size, self.sample_rate = manifest, rows, image_size, sample_rate
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def __getitem__(self, i: int) -> dict:
-        row = self.rows[i]
-        try:
-            s = decode_row(self.manifest.parent, row, self.image_size, self.sample_rate)
-        except DataError as err:  # the loader's message: the file, then where the row is
-            return {"error": f"{err} (manifest {self.manifest} line {row.line}, sample '{row.id}')"}
-        size = self.image_size
-        return {
-            "face": np.zeros((3, size, size), np.uint8) if s.face is None else s.face,  # (3, H, W) uint8
-            "voice": np.zeros(0, np.float32) if s.voice is None else s.voice,  # (n,) float32, any length
-            "text": s.text,  # None = missing
-        }
 
 
 class MemorySource:
@@ -83,14 +60,38 @@ class MemorySource:
         return {"face": d.face[i], "voice": d.voice[i], "text_ids": d.text_ids[i], "text_mask": d.text_mask[i]}
 
 
-@dataclass(frozen=True)
-class Stream:
-    """How a split that is not cached is read: its source and what reading needs beyond the source."""
+@dataclass
+class SampleSet:
+    """The decoded samples of one split. Missing modalities are zeros with `present[m]` False."""
 
-    source: Sequence[dict]  # FileSource or pack.PackedSource
-    tokenizer: str
-    text_len: int
-    on_error: str  # "raise" or "skip"
+    ids: list[str]
+    face: np.ndarray | None  # (N, 3, H, W) uint8; face, voice and text are None when `stream` is set
+    voice: list[np.ndarray] | None  # N float32 waveforms of any length (empty when missing)
+    text_ids: np.ndarray | None  # (N, L) int64
+    text_mask: np.ndarray | None  # (N, L) bool
+    present: dict[str, np.ndarray]  # modality -> (N,) bool
+    label: dict[str, np.ndarray]  # identity, age, gender, group, subject, attributes, target -> (N,) int64
+    voice_samples: int  # S: voices are cropped or zero-padded to this many samples
+    trials: dict[str, Trials] = field(default_factory=dict)  # official trial lists whose samples are all here
+    stream: Stream | None = None  # data.cache = false: samples are decoded when the pipeline reads them
+    workers: int = 0  # data.workers: processes that read samples
+    perturb: PerturbConfig | None = None  # data.perturb, set on the training split (research/data/perturb.py)
+    pk: tuple[int, int] | None = None  # data.sampler = pk: (P, K), set on the training split (research/data/sampler.py)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def labels(self, name: str) -> np.ndarray:
+        """Class indices (N,) int64 of one label; -1 = unknown (identity: unseen in training)."""
+        return self.label[name]
+
+    def batches(
+        self, batch_size: int, *, shuffle: bool, seed: int, epoch: int, train: bool, rank: int = 0, world: int = 1
+    ) -> Batches:
+        """Batches in an order fixed by (seed, epoch); train=True crops voices at random, else at the start.
+        Read through this input pipeline (`batches` below); rank / world pick one rank's shard."""
+        kw = {"shuffle": shuffle, "seed": seed, "epoch": epoch, "train": train, "rank": rank, "world": world}
+        return batches(self, batch_size, workers=self.workers, **kw)
 
 
 class Read(grain.transforms.Map):
@@ -294,31 +295,3 @@ def batches(
     check = Check("raise" if stream is None else stream.on_error)
     ds = ds.filter(check).batch(batch_size, batch_fn=Collate(data))
     return Batches(ds, check, len(indices))
-
-
-def streamed_set(path: Path, rows: list[Row], labels: dict[str, dict], cfg: DataConfig, names: list[str]) -> SampleSet:
-    """A split whose samples are decoded when read: ids, presence and labels from the manifest rows."""
-    from research.data import pack  # imports this module
-
-    present = {
-        "face": np.array([bool(r.face) for r in rows], dtype=bool),
-        "voice": np.array([bool(r.voice) for r in rows], dtype=bool),
-        "text": np.array([bool(r.text or r.transcript) for r in rows], dtype=bool),
-    }
-    label = {name: np.array([labels[r.id][name] for r in rows], dtype=np.int64) for name in names}
-    label["target"] = label[cfg.target].copy()
-    if pack.is_packed(path):
-        source = pack.PackedSource(path, rows, cfg.image_size, cfg.sample_rate)
-    else:
-        source = FileSource(path, rows, cfg.image_size, cfg.sample_rate)
-    return SampleSet(
-        ids=[r.id for r in rows],
-        face=None,
-        voice=None,
-        text_ids=None,
-        text_mask=None,
-        present=present,
-        label=label,
-        voice_samples=round(cfg.voice_seconds * cfg.sample_rate),
-        stream=Stream(source, cfg.tokenizer, cfg.text_len, cfg.on_error),
-    )

@@ -7,8 +7,8 @@ import torch
 from flax import nnx
 
 from encoders.jax import blocks as jb
+from encoders.jax.convert import to_nnx
 from encoders.torch import blocks as tb
-from research.jax.convert import to_nnx
 
 D, H = 8, 2
 

@@ -1,6 +1,6 @@
 """Every jax encoder against its torch twin on converted weights (fp32), and the weight conversion itself.
 
-A randomly initialised torch encoder's state dict is loaded into the jax twin with research.jax.convert.to_nnx;
+A randomly initialised torch encoder's state dict is loaded into the jax twin with encoders.jax.convert.to_nnx;
 then, in eval mode, tokens, mask and pooled equal torch's within 1e-5 (values of order 1) on a batch with
 padded voices and texts of several lengths, a voice shorter than one window, and a sample whose voice, text
 (length 0) and face (zeros) are missing. One train-mode step (dropout 0, no SpecAugment) gives equal outputs
@@ -14,7 +14,7 @@ import torch
 from flax import nnx
 
 import encoders
-from research.jax.convert import to_nnx, to_torch
+from encoders.jax.convert import to_nnx, to_torch
 
 B, IMAGE, SAMPLES, LEN, VOCAB, DIM = 4, 16, 4800, 6, 50, 16  # 0.3 s voices at 16 kHz
 VOICE_LEN = [SAMPLES, 3300, 300, 0]  # unpadded, padded, shorter than one 25 ms window (no frame), missing

@@ -2,7 +2,7 @@
 voices at every length the loader produces), and SpecAugment: bounds, independence, eval mode, reseeding.
 
 The jax front end is compared both as built (its own window and filterbank, to check their construction)
-and on the torch twin's buffers converted by research/jax/convert.py (to check the rename of the keys).
+and on the torch twin's buffers converted by encoders/jax/convert.py (to check the rename of the keys).
 """
 
 import jax.numpy as jnp
@@ -12,11 +12,11 @@ import torch
 import torchaudio
 from flax import nnx
 
+from encoders.jax.convert import to_nnx
 from encoders.jax.frontend import N_MELS, LogMel, mask_along_axis
 from encoders.torch import frontend as torch_frontend
 from research.config import DataConfig, SyntheticConfig
 from research.data import loader
-from research.jax.convert import to_nnx
 
 RATE = 16000
 B, S = 12, 4800  # one batch shape for every call here (and the dataset's): each new shape compiles anew

@@ -8,7 +8,7 @@ from flax import nnx
 from torch import nn
 
 from encoders.jax import layers
-from research.jax.convert import to_nnx
+from encoders.jax.convert import to_nnx
 
 
 @pytest.mark.parametrize("shape", [(6, 4), (3, 5, 4)])  # BatchNorm1d on (B, C) and (B, T, C)

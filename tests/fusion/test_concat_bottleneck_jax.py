@@ -12,7 +12,7 @@ from flax import nnx
 
 import fusion
 from encoders import EncoderOutput
-from research.jax.convert import to_nnx, to_torch
+from encoders.jax.convert import to_nnx, to_torch
 
 B, D, H, T = 8, 8, 2, 4  # one token count for every modality: eager jax compiles each op per shape
 MODS = ("voice", "face", "text")  # deliberately unsorted

@@ -11,7 +11,7 @@ from flax import nnx
 
 import fusion
 from encoders import EncoderOutput
-from research.jax.convert import to_nnx, to_torch
+from encoders.jax.convert import to_nnx, to_torch
 
 B, D, H = 4, 8, 2
 # Tokens per modality: one count for all, since eager jax compiles each op once per shape (a third less test

@@ -16,6 +16,7 @@ import torch
 from flax import nnx
 
 import losses
+from encoders.jax.convert import to_nnx, to_torch, variables
 from losses.jax.contrastive import Contrastive
 from losses.jax.cross_modal import CrossModal
 from losses.jax.triplet import Triplet
@@ -24,7 +25,6 @@ from losses.torch.cross_modal import CrossModal as TorchCrossModal
 from losses.torch.triplet import Triplet as TorchTriplet
 from research.assembly import head_kwargs
 from research.config import CLASS_HEADS, Config, apply_overrides
-from research.jax.convert import to_nnx, to_torch, variables
 
 HEADS = CLASS_HEADS  # heads with class centres; the pair losses have tests of their own
 KEEP = np.array([1, 1, 0, 1, 0, 1, 1, 1, 0, 1, 1, 1], dtype=bool)  # class 0 keeps one sample (see test_keep_torch)

@@ -1,4 +1,4 @@
-"""research/jax/convert.py against real torch modules: every layer kind, both directions, bit-exact."""
+"""encoders/jax/convert.py against real torch modules: every layer kind, both directions, bit-exact."""
 
 import jax.numpy as jnp
 import numpy as np
@@ -8,7 +8,7 @@ from flax import nnx
 from torch import nn
 
 from encoders.jax import layers
-from research.jax.convert import to_nnx, to_torch, torch_key
+from encoders.jax.convert import to_nnx, to_torch, torch_key
 
 
 class TorchNet(nn.Module):

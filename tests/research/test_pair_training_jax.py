@@ -15,10 +15,10 @@ from flax import nnx
 from safetensors.numpy import load_file
 from sklearn.metrics import roc_curve
 
+from encoders.jax.convert import to_nnx
 from research.config import Config, apply_overrides
 from research.data.loader import load
 from research.jax import checkpoint
-from research.jax.convert import to_nnx
 from research.jax.distributed import make_mesh
 from research.jax.model import build_model as build_jax
 from research.jax.predict import predict

@@ -1,5 +1,5 @@
 """One jax training step equals one torch step from the same weights on the same batch (weights converted
-with research/jax/convert.py, dropout off): updated parameters, BatchNorm statistics and Adam moments;
+with encoders/jax/convert.py, dropout off): updated parameters, BatchNorm statistics and Adam moments;
 and the learning-rate schedules agree at every step."""
 
 import jax.numpy as jnp
@@ -9,9 +9,9 @@ import pytest
 import torch
 from flax import nnx
 
+from encoders.jax.convert import to_nnx, to_torch
 from research.data.loader import load
 from research.jax import trainer as jax_trainer
-from research.jax.convert import to_nnx, to_torch
 from research.jax.distributed import make_mesh
 from research.jax.model import build_model as build_jax
 from research.jax.predict import replicate
