@@ -3,7 +3,7 @@
     python experiments/prepare.py voxceleb1 --root /data/VoxCeleb1 --out data/vox1.csv --workers 8
     python experiments/prepare.py voxceleb2-vggface2 --root /data/VoxCeleb2 --faces /data/VGGFace2
     python experiments/prepare.py firstimpressions --root /data/FirstImpressionsV2 --fps 2
-    python experiments/prepare.py check data/vox1.csv --workers 8
+    python experiments/prepare.py check data/vox1.csv --workers 8   # writes data/vox1.check.json
     python experiments/prepare.py pack data/vox1.csv --out data/vox1-packed   # ArrayRecord shards
 
 Datasets: voxceleb1, voxceleb2, vggface2, librispeech, firstimpressions, voxceleb1-vggface,
@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root
 
-from research.data import manifest  # noqa: E402
+from research.data import checked, manifest  # noqa: E402
 from research.data.check import check, format_report  # noqa: E402
 from research.data.datasets import ADAPTERS, adapter  # noqa: E402
 from research.data.datasets.common import Options, Prepared  # noqa: E402
@@ -56,6 +56,8 @@ def main(argv: list[str]) -> int:
             print(f"error: {err}", file=sys.stderr)
             return 2
         print(format_report(report))
+        saved = checked.save(args.manifest, args.image_size, args.sample_rate, report.unreadable)
+        print(f"wrote {saved}: a run that reads the samples while training (data.cache=false) reads it")
         return 1 if report.problems else 0
     parser = argparse.ArgumentParser(
         prog="prepare.py", description=__doc__, formatter_class=argparse.RawTextHelpFormatter

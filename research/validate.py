@@ -6,21 +6,22 @@ this module checks what needs the outside world: paths that must exist, the devi
 (the modalities it holds, the training split against the batch, the samples per subject that the
 end-of-run evaluation needs). Every problem is a ConfigError naming the key, or a DataError naming the
 manifest; run.py prints either as one line and exits 2 before anything is trained. Decoding every sample
-is the loader's (data.cache decodes them all before the first step; `prepare.py check` for a manifest
-streamed from disk).
+is the loader's (data.cache decodes them all before the first step); a run that reads its samples while
+training (data.cache=false) reads the result of `prepare.py check` instead.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
 from research import checkpoint_files
 from research.config import Config, ConfigError
-from research.data import manifest, synthetic
-from research.data.manifest import Row
+from research.data import checked, manifest, synthetic
+from research.data.manifest import DataError, Row
 from research.data.text import tokenizer_file
 
 MODALITIES = ("face", "voice", "text")
@@ -34,7 +35,9 @@ def before_training(cfg: Config, device_problem: Callable[[str], str | None] | N
     if device_problem is not None and (why := device_problem(cfg.run.device)):
         raise ConfigError(f"run.device={cfg.run.device}: {why}")
     path = synthetic.ensure(cfg.data) if cfg.data.dataset == "synthetic" else Path(cfg.data.dataset)
-    check_rows(cfg, path, manifest.read(path))
+    rows = manifest.read(path)
+    check_rows(cfg, path, rows)
+    check_streamed_samples(cfg, path, rows)
 
 
 def check_paths(cfg: Config) -> None:
@@ -70,6 +73,31 @@ def check_rows(cfg: Config, path: Path, rows: list[Row]) -> None:
         )
     for split in ("val", "test"):
         _check_evaluation(cfg, path, split, by_split[split])
+
+
+def check_streamed_samples(cfg: Config, path: Path, rows: list[Row]) -> None:
+    """A run that reads its samples while training (data.cache=false) reads what `prepare.py check` found in
+    them (research/data/checked.py): a bad sample is the loader's error, or with data.on_error=skip a counted
+    skip; samples not checked are one warning line, as a large dataset must still train. The embedded dataset
+    is generated here, and a cached run decodes every sample before the first step."""
+    if cfg.data.cache or cfg.data.dataset == "synthetic":
+        return
+    d = cfg.data
+    found = checked.problems(path, d.image_size, d.sample_rate)
+    if found is None:
+        print(
+            f"warning: the samples of manifest {path} were not checked (data.cache=false: a bad one stops training "
+            f"when it is read); check them with: python experiments/prepare.py check {path} "
+            f"--image-size {d.image_size} --sample-rate {d.sample_rate}",
+            file=sys.stderr,
+        )
+    elif found and d.on_error == "raise":
+        raise DataError(found[0])
+    elif found:
+        print(
+            f"warning: data.on_error=skip: {len(found)} of {len(rows)} samples of {path} are skipped, e.g. {found[0]}",
+            file=sys.stderr,
+        )
 
 
 def _check_evaluation(cfg: Config, path: Path, split: str, rows: list[Row]) -> None:

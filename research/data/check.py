@@ -6,6 +6,8 @@ occur in training (what the loader will demand), that official trial lists name 
 manifest, and that every file exists and decodes (in parallel worker processes, with a progress bar).
 The report counts samples and subjects per split, samples per attribute value and per pair of
 attributes in each split, and the modalities present: the statistics a fairness study starts from.
+prepare.py keeps the problems of the samples that do not decode beside the manifest (research/data/checked.py)
+for a run that reads its samples while training.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ class Report:
     path: Path
     rows: int
     problems: list[str] = field(default_factory=list)  # each names the file and line
+    unreadable: list[str] = field(default_factory=list)  # the problems of samples that do not decode (in problems)
     splits: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)  # column -> split -> samples/subjects
     attributes: dict[str, dict[str, Counter]] = field(default_factory=dict)  # attribute -> split -> value counts
     pairs: dict[str, dict[str, Counter]] = field(default_factory=dict)  # "a+b" -> split -> "va+vb" counts
@@ -65,8 +68,9 @@ def check(
             results = list(tqdm(pool.map(decode, rows, chunksize=chunk), **bar))
     for problem, seconds in results:
         if problem:
-            report.problems.append(problem)
+            report.unreadable.append(problem)
         report.voice_seconds += seconds
+    report.problems += report.unreadable
     _statistics(report, rows)
     return report
 

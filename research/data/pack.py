@@ -21,7 +21,7 @@ import grain
 import numpy as np
 from array_record.python.array_record_module import ArrayRecordWriter
 
-from research.data import manifest
+from research.data import checked, manifest
 from research.data.manifest import DataError, Row
 from research.data.pipeline import OPTIONS, Read
 from research.data.sources import FileSource
@@ -131,6 +131,7 @@ def write(
     info = {"image_size": image_size, "sample_rate": sample_rate, "shards": [names[k] for k in used]}
     info_path(out / path.name).write_text(json.dumps(info | {"counts": [counts[k] for k in used]}, indent=1))
     target = manifest.write(out / path.name, packed, meta)  # written last: a packed manifest is a complete one
+    checked.save(target, image_size, sample_rate, [])  # every packed sample decoded; the bad ones are not in it
     return target, problems
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from research.data import loader, pack
+from research.data import checked, loader, pack
 from research.data.manifest import DataError
 
 TRAIN = {"shuffle": True, "seed": 1, "epoch": 2, "train": True}
@@ -173,6 +173,13 @@ def test_packed_shards_give_the_same_batches_as_loose_files(cached, packed):
         assert getattr(splits, split).ids == getattr(cached, split).ids
         assert_same(epoch(getattr(splits, split)), epoch(getattr(cached, split)))
     assert splits.classes == cached.classes
+
+
+def test_packing_checks_every_sample(packed):
+    """A packed manifest's samples all decoded when packed: a streamed run reads that from its check result."""
+    out, _ = packed
+    assert checked.problems(out / "manifest.csv", 16, 16000) == []
+    assert checked.problems(out / "manifest.csv", 32, 16000) is None  # not checked at other sizes
 
 
 def test_packed_shards_refuse_other_sizes(packed, data_config):

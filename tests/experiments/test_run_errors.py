@@ -191,3 +191,63 @@ def test_a_bad_sample_is_one_line_naming_the_file_and_line(tiny_args, tmp_path, 
         assert loader.load(cfg.data).skipped == 1  # what the run would train on: one sample fewer
         return
     assert fails_before_training(args, tmp_path, capsys).startswith(f"error: {expected}")
+
+
+# A run that reads its samples while training (data.cache=false) does not decode them first: it reads the result
+# that `prepare.py check` keeps beside the manifest (research/data/checked.py).
+@pytest.fixture
+def streamed(tiny_args, tmp_path):
+    """(args of a streamed run on a copy of the tiny dataset with a NaN training voice, its manifest, the line)."""
+    from research.config import apply_overrides
+    from research.data import manifest, synthetic
+
+    source = synthetic.ensure(apply_overrides(run.preset("default"), tiny_args).data).parent
+    folder = shutil.copytree(source, tmp_path / "data")
+    expected = nan_in_a_training_voice(folder, manifest.read(source / "manifest.csv"))
+    path = folder / "manifest.csv"
+    return [*tiny_args, f"--dataset={path}", "--data.cache=false"], path, expected
+
+
+def check_manifest(path: Path, capsys) -> None:
+    from experiments import prepare
+
+    assert prepare.main(["check", str(path), "--image-size=32", "--sample-rate=16000"]) == 1  # one problem
+    capsys.readouterr()
+
+
+def test_a_streamed_run_with_a_bad_sample_the_check_found_stops_before_training(streamed, tmp_path, capsys):
+    args, path, expected = streamed
+    check_manifest(path, capsys)
+    assert fails_before_training(args, tmp_path, capsys).startswith(f"error: {expected}")
+
+
+def test_a_streamed_run_skips_what_the_check_found_with_on_error_skip(streamed, capsys):
+    from research import validate
+    from research.config import apply_overrides
+
+    args, path, expected = streamed
+    check_manifest(path, capsys)
+    validate.before_training(apply_overrides(run.preset("default"), [*args, "--data.on_error=skip"]))
+    err = capsys.readouterr().err
+    assert err.startswith(f"warning: data.on_error=skip: 1 of 48 samples of {path} are skipped, e.g. {expected}")
+    assert err.count("\n") == 1
+
+
+def test_a_streamed_run_on_samples_not_checked_warns_once(streamed, capsys):
+    """No check result, or one of other manifest content: a warning, not an error (a large dataset must train)."""
+    from research import validate
+    from research.config import apply_overrides
+
+    args, path, _ = streamed
+    cfg = apply_overrides(run.preset("default"), args)
+    warning = (
+        f"warning: the samples of manifest {path} were not checked (data.cache=false: a bad one stops training "
+        f"when it is read); check them with: python experiments/prepare.py check {path} --image-size 32 "
+        "--sample-rate 16000\n"
+    )
+    validate.before_training(cfg)
+    assert capsys.readouterr().err == warning
+    check_manifest(path, capsys)
+    path.write_bytes(path.read_bytes() + b"\n")  # other content: the result is not this manifest's
+    validate.before_training(cfg)
+    assert capsys.readouterr().err == warning
