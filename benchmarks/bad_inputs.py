@@ -142,7 +142,9 @@ def cases(tmp: Path, port: int) -> list[Case]:
         Case("manifest with a UTF-8 byte-order mark", t("bom", f"--dataset={data['bom']}"), 0),
         Case("float WAV with a NaN sample (test row)", t("a", f"--dataset={data['nan']}"), 2),
         Case("the same, data.on_error=skip", t("nan", f"--dataset={data['nan']}", "--data.on_error=skip"), 0),
+        Case("the same, data.cache=false, not checked", t("nan2", f"--dataset={data['nan']}", "--data.cache=false"), 2),
         Case("the same, prepare.py check", [*CHECK, str(data["nan"])], 1),
+        Case("the same, data.cache=false after the check", t("a", f"--dataset={data['nan']}", "--data.cache=false"), 2),
         Case("transcript of NUL bytes", t("a", f"--dataset={data['nul']}"), 2),
         Case(
             "`--modalities face,text` on a voice-only manifest",
