@@ -205,10 +205,12 @@ def write_tables(args: argparse.Namespace) -> None:
     if not records:
         raise tables.TableError(f"no run matches --where {args.where}")
     keys = args.by.split(",") if args.by else tables.swept_keys(records)
+    tables.check_keys(records, keys)
     present = [m for m in DEFAULT_METRICS if any(m in r.get("summary", {}) for r in records)]
     metrics = parse_metrics(args.metrics or ",".join(present))
     if not metrics:
         raise tables.TableError("none of the default metrics is in the runs' summaries: pass --metrics")
+    tables.check_metrics(records, metrics)
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else None
     sweep_files = [Path(f) if Path(f).exists() else SWEEPS / f for f in (args.sweeps or "").split(",") if f]
     missing = [str(f) for f in sweep_files if not f.exists()]
@@ -223,14 +225,16 @@ def write_tables(args: argparse.Namespace) -> None:
     out = args.out or runs / "tables"
     out.mkdir(parents=True, exist_ok=True)
     caption = args.caption or f"Ablation: {', '.join(map(table.names.column, keys))}"
-    (out / f"{name}.tex").write_text(tables.to_latex(table, caption, name, args.digits))
+    paths = [out / f"{name}.{ext}" for ext in ("tex", "md", "csv", "png")]
+    replaced = [p for p in paths if p.exists()]
+    paths[0].write_text(tables.to_latex(table, caption, name, args.digits))
     markdown = tables.to_markdown(table, args.digits)
-    (out / f"{name}.md").write_text(markdown)
-    with open(out / f"{name}.csv", "w", newline="") as f:
+    paths[1].write_text(markdown)
+    with open(paths[2], "w", newline="") as f:
         csv.writer(f).writerows(tables.to_csv(table))
-    bar_chart(table, out / f"{name}.png")
+    bar_chart(table, paths[3])
     print(markdown)
-    print(f"written: {out}/{name}.tex .md .csv .png")
+    print(f"wrote {', '.join(map(str, paths))}" + (f" (replacing {len(replaced)} earlier files)" if replaced else ""))
 
 
 if __name__ == "__main__":

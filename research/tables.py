@@ -11,6 +11,7 @@ with the baseline first; the CSV keeps the config's values.
 
 from __future__ import annotations
 
+import difflib
 import math
 import re
 import warnings
@@ -187,8 +188,50 @@ def swept_keys(records: list[dict[str, Any]]) -> list[str]:
     return [k for k in keys if len({label(f.get(k)) for f in flat}) > 1]
 
 
-def _pick(records: list[dict[str, Any]]) -> dict[str, Any]:
-    """Of several records of one row and seed (a rerun), the finished one, else the latest."""
+def unknown(kind: str, name: str, known: set[str]) -> TableError:
+    """The one-line error for a key or metric no run has, naming the closest that exist."""
+    closest = difflib.get_close_matches(name, sorted(known), n=8, cutoff=0)
+    return TableError(
+        f"unknown {kind} {name!r}: no run has it; closest of the {len(known)} there: {', '.join(closest)}"
+    )
+
+
+def check_keys(records: list[dict[str, Any]], keys: list[str]) -> None:
+    """Every row key must be in some run's config (a key absent from some runs prints as `-`)."""
+    for key in keys:
+        if all(config_value(r["config"], key) is None for r in records):
+            known = {k for r in records for k in flatten(r["config"]) if not k.startswith("run.")}
+            raise unknown("--by key", key, known)
+
+
+def check_metrics(records: list[dict[str, Any]], metrics: list[tuple[str, str]]) -> None:
+    """Every metric must be in some run's summary."""
+    known = {k for r in records for k in r.get("summary", {})}
+    for name, _ in metrics:
+        if name not in known:
+            raise unknown("metric", name, known)
+
+
+def _pick(records: list[dict[str, Any]], row: tuple[str, ...], seed: int) -> dict[str, Any]:
+    """Of several records of one row and seed, the finished one, else the latest, if they are reruns of one
+    configuration; runs that differ in a config field outside the row keys are an error naming them."""
+    first = flatten(records[0]["config"])
+    for other in records[1:]:
+        config = flatten(other["config"])
+        fields = sorted(
+            k
+            for k in first.keys() | config.keys()
+            if not k.startswith("run.") and label(first.get(k)) != label(config.get(k))
+        )
+        if fields:
+            names = " and ".join(
+                repr(r.get("name") or config_value(r["config"], "run.name")) for r in (records[0], other)
+            )
+            shown = ", ".join(f"{k} ({label(first.get(k))} vs {label(config.get(k))})" for k in fields)
+            raise TableError(
+                f"runs {names} fall into one row ({' / '.join(row)}, seed {seed}) but differ in {shown}: "
+                "add those keys to --by or keep one with --where"
+            )
     return max(records, key=lambda r: (r.get("status") == "finished", r.get("finished_at") or "", r["started_at"]))
 
 
@@ -215,7 +258,7 @@ def build_table(
     seeds = sorted(seeds if seeds is not None else {s for runs in groups.values() for s in runs})
     rows = []
     for key in sorted(groups, key=order.get):
-        picked = {s: _pick(groups[key][s]) for s in seeds if s in groups[key]}
+        picked = {s: _pick(groups[key][s], key, s) for s in seeds if s in groups[key]}
         row = Row(key, {s: picked[s].get("status", "unknown") if s in picked else "missing" for s in seeds})
         for name, _ in metrics:
             found = {s: r.get("summary", {}).get(name) for s, r in picked.items() if row.runs[s] == "finished"}
@@ -261,12 +304,14 @@ def _rank(table: Table) -> None:
 
 def _compare(table: Table, baseline: dict[str, str]) -> None:
     """Difference of means and paired t-test (seeds both rows finished) of every row against the baseline."""
-    if set(baseline) - set(table.keys):
-        raise TableError(f"baseline {baseline} must name table keys ({table.keys})")
+    for key in baseline:
+        if key not in table.keys:
+            raise TableError(f"unknown --baseline key {key!r}: the row keys are {', '.join(table.keys)}")
     column = {k: table.keys.index(k) for k in baseline}
     matches = [i for i, r in enumerate(table.rows) if all(r.label[column[k]] == v for k, v in baseline.items())]
     if len(matches) != 1:
-        raise TableError(f"baseline {baseline} matches {len(matches)} rows, not one")
+        rows = "; ".join(",".join(f"{k}={v}" for k, v in zip(table.keys, r.label, strict=True)) for r in table.rows)
+        raise TableError(f"baseline {baseline} matches {len(matches)} rows, not one; the rows: {rows}")
     table.rows.insert(0, table.rows.pop(matches[0]))  # the row every other is compared with comes first
     table.baseline = 0
     for name, _ in table.metrics:

@@ -151,9 +151,45 @@ def test_the_loss_study_lists_heads_in_the_sweep_files_order_with_paper_names(tm
         (["--baseline", "model.fusion=gated"], "matches 0 rows"),
         (["--where", "model.fusion=gated"], "no run matches"),
         (["--metrics", "test/acc:up"], "min or max"),
+        (["--metrics", "test/acc,test/acc_top5"], "unknown metric 'test/acc_top5': no run has it; closest of the 4"),
+        (["--baseline", "model.fuson=late"], "unknown --baseline key 'model.fuson': the row keys are model.fusion,"),
     ],
 )
 def test_a_table_that_cannot_be_made_is_an_error_with_the_reason(study, capsys, args, message):
     folder, _ = study
     assert ablate.main(["--runs", str(folder), "--by", "model.fusion,model.modalities", *args]) == 2
-    assert message in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+
+
+def test_an_unknown_by_key_is_one_line_naming_the_closest_keys(study, capsys):
+    folder, _ = study
+    assert ablate.main(["--runs", str(folder), "--by", "model.fuson"]) == 2
+    assert capsys.readouterr().err == (
+        "error: unknown --by key 'model.fuson': no run has it; closest of the 2 there: model.fusion, model.modalities\n"
+    )
+    assert not (folder / "tables").exists()
+
+
+def test_runs_of_two_configurations_in_one_row_are_an_error_naming_them(study, capsys):
+    folder, _ = study
+    record = json.loads((folder / "late-face-0" / "record.json").read_text())
+    record["config"]["model"]["dim"] = 64
+    (folder / "late-face-0-wide").mkdir()
+    (folder / "late-face-0-wide" / "record.json").write_text(json.dumps(record | {"name": "wide"}))
+    assert ablate.main(["--runs", str(folder), "--by", "model.fusion,model.modalities"]) == 2
+    assert capsys.readouterr().err == (
+        "error: runs 'late-face-0' and 'wide' fall into one row (late / face, seed 0) but differ in "
+        "model.dim (- vs 64): add those keys to --by or keep one with --where\n"
+    )
+    assert ablate.main(["--runs", str(folder), "--by", "model.fusion,model.modalities,model.dim"]) == 0
+
+
+def test_each_call_says_which_files_it_wrote_and_that_it_replaced_them(study, capsys):
+    folder, _ = study
+    out = folder / "tables"
+    written = ", ".join(str(out / f"modality.{ext}") for ext in ("tex", "md", "csv", "png"))
+    assert ablate.main(["--study", "modality", "--runs", str(folder)]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == f"wrote {written}"
+    assert ablate.main(["--study", "modality", "--runs", str(folder)]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == f"wrote {written} (replacing 4 earlier files)"

@@ -154,3 +154,17 @@ def test_latex_is_a_booktabs_table_with_escaped_text_and_aligned_columns():
     assert body[0].startswith(r"Late & 3/4 & $0.600 \pm 0.100^\ddagger$ & baseline")  # the baseline row first
     assert body[1].startswith(r"Cross-attention & 3/4 & $0.650 \pm 0.100^\ddagger$")
     assert not re.search(r"[±Δ†‡↑↓<]", latex.replace("$<$", ""))  # every symbol written as LaTeX math
+
+
+def test_a_rerun_of_one_configuration_is_picked_but_two_configurations_are_an_error():
+    rerun = [record(0, "failed", fusion="late"), record(0, fusion="late", test_acc=0.7)]
+    table = tables.build_table(rerun, ["model.fusion"], [("test/acc", "max")])
+    assert table.rows[0].runs == {0: "finished"} and table.rows[0].cells["test/acc"].mean == 0.7
+    other = record(0, fusion="late", test_acc=0.2)
+    other["config"]["loss"] = {"name": "arcface"}
+    with pytest.raises(
+        tables.TableError,
+        match=r"runs 'r0' and 'r0' fall into one row \(late, seed 0\) but differ "
+        r"in loss.name \(softmax vs arcface\)",
+    ):
+        tables.build_table([*rerun, other], ["model.fusion"], [("test/acc", "max")])
