@@ -147,7 +147,7 @@ def parse_selection(text: str | None) -> dict[str, str]:
     return {key: value for key, _, value in pairs}
 
 
-def bar_chart(table: tables.Table, path: Path) -> None:
+def bar_chart(table: tables.Table, path: Path) -> Figure:
     """One panel per metric: mean with a ±std error bar per row; incomplete rows hatched, baseline grey."""
     labels = [" / ".join(table.display(row)) for row in table.rows]
     width = max(4.0, 0.45 * len(labels) + 1.5)
@@ -155,16 +155,18 @@ def bar_chart(table: tables.Table, path: Path) -> None:
     axes = fig.subplots(1, len(table.metrics), squeeze=False)
     for ax, (name, goal) in zip(axes[0], table.metrics, strict=True):
         cells = [row.cells[name] for row in table.rows]
+        scale = 100 if tables.in_percent(name) else 1
         colors = ["tab:gray" if i == table.baseline else "tab:blue" for i in range(len(cells))]
-        errors = [0.0 if c.std != c.std else c.std for c in cells]  # nan std (one seed): no bar
-        bars = ax.bar(range(len(cells)), [c.mean for c in cells], yerr=errors, capsize=3, color=colors)
+        errors = [0.0 if c.std != c.std else scale * c.std for c in cells]  # nan std (one seed): no bar
+        bars = ax.bar(range(len(cells)), [scale * c.mean for c in cells], yerr=errors, capsize=3, color=colors)
         for bar, cell in zip(bars, cells, strict=True):
             if not cell.complete:
                 bar.set(hatch="//", alpha=0.5)
         ax.set_xticks(range(len(cells)), labels, rotation=45, ha="right")
-        ax.set_title(f"{name} ({'higher' if goal == 'max' else 'lower'} is better)")
+        ax.set_title(f"{table.header(name)} ({'higher' if goal == 'max' else 'lower'} is better)")
     fig.tight_layout()
     fig.savefig(path, dpi=150)
+    return fig
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -185,6 +187,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sweeps", help="sweep files whose value order the rows follow (default: the study's)")
     parser.add_argument("--params", action="store_true", help="a column with each row's parameter count")
     parser.add_argument("--labels", type=Path, help="YAML/JSON of custom names: {columns: {...}, values: {...}}")
+    parser.add_argument(
+        "--latex-width",
+        choices=tables.LATEX_WIDTHS,
+        default="column",
+        help="LaTeX float: table shrunk to \\columnwidth (default) or table* shrunk to \\textwidth",
+    )
+    parser.add_argument("--no-deltas", action="store_true", help="drop the Δ columns (LaTeX, Markdown)")
     args = parser.parse_args(argv)
     for key, value in STUDIES.get(args.study, {}).items():
         setattr(args, key, getattr(args, key) or value)
@@ -219,6 +228,7 @@ def write_tables(args: argparse.Namespace) -> None:
     order = study_order(sweep_files, keys)
     table = tables.build_table(records, keys, metrics, parse_selection(args.baseline), seeds, order)
     table.params = bool(args.params)
+    table.deltas = not args.no_deltas
     if args.labels:
         table.names.update(read_labels(args.labels))
     name = args.name or args.study or args.group or runs.name
@@ -227,7 +237,7 @@ def write_tables(args: argparse.Namespace) -> None:
     caption = args.caption or f"Ablation: {', '.join(map(table.names.column, keys))}"
     paths = [out / f"{name}.{ext}" for ext in ("tex", "md", "csv", "png")]
     replaced = [p for p in paths if p.exists()]
-    paths[0].write_text(tables.to_latex(table, caption, name, args.digits))
+    paths[0].write_text(tables.to_latex(table, caption, name, args.digits, args.latex_width))
     markdown = tables.to_markdown(table, args.digits)
     paths[1].write_text(markdown)
     with open(paths[2], "w", newline="") as f:

@@ -25,6 +25,8 @@ from research.config import flatten
 from research.metrics import lower_is_better
 
 ALPHA = 0.05  # significance level of the dagger
+MIN_DOF = 4  # a dagger needs a paired t-test with at least 4 degrees of freedom (5 paired seeds)
+PERCENT = ("eer", "dcf")  # metrics the LaTeX, Markdown and chart show in percent (the records hold fractions)
 
 
 class TableError(ValueError):
@@ -117,6 +119,12 @@ class Cell:
     rank: int | None = None  # 0 = best, 1 = second best in its column (complete rows only)
     delta: float | None = None  # mean - baseline mean
     p: float | None = None  # paired t-test against the baseline; None = no test
+    paired: int = 0  # seeds in that test
+
+    @property
+    def significant(self) -> bool:
+        """p < ALPHA with at least MIN_DOF degrees of freedom: the dagger."""
+        return self.p is not None and self.p < ALPHA and self.paired - 1 >= MIN_DOF
 
 
 @dataclass
@@ -141,10 +149,20 @@ class Table:
     baseline: int | None = None  # index of the baseline row (the first row when there is one)
     names: Names = field(default_factory=Names)
     params: bool = False  # render a parameter-count column
+    deltas: bool = True  # render the Δ columns (with a baseline); without them the dagger marks the mean
 
     def display(self, row: Row) -> list[str]:
         """The row's values as the table prints them."""
         return [self.names.value(key, text) for key, text in zip(self.keys, row.label, strict=True)]
+
+    def header(self, metric: str) -> str:
+        """A metric's header (a labels file's name, else the metric), `(%)` when shown in percent."""
+        return self.names.columns.get(metric, metric) + (" (%)" if in_percent(metric) else "")
+
+
+def in_percent(metric: str) -> bool:
+    """EER and detection costs print in percent (x 100)."""
+    return any(word in metric for word in PERCENT)
 
 
 def config_value(config: dict[str, Any], key: str) -> Any:
@@ -322,6 +340,7 @@ def _compare(table: Table, baseline: dict[str, str]) -> None:
                 continue
             cell.delta = cell.mean - base.mean
             paired = sorted(set(cell.values) & set(base.values))
+            cell.paired = len(paired)
             if len(paired) >= 2:
                 with warnings.catch_warnings():  # identical values: scipy warns and returns nan (no test)
                     warnings.simplefilter("ignore", RuntimeWarning)
@@ -338,10 +357,11 @@ def notes(table: Table) -> list[str]:
     ]
     if table.baseline is not None:
         base = " / ".join(table.display(table.rows[table.baseline]))
+        delta = f"Δ: difference of means to the baseline row ({base}); " if table.deltas else ""
         lines.append(
-            f"Δ: difference of means to the baseline row ({base}); †: p < {ALPHA} in a two-sided paired t-test "
-            "across the seeds both rows finished (no test, and no mark, with fewer than 2 paired seeds"
-            " or identical values)."
+            f"{delta}†: p < {ALPHA} in a two-sided paired t-test against the baseline row ({base}) across the "
+            f"seeds both rows finished, marked only with at least {MIN_DOF} degrees of freedom "
+            f"({MIN_DOF + 1} paired seeds; no test with fewer than 2 paired seeds or identical values)."
         )
         untested = [
             " / ".join(table.display(r))
@@ -349,6 +369,9 @@ def notes(table: Table) -> list[str]:
             if any(c.delta is not None and c.p is None for c in r.cells.values())
         ]
         lines += [f"No test for: {'; '.join(untested)}."] if untested else []
+    shown = [table.names.columns.get(name, name) for name, _ in table.metrics if in_percent(name)]
+    points = " (their Δ in percentage points)" if table.deltas and table.baseline is not None else ""
+    lines += [f"In percent: {', '.join(shown)}{points}."] if shown else []
     for row in table.rows:
         if not all(c.complete for c in row.cells.values()):
             gaps = ", ".join(f"seed {s} {st}" for s, st in row.runs.items() if st != "finished")
@@ -374,13 +397,15 @@ def _body(table: Table, style: dict[str, str], digits: int) -> list[list[str]]:
         cells += [style["dash"] if row.params is None else params_text(row.params)] if table.params else []
         for name, _ in table.metrics:
             c = row.cells[name]
-            text = f"{c.mean:.{digits}f}" + ("" if math.isnan(c.std) else f"{style['pm']}{c.std:.{digits}f}")
+            scale, places = (100, max(digits - 2, 0)) if in_percent(name) else (1, digits)
+            mark = style["dagger"] if c.significant else ""
+            text = f"{scale * c.mean:.{places}f}"
+            text += "" if math.isnan(c.std) else f"{style['pm']}{scale * c.std:.{places}f}"
             text = style["bold" if c.rank == 0 else "second"].format(text) if c.rank is not None else text
-            text += style["ddagger"] if c.values and not c.complete else ""
+            text += ("" if table.deltas else mark) + (style["ddagger"] if c.values and not c.complete else "")
             cells.append(style["math"].format(text) if c.values else style["dash"])
-            if table.baseline is not None:
-                mark = style["dagger"] if c.p is not None and c.p < ALPHA else ""
-                delta = None if c.delta is None else style["math"].format(f"{c.delta:+.{digits}f}{mark}")
+            if table.baseline is not None and table.deltas:
+                delta = None if c.delta is None else style["math"].format(f"{scale * c.delta:+.{places}f}{mark}")
                 cells.append("baseline" if i == table.baseline else delta or style["dash"])
         body.append(cells)
     return body
@@ -391,9 +416,9 @@ def _header(table: Table) -> list[str]:
     names = table.names
     header = [names.column(k) for k in table.keys] + ["Seeds"] + (["Params"] if table.params else [])
     for name, goal in table.metrics:
-        metric = names.columns.get(name, name)
+        metric = table.header(name)
         header.append(f"{metric} {'↑' if goal == 'max' else '↓'}")
-        header += [f"Δ {metric}"] if table.baseline is not None else []
+        header += [f"Δ {metric}"] if table.baseline is not None and table.deltas else []
     return header
 
 
@@ -421,15 +446,22 @@ def latex_escape(text: str) -> str:
     return text
 
 
-def to_latex(table: Table, caption: str, tag: str, digits: int = 3) -> str:
-    """A booktabs `table` environment, ready to \\input; the notes sit under the tabular."""
+LATEX_WIDTHS = {"column": ("table", r"\columnwidth"), "full": ("table*", r"\textwidth")}
+
+
+def to_latex(table: Table, caption: str, tag: str, digits: int = 3, width: str = "column") -> str:
+    """A booktabs float ready to \\input (needs booktabs and graphicx): `table` at most \\columnwidth wide
+    (width="column") or `table*` at most \\textwidth (width="full"), the tabular shrunk to fit, never enlarged;
+    the notes sit under it."""
+    env, limit = LATEX_WIDTHS[width]
     header = [latex_escape(h) for h in _header(table)]
     keys = "l" * len(table.keys)
     lines = [
-        r"\begin{table}[t]",
+        rf"\begin{{{env}}}[t]",
         r"\centering",
         rf"\caption{{{latex_escape(caption)}}}",
         rf"\label{{tab:{tag}}}",
+        rf"\resizebox{{\ifdim\width>{limit}{limit}\else\width\fi}}{{!}}{{%",
         rf"\begin{{tabular}}{{{keys}r{'c' * (len(header) - len(keys) - 1)}}}",
         r"\toprule",
         " & ".join(header) + r" \\",
@@ -437,9 +469,9 @@ def to_latex(table: Table, caption: str, tag: str, digits: int = 3) -> str:
     ]
     for cells in _body(table, LATEX, digits):
         lines.append(" & ".join(latex_escape(c) if j < len(table.keys) else c for j, c in enumerate(cells)) + r" \\")
-    lines += [r"\bottomrule", r"\end{tabular}", r"\par\smallskip", r"{\footnotesize"]
+    lines += [r"\bottomrule", r"\end{tabular}}", r"\par\smallskip", r"{\footnotesize\raggedright"]
     lines += [latex_escape(note) + r"\par" for note in notes(table)]
-    return "\n".join(lines + ["}", r"\end{table}"]) + "\n"
+    return "\n".join(lines + ["}", rf"\end{{{env}}}"]) + "\n"
 
 
 def to_csv(table: Table) -> list[list[str]]:

@@ -127,6 +127,24 @@ def test_a_labels_file_renames_values_and_columns(study, suffix):
     lines = (folder / "tables" / "fusion.md").read_text().splitlines()
     assert lines[0] == "| Method | Seeds | Params | Accuracy ↑ | Δ Accuracy |"
     assert [line.split(" | ")[0] for line in lines[2:5]] == ["| Late", "| Early", "| XA (ours)"]
+    records = ablate.select(ablate.load_records(folder), {"model.modalities": "face+text+voice"})
+    table = ablate.tables.build_table(records, ["model.fusion"], [("test/eer", "min")])
+    table.names.update(labels | {"columns": {"test/eer": "EER"}})
+    fig = ablate.bar_chart(table, folder / "chart.png")
+    assert [ax.get_title() for ax in fig.axes] == ["EER (%) (lower is better)"]  # the chart's titles too
+
+
+def test_latex_width_and_no_deltas_options(study):
+    folder, _ = study
+    args = ["--study", "fusion", "--runs", str(folder), "--metrics", "test/acc"]
+    assert ablate.main([*args, "--latex-width", "full", "--no-deltas"]) == 0
+    tex = (folder / "tables" / "fusion.tex").read_text()
+    assert tex.startswith("\\begin{table*}[t]") and tex.endswith("\\end{table*}\n") and "Delta" not in tex
+    assert "\\resizebox{\\ifdim\\width>\\textwidth\\textwidth\\else\\width\\fi}{!}{%" in tex
+    assert "| Fusion | Seeds | Params | test/acc ↑ |" in (folder / "tables" / "fusion.md").read_text()
+    assert ablate.main(args) == 0
+    tex = (folder / "tables" / "fusion.tex").read_text()
+    assert tex.startswith("\\begin{table}[t]") and "$\\Delta$ test/acc" in tex and "\\columnwidth" in tex
 
 
 def test_the_loss_study_lists_heads_in_the_sweep_files_order_with_paper_names(tmp_path):

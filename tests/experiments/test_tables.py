@@ -5,6 +5,8 @@ import csv
 import io
 import math
 import re
+import shutil
+import subprocess
 
 import numpy as np
 import pytest
@@ -48,7 +50,7 @@ def test_cells_differences_and_p_values_equal_numpy_and_scipy_on_the_records():
     assert rows["late"]["test/acc p"] == rows["late"]["test/acc delta"] == ""
 
 
-def test_the_paired_t_test_matches_a_hand_worked_example_and_daggers_only_below_005():
+def test_the_paired_t_test_matches_a_hand_worked_example_and_daggers_only_below_005_with_4_dof():
     base = [0.5, 0.6, 0.7]
     close = [b + d for b, d in zip(base, [0.1, 0.2, 0.3], strict=True)]  # d: mean 0.2, sd 0.1 -> t = 3.464
     far = [b + d for b, d in zip(base, [0.10, 0.11, 0.09], strict=True)]  # mean 0.1, sd 0.01 -> t = 17.32
@@ -62,8 +64,23 @@ def test_the_paired_t_test_matches_a_hand_worked_example_and_daggers_only_below_
     assert p["early"] == pytest.approx(2 * stats.t.sf(0.2 / (0.1 / math.sqrt(3)), df=2), rel=1e-6)  # 0.0742
     assert p["gated"] == pytest.approx(2 * stats.t.sf(0.1 / (0.01 / math.sqrt(3)), df=2), rel=1e-6)  # 0.0033
     lines = {line.split(" | ")[0].strip("| "): line for line in tables.to_markdown(table).splitlines()}
-    assert "+0.200 |" in lines["Early"] and "+0.200†" not in lines["Early"]
-    assert "+0.100† |" in lines["Gated"] and "| baseline |" in lines["Late"]
+    assert "+0.200 |" in lines["Early"] and "| baseline |" in lines["Late"]
+    assert "+0.100 |" in lines["Gated"]  # p = 0.0033 but 2 degrees of freedom: no mark
+    # Five seeds (4 degrees of freedom): the same differences are marked where p < 0.05.
+    base += [0.55, 0.65]
+    close += [base[3] + 0.2, base[4] + 0.2]  # d = 0.1, 0.2, 0.3, 0.2, 0.2: t = 6.32, p = 0.003
+    far += [base[3] + 0.1, base[4] + 0.1]
+    records = [
+        record(s, fusion=f, test_acc=v[s])
+        for f, v in (("late", base), ("early", close), ("gated", far))
+        for s in range(5)
+    ]
+    table = tables.build_table(records, ["model.fusion"], [("test/acc", "max")], {"model.fusion": "late"})
+    lines = {line.split(" | ")[0].strip("| "): line for line in tables.to_markdown(table).splitlines()}
+    assert "+0.200† |" in lines["Early"] and "+0.100† |" in lines["Gated"]
+    table.deltas = False  # without the Δ columns the mark goes on the mean
+    lines = {line.split(" | ")[0].strip("| "): line for line in tables.to_markdown(table).splitlines()}
+    assert lines["Gated"] == "| Gated | 5/5 | <ins>0.700 ± 0.076</ins>† |"
 
 
 def test_best_is_bold_and_second_underlined_in_the_direction_of_each_metric():
@@ -75,9 +92,10 @@ def test_best_is_bold_and_second_underlined_in_the_direction_of_each_metric():
     cells = {
         line.split(" | ")[0].strip("| "): line.split(" | ")[2:4] for line in text.splitlines() if line.startswith("| ")
     }
-    assert cells["a"] == ["**0.900 ± 0.000**", "0.300 ± 0.000 |"]
-    assert cells["b"] == ["<ins>0.800 ± 0.000</ins>", "**0.100 ± 0.000** |"]
-    assert cells["c"] == ["0.700 ± 0.000", "<ins>0.200 ± 0.000</ins> |"]
+    assert cells["a"] == ["**0.900 ± 0.000**", "30.0 ± 0.0 |"]  # EER in percent
+    assert cells["b"] == ["<ins>0.800 ± 0.000</ins>", "**10.0 ± 0.0** |"]
+    assert cells["c"] == ["0.700 ± 0.000", "<ins>20.0 ± 0.0</ins> |"]
+    assert "| test/eer (%) ↓ |" in text and "In percent: test/eer." in text
     latex = tables.to_latex(tables.build_table(records, ["model.fusion"], metrics), "Caption", "t")
     assert r"$\mathbf{0.900 \pm 0.000}$" in latex and r"$\underline{0.800 \pm 0.000}$" in latex
 
@@ -168,3 +186,54 @@ def test_a_rerun_of_one_configuration_is_picked_but_two_configurations_are_an_er
         r"in loss.name \(softmax vs arcface\)",
     ):
         tables.build_table([*rerun, other], ["model.fusion"], [("test/acc", "max")])
+
+
+def wide_table() -> tables.Table:
+    """A study-sized table: 4 rows, 7 metrics (EER and minDCF among them), Δ columns, long names."""
+    metrics = ["test_acc", "test_macro_f1", "test_subject_acc", "test_eer", "test_min_dcf_0.01"]
+    metrics += ["test_fair/gender/acc/gap", "test_without_text/acc"]
+    subsets = (["face", "text", "voice"], ["face"], ["voice"], ["text"])
+    records = [
+        record(s, modalities=m, **{k: 0.1 + 0.01 * s + 0.1 * i for k in metrics})
+        for i, m in enumerate(subsets)
+        for s in range(5)
+    ]
+    named = [(k.replace("_", "/", 1), tables.direction(k)) for k in metrics]
+    return tables.build_table(records, ["model.modalities"], named, {"model.modalities": "face+text+voice"})
+
+
+def pdflatex_log(folder, latex: str, options: str) -> str:
+    """Compile `latex` in an article with `options` (pdflatex); the log. Skips without a TeX engine."""
+    if shutil.which("pdflatex") is None or shutil.which("kpsewhich") is None:
+        pytest.skip("no TeX engine (pdflatex) on PATH")
+    packages = subprocess.run(["kpsewhich", "booktabs.sty", "graphicx.sty"], capture_output=True, text=True)
+    if len(packages.stdout.split()) != 2:
+        pytest.skip("pdflatex without booktabs or graphicx (texlive-latex-recommended)")
+    (folder / "table.tex").write_text(latex)
+    document = rf"\documentclass[{options}]{{article}}\usepackage{{booktabs,graphicx}}"
+    (folder / "doc.tex").write_text(document + "\n\\begin{document}\n\\input{table}\n\\end{document}\n")
+    command = ["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "doc.tex"]
+    done = subprocess.run(command, cwd=folder, capture_output=True, text=True, timeout=120)
+    log = (folder / "doc.log").read_text(errors="replace")
+    assert done.returncode == 0, log[-2000:]
+    return log
+
+
+@pytest.mark.parametrize("options", ["twocolumn", "onecolumn"])
+@pytest.mark.parametrize("width", ["column", "full"])
+@pytest.mark.parametrize("deltas", [True, False])
+def test_the_latex_compiles_and_fits_the_column_or_the_page(tmp_path, options, width, deltas):
+    table = wide_table()
+    table.deltas = deltas
+    latex = tables.to_latex(table, "Age group from face, voice and text", "age", width=width)
+    log = pdflatex_log(tmp_path, latex, options)
+    assert "Overfull \\hbox" not in log  # the tabular is shrunk to \columnwidth (table) or \textwidth (table*)
+    assert ("table*" in latex) == (width == "full")
+
+
+def test_the_width_check_sees_a_table_that_overflows(tmp_path):
+    """Without the \\resizebox line (and its closing brace) the same table overflows the column: the check
+    above can fail."""
+    latex = tables.to_latex(wide_table(), "Caption", "age").replace(r"\end{tabular}}", r"\end{tabular}")
+    latex = "\n".join(line for line in latex.splitlines() if not line.startswith(r"\resizebox"))
+    assert "Overfull \\hbox" in pdflatex_log(tmp_path, latex, "twocolumn")
