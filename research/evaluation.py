@@ -78,16 +78,23 @@ def evaluate(
         )
         scalars |= found | _pair_accuracy(trials, threshold)
         _write_trials(out / "trials.csv", preds["subject"], trials)
-    for name, listed in (official or {}).items():
-        subjects = np.array([]) if train_subjects is None else train_subjects
-        found, _ = verification.verify(preds["embedding"], preds["subject"], subjects, trials=listed)
-        scalars |= {f"{name}/{k}": v for k, v in found.items()}
+    scalars |= _official(preds, official or {}, train_subjects)
     if "face_embedding" in preds and "voice_embedding" in preds:
         scalars |= _cross_modal(preds, seed, n_trials)
     if plots:
         _write_figures(preds, classes, details, trials, attrs, target, out, seed)
     record = {"metrics": scalars, **details}
     (out / "metrics.json").write_text(json.dumps(record, indent=1, default=lambda a: a.tolist()))
+    return scalars
+
+
+def _official(preds: dict, official: dict, train_subjects: np.ndarray | None) -> dict[str, float]:
+    """The official trial lists scored exactly as listed: `{name}/eer` etc."""
+    scalars = {}
+    for name, listed in official.items():
+        subjects = np.array([]) if train_subjects is None else train_subjects
+        found, _ = verification.verify(preds["embedding"], preds["subject"], subjects, trials=listed)
+        scalars |= {f"{name}/{k}": v for k, v in found.items()}
     return scalars
 
 

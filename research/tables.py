@@ -195,7 +195,8 @@ def _order(value: Any) -> tuple:
 
 
 def direction(metric: str) -> str:
-    """ "min" for metrics where lower is better (by name), else "max"; `name:min` / `name:max` overrides."""
+    """The direction of a metric: "min" where lower is better (by name), else "max" (experiments/ablate.py's
+    `name:min` / `name:max` override it)."""
     return "min" if lower_is_better(metric) else "max"
 
 

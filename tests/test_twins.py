@@ -59,8 +59,9 @@ ONE_SIDED_NAMES: dict[str, set[str]] = {
     "research/jax/model.py": {"autocast", "normalize", "variables"},
     # The jax step is built once per run and jit-compiled (make_train_step returns it; torch runs its
     # train_step eagerly); the train-state pytree has no torch counterpart; a torch rank reads its part of
-    # the global batch (rank_batch), jax lays the whole batch over the mesh.
-    "research/torch/trainer.py": {"train_step", "rank_batch"},
+    # the global batch (rank_batch), jax lays the whole batch over the mesh; torch's ranks load the data in
+    # turn (load_splits) and its epoch-loop step closes over the eager train_step (make_step).
+    "research/torch/trainer.py": {"train_step", "rank_batch", "load_splits", "make_step"},
     "research/jax/trainer.py": {"make_train_step", "train_state"},
     # torch's process group: a World per rank and explicit collectives; jax's mesh spans every device of every
     # host, and XLA inserts the collectives (make_mesh, place lay arrays out on it).

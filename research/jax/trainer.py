@@ -31,9 +31,9 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from research import checkpoint_files
 from research.config import Config
-from research.data.loader import load
+from research.data.loader import Splits, load
 from research.jax import backend, checkpoint, distributed, sharding
-from research.jax.model import build_model, load_weights, parameter_report, variables
+from research.jax.model import FusionModel, build_model, load_weights, parameter_report, variables
 from research.jax.predict import predict, to_device
 from research.plots import images
 from research.report import final_report
@@ -110,6 +110,34 @@ def make_train_step(graphdef: nnx.GraphDef, rngs: nnx.State, tx, schedule, cfg: 
     return jax.jit(train_step, donate_argnums=0, out_shardings=(shardings or replicated, replicated))
 
 
+def build(cfg: Config, splits: Splits, mesh: Mesh) -> FusionModel:
+    """The model; with loss.shard_centres its heads' classes must split evenly over the mesh's "model" axis."""
+    classes = len(splits.classes[cfg.data.target])
+    if cfg.loss.shard_centres and classes % mesh.shape["model"]:
+        raise ValueError(f"loss.shard_centres: {classes} classes do not split over {mesh.shape['model']} devices")
+    weights = class_weights(cfg, splits.train.labels("target"), classes)
+    rngs = nnx.Rngs(params=cfg.run.seed, dropout=cfg.run.seed, augment=cfg.run.seed)
+    return build_model(cfg, classes, splits.vocab_size, None if weights is None else jnp.asarray(weights), rngs=rngs)
+
+
+def resume(cfg: Config, last: Path, state: dict, tracker, name: str) -> tuple[dict, tuple[dict | None, dict]]:
+    """(state, (begin, progress)) from the `last` checkpoint (research/training.py resume_point), the record cut
+    back to its epoch; the fresh state and a fresh start without one."""
+    if not (cfg.run.resume and checkpoint_files.exists(last)):
+        return state, resume_point(fresh_progress())
+    state, progress = checkpoint.load(last, state)
+    tracker.truncate(progress["epoch"])
+    print(f"resuming {name}: epoch {progress['epoch']} done, {progress['step']} steps into the next")
+    return state, resume_point(progress)
+
+
+def validate(model: FusionModel, splits: Splits, cfg: Config, mesh: Mesh) -> dict:
+    """The epoch's validation metrics (the model holds the epoch's weights), the model back in train mode."""
+    val = val_metrics(predict(model, splits.val, cfg, mesh), np.unique(splits.train.labels("subject")), cfg)
+    model.train()
+    return val
+
+
 def train_and_evaluate(cfg: Config, run_dir: Path, name: str) -> dict:
     """Train, select the best validation epoch, evaluate it on val and test; return the run summary."""
     started = time.time()
@@ -117,13 +145,7 @@ def train_and_evaluate(cfg: Config, run_dir: Path, name: str) -> dict:
     run_dir.mkdir(parents=True, exist_ok=True)
     mesh = distributed.make_mesh(jax.device_count() if cfg.loss.shard_centres else 1)
     splits = load(cfg.data)
-    classes = len(splits.classes[cfg.data.target])
-    if cfg.loss.shard_centres and classes % mesh.shape["model"]:
-        raise ValueError(f"loss.shard_centres: {classes} classes do not split over {mesh.shape['model']} devices")
-    weights = class_weights(cfg, splits.train.labels("target"), classes)
-    weights = None if weights is None else jnp.asarray(weights)
-    rngs = nnx.Rngs(params=cfg.run.seed, dropout=cfg.run.seed, augment=cfg.run.seed)
-    model = build_model(cfg, classes, splits.vocab_size, weights, rngs=rngs)
+    model = build(cfg, splits, mesh)
     steps = steps_per_epoch(splits.train, cfg)
     schedule = warmup_cosine(cfg.optim.lr, round(cfg.optim.warmup_epochs * steps), cfg.optim.epochs * steps)
     tx = make_optimizer(schedule, cfg)
@@ -132,12 +154,7 @@ def train_and_evaluate(cfg: Config, run_dir: Path, name: str) -> dict:
     train_step = make_train_step(graphdef, rng_state, tx, schedule, cfg, mesh, shardings)
     tracker = distributed.main_tracker(cfg, run_dir, name)
     last, best_path = run_dir / "last.safetensors", run_dir / "best.safetensors"
-    progress = fresh_progress()
-    if cfg.run.resume and checkpoint_files.exists(last):
-        state, progress = checkpoint.load(last, state)
-        tracker.truncate(progress["epoch"])
-        print(f"resuming {name}: epoch {progress['epoch']} done, {progress['step']} steps into the next")
-    begin, progress = resume_point(progress)
+    state, (begin, progress) = resume(cfg, last, state, tracker, name)
     state = distributed.place(state, shardings)
 
     def write(path: Path, meta: dict, resumable: bool) -> None:
@@ -158,14 +175,12 @@ def train_and_evaluate(cfg: Config, run_dir: Path, name: str) -> dict:
         return float(measured["loss"])
 
     epoch_kw = {"size": cfg.data.batch_size, "shard": {}, "last": last, "save": save}
-    train_subjects = np.unique(splits.train.labels("subject"))
     with finishing(tracker, name):
         for epoch in range(progress["epoch"] + 1, cfg.optim.epochs + 1):
             train_loss = train_epoch(step, splits.train, cfg, epoch, begin=begin, **epoch_kw)
             begin = None
             nnx.update(model, state["params"], state["variables"])
-            val = val_metrics(predict(model, splits.val, cfg, mesh), train_subjects, cfg)
-            model.train()
+            val = validate(model, splits, cfg, mesh)
             metrics = {"train/loss": train_loss, "lr": float(schedule(epoch * steps))}
             save_best = partial(write, best_path, resumable=False)
             end_epoch(progress, epoch, val, metrics, tracker, save_best, partial(write, last, resumable=True))

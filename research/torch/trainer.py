@@ -25,11 +25,11 @@ import torch
 
 from research import checkpoint_files
 from research.config import Config
-from research.data.loader import load
+from research.data.loader import Splits, load
 from research.plots import images
 from research.report import final_report
 from research.torch import backend, checkpoint, distributed, sharding
-from research.torch.model import build_model, load_weights, parameter_report
+from research.torch.model import FusionModel, build_model, load_weights, parameter_report
 from research.torch.predict import predict, to_device
 from research.training import (
     NonFiniteLoss,
@@ -99,6 +99,18 @@ def train_step(model, optimizer, scheduler, batch: dict[str, torch.Tensor], cfg:
     return {"loss": value, "grad_norm": grad_norm.item(), "lr": lr}
 
 
+def make_step(model, optimizer, scheduler, cfg: Config, world: distributed.World):
+    """The epoch loop's step (research/training.py train_epoch): one update on this rank's part of a global
+    batch, returning the global batch's loss, alike on every rank (this rank's when it is not finite). Its
+    `number` (the run's step) is jax's; torch's scheduler counts the steps itself."""
+
+    def step(batch: dict, number: int) -> float:
+        loss = train_step(model, optimizer, scheduler, to_device(batch, world.device), cfg)["loss"]
+        return distributed.mean(loss, world) if math.isfinite(loss) else loss
+
+    return step
+
+
 def rank_batch(cfg: Config, world: distributed.World) -> int:
     """The rows of a global batch that each rank trains on; a whole number of micro-batches."""
     size = distributed.per_rank_batch(cfg.data.batch_size, world)
@@ -107,29 +119,60 @@ def rank_batch(cfg: Config, world: distributed.World) -> int:
     return size
 
 
-def train_and_evaluate(cfg: Config, run_dir: Path, name: str) -> dict:
-    """Train, select the best validation epoch, evaluate it on val and test; return the run summary.
+def load_splits(cfg: Config, world: distributed.World) -> Splits:
+    """The data; rank 0 loads it first (it writes the embedded dataset once), the other ranks then read it."""
+    splits = load(cfg.data) if world.is_main else None
+    distributed.barrier(world)
+    return splits or load(cfg.data)
 
-    Under torchrun every rank trains on its shard (research/torch/distributed.py); rank 0 alone writes the
-    run directory (record, checkpoints, W&B) and runs the end-of-run evaluation, the others return
-    {"status": "worker"} after the last epoch. With loss.shard_centres each rank holds a block of every
-    head's class centres (research/torch/sharding.py); checkpoints still hold the whole matrices."""
+
+def build(cfg: Config, splits: Splits, world: distributed.World, sharded: bool) -> FusionModel:
+    """The model on this rank's device; `sharded`: each rank holds a block of every head's centres (here, not
+    in research/torch/model.py: a rank's block depends on the world)."""
+    classes = len(splits.classes[cfg.data.target])
+    weights = class_weights(cfg, splits.train.labels("target"), classes)
+    model = build_model(cfg, classes, splits.vocab_size, None if weights is None else torch.from_numpy(weights))
+    if sharded:
+        sharding.shard_heads(model, classes, cfg.loss.sample_rate, world)
+    return model.to(world.device)
+
+
+def resume(cfg: Config, last: Path, trained: tuple, tracker, world: distributed.World, name: str):
+    """(begin, progress) from the `last` checkpoint (research/training.py resume_point), its state loaded into
+    `trained` (model, optimizer, scheduler; each rank its block of sharded centres), the record cut back to
+    its epoch; a fresh start without one. Every rank reads it: the run directory is on a shared file system."""
+    if not (cfg.run.resume and checkpoint_files.exists(last)):
+        return resume_point(fresh_progress())
+    model, optimizer, scheduler = trained
+    progress = checkpoint.load(last, model, optimizer, scheduler, own=partial(sharding.own_state, model, optimizer))
+    tracker.truncate(progress["epoch"])
+    if world.is_main:
+        print(f"resuming {name}: epoch {progress['epoch']} done, {progress['step']} steps into the next")
+    return resume_point(progress)
+
+
+def validate(model: FusionModel, splits: Splits, cfg: Config, world: distributed.World, sharded: bool) -> dict:
+    """The epoch's validation metrics: each rank predicts its shard of the split, gathered into split order;
+    with sharded centres every rank predicts the whole split (the heads' collectives need the same batches
+    on every rank)."""
+    shard = {} if sharded else {"rank": world.rank, "world": world.size}
+    preds = predict(model, splits.val, cfg, world.device, **shard)
+    preds = preds if sharded else distributed.gather_predictions(preds, world)
+    return val_metrics(preds, np.unique(splits.train.labels("subject")), cfg)
+
+
+def train_and_evaluate(cfg: Config, run_dir: Path, name: str) -> dict:
+    """Train, select the best validation epoch, evaluate it on val and test; return the run summary. Under
+    torchrun every rank trains on its shard and rank 0 alone writes and evaluates, the others return
+    {"status": "worker"} (research/torch/distributed.py, sharding.py: checkpoints hold whole matrices)."""
     started = time.time()
     world = distributed.init(cfg.run.device)
     name, run_dir = distributed.broadcast((name, run_dir), world)  # rank 0's, whose clock named the run
     torch.manual_seed(cfg.run.seed)
     device = world.device
-    splits = load(cfg.data) if world.is_main else None  # rank 0 first: it writes the embedded dataset once
-    distributed.barrier(world)
-    splits = splits or load(cfg.data)
-    classes = len(splits.classes[cfg.data.target])
-    weights = class_weights(cfg, splits.train.labels("target"), classes)
-    weights = None if weights is None else torch.from_numpy(weights)
-    model = build_model(cfg, classes, splits.vocab_size, weights)
+    splits = load_splits(cfg, world)
     sharded = cfg.loss.shard_centres and world.size > 1  # on one process: the ordinary heads (docs/scaling.md)
-    if sharded:  # here, not in research/torch/model.py: a rank's block depends on the world
-        sharding.shard_heads(model, classes, cfg.loss.sample_rate, world)
-    model = model.to(device)
+    model = build(cfg, splits, world, sharded)
     optimizer = make_optimizer(model, cfg)
     steps = steps_per_epoch(splits.train, cfg)
     scheduler = warmup_cosine(optimizer, round(cfg.optim.warmup_epochs * steps), cfg.optim.epochs * steps)
@@ -138,15 +181,7 @@ def train_and_evaluate(cfg: Config, run_dir: Path, name: str) -> dict:
     tracker = distributed.main_tracker(world, cfg, run_dir, name)
     tracker.record |= job
     last, best_path = run_dir / "last.safetensors", run_dir / "best.safetensors"
-    progress = fresh_progress()
-    # Every rank reads the checkpoint: the run directory is on a shared file system.
-    if cfg.run.resume and checkpoint_files.exists(last):
-        own = partial(sharding.own_state, model, optimizer)
-        progress = checkpoint.load(last, model, optimizer, scheduler, own=own)
-        tracker.truncate(progress["epoch"])
-        if world.is_main:
-            print(f"resuming {name}: epoch {progress['epoch']} done, {progress['step']} steps into the next")
-    begin, progress = resume_point(progress)
+    begin, progress = resume(cfg, last, (model, optimizer, scheduler), tracker, world, name)
 
     def write(path: Path, meta: dict, resumable: bool) -> None:
         """Rank 0 writes a checkpoint as a one-process run has it (every rank sends its sharded centres)."""
@@ -160,27 +195,15 @@ def train_and_evaluate(cfg: Config, run_dir: Path, name: str) -> dict:
 
     trained = distributed.wrap(model, world, cfg.run.sync_bn)
     trained = torch.compile(trained) if cfg.run.compile else trained
-
-    def step(batch: dict, number: int) -> float:
-        """One update on this rank's part of a global batch: the global batch's loss, alike on every rank
-        (this rank's when it is not finite). `number` (the run's step) is jax's; torch's scheduler counts."""
-        loss = train_step(trained, optimizer, scheduler, to_device(batch, device), cfg)["loss"]
-        return distributed.mean(loss, world) if math.isfinite(loss) else loss
-
+    step = make_step(trained, optimizer, scheduler, cfg, world)
     epoch_kw = {"size": size, "shard": {"rank": world.rank, "world": world.size}, "last": last, "save": save}
-    train_subjects = np.unique(splits.train.labels("subject"))
-    # Validation: each rank predicts its shard of the split, gathered into split order; with sharded centres
-    # every rank predicts the whole split (the heads' collectives need the same batches on every rank).
-    shard = {} if sharded else {"rank": world.rank, "world": world.size}
     try:
         with finishing(tracker, name):
             for epoch in range(progress["epoch"] + 1, cfg.optim.epochs + 1):
                 trained.train()
                 train_loss = train_epoch(step, splits.train, cfg, epoch, begin=begin, **epoch_kw)
                 begin = None
-                preds = predict(model, splits.val, cfg, device, **shard)
-                preds = preds if sharded else distributed.gather_predictions(preds, world)
-                val = val_metrics(preds, train_subjects, cfg)
+                val = validate(model, splits, cfg, world, sharded)
                 metrics = {"train/loss": train_loss, "lr": scheduler.get_last_lr()[0]}
                 save_best = partial(write, best_path, resumable=False)
                 end_epoch(progress, epoch, val, metrics, tracker, save_best, partial(write, last, resumable=True))
@@ -191,7 +214,7 @@ def train_and_evaluate(cfg: Config, run_dir: Path, name: str) -> dict:
     if not world.is_main:
         return {"status": "worker"}
     if sharded:  # the checkpoint holds the whole centre matrix; rank 0 evaluates as one process
-        model = build_model(cfg, classes, splits.vocab_size, weights).to(device)
+        model = build(cfg, splits, world, sharded=False)
     load_weights(model, best_path)
     summary = final_report(backend, model, splits, cfg, device, run_dir / "eval", tracker.record["history"])
     tracker.images(images(run_dir / "eval"))
