@@ -9,7 +9,7 @@
 
 Rows are the values of the swept config keys (--by, default: every key that differs between runs except
 run.*), one run per run.seed, in the study's order (its sweep files') with the baseline first, under
-paper names (research/tables.py). Files go to OUT/NAME.{tex,md,csv,png}; docs/sweeps.md explains the marks.
+paper names (research/tables.py). Files go to OUT/NAME.{tex,md,csv,png,pdf}; docs/sweeps.md explains the marks.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from matplotlib.figure import Figure
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, for research.tables
 
-from research import tables  # noqa: E402
+from research import plots, tables  # noqa: E402
 from research.config import Config, ConfigError, set_value, to_dict  # noqa: E402
 
 SWEEPS = Path(__file__).resolve().parent / "sweeps"
@@ -147,8 +147,10 @@ def parse_selection(text: str | None) -> dict[str, str]:
     return {key: value for key, _, value in pairs}
 
 
+@plots.styled
 def bar_chart(table: tables.Table, path: Path) -> Figure:
-    """One panel per metric: mean with a ±std error bar per row; incomplete rows hatched, baseline grey."""
+    """One panel per metric: mean with a ±std error bar per row; incomplete rows hatched, baseline grey.
+    PNG at `path`, PDF beside it."""
     labels = [" / ".join(table.display(row)) for row in table.rows]
     width = max(4.0, 0.45 * len(labels) + 1.5)
     fig = Figure(figsize=(width * len(table.metrics), 4))
@@ -164,8 +166,8 @@ def bar_chart(table: tables.Table, path: Path) -> Figure:
                 bar.set(hatch="//", alpha=0.5)
         ax.set_xticks(range(len(cells)), labels, rotation=45, ha="right")
         ax.set_title(f"{table.header(name)} ({'higher' if goal == 'max' else 'lower'} is better)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=150)
+        ax.set_ylabel(table.header(name))
+    plots.save(fig, path)
     return fig
 
 
@@ -235,7 +237,7 @@ def write_tables(args: argparse.Namespace) -> None:
     out = args.out or runs / "tables"
     out.mkdir(parents=True, exist_ok=True)
     caption = args.caption or f"Ablation: {', '.join(map(table.names.column, keys))}"
-    paths = [out / f"{name}.{ext}" for ext in ("tex", "md", "csv", "png")]
+    paths = [out / f"{name}.{ext}" for ext in ("tex", "md", "csv", "png", "pdf")]
     replaced = [p for p in paths if p.exists()]
     paths[0].write_text(tables.to_latex(table, caption, name, args.digits, args.latex_width))
     markdown = tables.to_markdown(table, args.digits)

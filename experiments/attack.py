@@ -8,7 +8,7 @@ the SNR in dB). On a closed-set split the attack goes through the classification
 identification accuracy (targeted: also the rate of samples classified as their target class and its mean
 probability); on an open-set split (unseen identities) through the embedding, and the table has the
 verification EER (research/{torch,jax}/attack.py; docs/robustness.md). Written to DIR (default
-RUN/attack/ATTACK-MODALITY[-targeted]): table.md, table.csv, results.json, metric_vs_eps.png, and each
+RUN/attack/ATTACK-MODALITY[-targeted]): table.md, table.csv, results.json, metric_vs_eps.png (and .pdf), and each
 budget's evaluation (eps_K/metrics.json). AS-norm is not applied.
 """
 
@@ -24,6 +24,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root
 
+from research import plots  # noqa: E402
 from research.evaluation import evaluate  # noqa: E402
 from research.restore import restore  # noqa: E402
 from research.robustness import ATTACKS, RANGES, attack_split  # noqa: E402
@@ -58,23 +59,6 @@ def write_table(rows: list[dict], out: Path, title: str) -> None:
     md = [f"{title}\n", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     md += ["| " + " | ".join(f"{r.get(c, float('nan')):.4g}" for c in columns) + " |" for r in rows]
     (out / "table.md").write_text("\n".join(md) + "\n")
-
-
-def plot(rows: list[dict], out: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(4.5, 3.2))
-    for metric in ("acc", "target_rate", "eer"):
-        if metric in rows[0]:
-            ax.plot([r["eps"] for r in rows], [r[metric] for r in rows], marker="o", label=metric)
-    ax.set(xlabel="eps (L-inf)", ylabel="metric", title=title, ylim=(0, 1))
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(out / "metric_vs_eps.png", dpi=120)
-    plt.close(fig)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -124,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         print("  " + "  ".join(f"{k} {v:.4f}" for k, v in rows[-1].items()), flush=True)
     title = f"{name} on {args.run.name} ({args.split})"
     write_table(rows, out, title)
-    plot(rows, out, title)
+    plots.attack_curves(rows, title, RANGES[args.modality], out / "metric_vs_eps.png")
     settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
     (out / "results.json").write_text(json.dumps({"args": settings, "rows": rows}, indent=1))
     print(f"{title} -> {out}")

@@ -1,7 +1,7 @@
 """Fairness breakdown (any metric per subgroup, gaps) and the dataset statistics report.
 
 Subgroups are the values of each attribute (gender, age group, group, ...) and of each pairwise crossing
-("gender+age": "female+young", ...). A metric is any function of a boolean sample mask, so the same
+("gender+age": "female&young", ...). A metric is any function of a boolean sample mask, so the same
 breakdown serves classification (metrics of the masked samples) and verification (metrics of the trials
 whose two samples are both in the subgroup).
 """
@@ -14,6 +14,7 @@ from collections.abc import Callable
 import numpy as np
 
 Table = dict[str, dict[str, dict[str, float]]]  # attribute -> subgroup -> metric -> value
+CROSS = "&"  # joins a crossing's subgroup names: "female&65+" (class names such as the age bin "65+" hold "+")
 
 
 def subgroups(attrs: dict[str, np.ndarray], names: dict[str, list[str]]) -> dict[str, dict[str, np.ndarray]]:
@@ -26,7 +27,7 @@ def subgroups(attrs: dict[str, np.ndarray], names: dict[str, list[str]]) -> dict
             raise ValueError(f"attribute '{attr}' has class indices outside 0..{len(names[attr]) - 1}")
         groups[attr] = {names[attr][v]: values == v for v in np.unique(values)}
     for a, b in itertools.combinations(attrs, 2):
-        crossed = {f"{ga}+{gb}": ma & mb for ga, ma in groups[a].items() for gb, mb in groups[b].items()}
+        crossed = {f"{ga}{CROSS}{gb}": ma & mb for ga, ma in groups[a].items() for gb, mb in groups[b].items()}
         groups[f"{a}+{b}"] = {g: m for g, m in crossed.items() if m.any()}
     return groups
 

@@ -53,7 +53,13 @@ def test_the_modality_study_writes_latex_markdown_csv_and_png_with_the_records_n
     folder, accs = study
     assert ablate.main(["--study", "modality", "--runs", str(folder)]) == 0
     out = folder / "tables"
-    assert sorted(p.name for p in out.iterdir()) == ["modality.csv", "modality.md", "modality.png", "modality.tex"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "modality.csv",
+        "modality.md",
+        "modality.pdf",
+        "modality.png",
+        "modality.tex",
+    ]
     assert (out / "modality.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (out / "modality.md").read_text() in capsys.readouterr().out
     rows = read_csv(out / "modality.csv")
@@ -206,8 +212,8 @@ def test_runs_of_two_configurations_in_one_row_are_an_error_naming_them(study, c
 def test_each_call_says_which_files_it_wrote_and_that_it_replaced_them(study, capsys):
     folder, _ = study
     out = folder / "tables"
-    written = ", ".join(str(out / f"modality.{ext}") for ext in ("tex", "md", "csv", "png"))
+    written = ", ".join(str(out / f"modality.{ext}") for ext in ("tex", "md", "csv", "png", "pdf"))
     assert ablate.main(["--study", "modality", "--runs", str(folder)]) == 0
     assert capsys.readouterr().out.splitlines()[-1] == f"wrote {written}"
     assert ablate.main(["--study", "modality", "--runs", str(folder)]) == 0
-    assert capsys.readouterr().out.splitlines()[-1] == f"wrote {written} (replacing 4 earlier files)"
+    assert capsys.readouterr().out.splitlines()[-1] == f"wrote {written} (replacing 5 earlier files)"

@@ -55,7 +55,7 @@ def test_closed_set(tmp_path):
     acc_f, acc_m = accuracy_score(target[female], pred[female]), accuracy_score(target[male], pred[male])
     assert result["fair/gender/acc/f"] == pytest.approx(acc_f)
     assert result["fair/gender/acc/gap"] == pytest.approx(abs(acc_f - acc_m))
-    assert "fair/gender+age/acc/m+old" in result
+    assert "fair/gender+age/acc/m&old" in result
     for key in ("match/v2f", "match/f2v", "retrieval/v2f/recall@1", "retrieval/f2v/map"):
         assert 0.5 < result[key] <= 1.0  # embeddings share one space: well above chance
     assert "eer" not in result and not (tmp_path / "trials.csv").exists()  # no open-set protocol asked

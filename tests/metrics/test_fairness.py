@@ -13,8 +13,8 @@ def test_subgroups_include_crossings_and_drop_empty_cells():
     groups = F.subgroups(ATTRS, NAMES)
     assert list(groups) == ["gender", "age", "gender+age"]
     assert list(groups["age"]) == ["young", "mid"]  # "old" has no sample
-    assert list(groups["gender+age"]) == ["f+young", "f+mid", "m+young"]
-    np.testing.assert_array_equal(groups["gender+age"]["f+young"], [1, 1, 0, 0, 0, 0])
+    assert list(groups["gender+age"]) == ["f&young", "f&mid", "m&young"]
+    np.testing.assert_array_equal(groups["gender+age"]["f&young"], [1, 1, 0, 0, 0, 0])
     np.testing.assert_array_equal(groups["gender"]["m"], [0, 0, 0, 1, 1, 1])
     with pytest.raises(ValueError, match="outside"):
         F.subgroups({"age": np.array([0, 3])}, NAMES)
@@ -30,8 +30,8 @@ def test_breakdown_and_bias():
             ("gender", "f", "n"): 3, ("gender", "f", "acc"): 2 / 3,
             ("gender", "m", "n"): 3, ("gender", "m", "acc"): 1 / 3,
             ("age", "young", "n"): 5, ("age", "young", "acc"): 3 / 5,  # "mid" (1 sample) is below min_size
-            ("gender+age", "f+young", "n"): 2, ("gender+age", "f+young", "acc"): 1.0,
-            ("gender+age", "m+young", "n"): 3, ("gender+age", "m+young", "acc"): 1 / 3,
+            ("gender+age", "f&young", "n"): 2, ("gender+age", "f&young", "acc"): 1.0,
+            ("gender+age", "m&young", "n"): 3, ("gender+age", "m&young", "acc"): 1 / 3,
         }
     )  # fmt: skip
     bias = F.bias(table)
