@@ -2,12 +2,15 @@
 from each modality on unseen identities, both read by a linear probe on simple fixed features."""
 
 import numpy as np
+import pytest
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from research.config import DataConfig, SyntheticConfig
 from research.data import loader
+
+pytestmark = pytest.mark.statistical
 
 
 def features(data: loader.SampleSet, vocab: np.ndarray) -> dict[str, np.ndarray]:
@@ -41,8 +44,8 @@ def probe_accuracy(splits: loader.Splits, label: str) -> dict[str, float]:
     return scores
 
 
-def load(tmp_path, split: str, **fields) -> loader.Splits:
-    syn = SyntheticConfig(seed=1, samples_per_identity=8, **fields)
+def load(tmp_path, split: str, seed: int = 1, **fields) -> loader.Splits:
+    syn = SyntheticConfig(seed=seed, samples_per_identity=8, **fields)
     return loader.load(DataConfig(root=str(tmp_path), image_size=16, voice_seconds=0.5, split=split, synthetic=syn))
 
 

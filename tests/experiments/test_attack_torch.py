@@ -47,8 +47,12 @@ def program(name: str):
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("runs")
-    args = [*TINY, f"--run.out={out}", f"--data.root={tmp_path_factory.mktemp('data')}", "--run.name=tiny"]
+    return train_tiny(tmp_path_factory.mktemp("runs"), tmp_path_factory.mktemp("data"))
+
+
+def train_tiny(out: Path, data_root: Path, seed: int = 0) -> Path:
+    """The tiny face + voice run to attack, with run.seed `seed`; returns its run folder."""
+    args = [*TINY, f"--run.out={out}", f"--data.root={data_root}", "--run.name=tiny", f"--run.seed={seed}"]
     assert program("run").main(args) == 0
     return out / "tiny"
 
@@ -100,6 +104,7 @@ def attack(run_dir, tmp_path, *args) -> list[dict]:
     return json.loads((out / "results.json").read_text())["rows"]
 
 
+@pytest.mark.statistical
 @pytest.mark.parametrize("name", ["fgsm", "pgd"])
 def test_zero_budget_changes_nothing_and_a_budget_lowers_accuracy(run, run_dir, tmp_path, name):
     rows = attack(run_dir, tmp_path, "--attack", name, "--modality", "face", "--eps", "0", str(EPS["face"]))
@@ -112,6 +117,7 @@ def test_zero_budget_changes_nothing_and_a_budget_lowers_accuracy(run, run_dir, 
     assert 0 < rows[1]["linf"] <= EPS["face"] + 1e-6
 
 
+@pytest.mark.statistical
 def test_voice_snr_is_the_energy_ratio(run, run_dir, tmp_path):
     rows = attack(run_dir, tmp_path, "--attack", "fgsm", "--modality", "voice", "--eps", "0.01")
     snrs = []

@@ -33,6 +33,7 @@ import torch
 
 from benchmarks.torch.verification_by_loss import angles, train_on_vectors, vectors
 
+pytestmark = pytest.mark.statistical
 SEEDS = (0, 1, 2)
 MARGIN_HEADS = ("arcface", "cosface", "sphereface2")
 # degrees by which a margin head's 3-seed mean must beat softmax's (see the module docstring)
@@ -51,11 +52,15 @@ def _geometry(loss: str, seed: int) -> dict[str, float]:
 
 @pytest.fixture(scope="module")
 def geometry() -> dict[str, dict[str, float]]:
-    """Each head's mean over SEEDS of each angle (degrees)."""
+    return mean_geometry(SEEDS)
+
+
+def mean_geometry(seeds: tuple[int, ...]) -> dict[str, dict[str, float]]:
+    """Each head's mean over `seeds` of each angle (degrees), trained on one torch thread."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        runs = {loss: [_geometry(loss, seed) for seed in SEEDS] for loss in ("softmax", *MARGIN_HEADS)}
+        runs = {loss: [_geometry(loss, seed) for seed in seeds] for loss in ("softmax", *MARGIN_HEADS)}
     finally:
         torch.set_num_threads(threads)
     return {loss: {k: float(np.mean([r[k] for r in rs])) for k in rs[0]} for loss, rs in runs.items()}
