@@ -24,6 +24,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -230,19 +231,23 @@ def measure_once(name: str, offset: int, threads: int, data: Path) -> dict[str, 
 
     if threads:
         torch.set_num_threads(threads)
-    with tempfile.TemporaryDirectory() as work:
+    with tempfile.TemporaryDirectory(dir=data, prefix="work-") as work:  # beside the cached datasets
         return checks()[name].measure(offset, Path(work), data)
 
 
-def run(name: str, variation: str, data: Path) -> dict[str, float]:
-    """One measurement in a fresh process with the variation's environment."""
+def run(name: str, variation: str, data: Path) -> dict[str, float] | None:
+    """One measurement in a fresh process with the variation's environment; None (and its error) on a crash."""
     env_add, threads, offset, _ = VARIATIONS[variation]
     env = {**os.environ, **env_add}
     cmd = [sys.executable, __file__, "--one", name, "--offset", str(offset), "--threads", str(threads)]
+    started = time.time()
     done = subprocess.run([*cmd, "--data-root", str(data)], env=env, capture_output=True, text=True, cwd=ROOT)
     if done.returncode != 0:
-        raise RuntimeError(f"{name} ({variation}) failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+        print(f"# {name} ({variation}) crashed:\n{done.stderr[-2000:]}", flush=True)
+        return None
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    print(f"# {name} {variation} ({time.time() - started:.0f} s): {json.dumps(result)}", flush=True)
+    return result
 
 
 def margin(direction: str, bar: float, value: float) -> float:
@@ -253,6 +258,8 @@ def report(name: str, check: Check, results: dict[str, dict[str, float]]) -> lis
     lines = [f"{name}  ({check.test})"]
     for stat, (direction, bar) in check.bars.items():
         values = {v: r[stat] for v, r in results.items()}
+        if not values:
+            continue
         worst = min(margin(direction, bar, x) for x in values.values())
         cells = "  ".join(f"{v} {x:.4g}" for v, x in values.items())
         verdict = "ok" if worst > 0 else "CROSSES THE BAR"
@@ -289,8 +296,8 @@ def main() -> None:
             variations = [v for v in dict.fromkeys(names) if check.backend in VARIATIONS[v][3]]
             results = {}
             for variation in variations:
-                results[variation] = run(name, variation, data)
-                print(f"# {name} {variation}: {json.dumps(results[variation])}", flush=True)
+                if (result := run(name, variation, data)) is not None:
+                    results[variation] = result
             all_results[name] = results
             print("\n".join(report(name, check, results)), flush=True)
     if args.json:
