@@ -5,6 +5,7 @@ from one machine to the next, with the margin of its statistic over the bar in t
     nice -n 10 python benchmarks/statistical_margins.py                      # every check, every variation
     nice -n 10 python benchmarks/statistical_margins.py --checks match,synergy --variations threads
     python benchmarks/statistical_margins.py --list                          # the checks and their tests
+    python benchmarks/statistical_margins.py --table a.json b.json           # docs/testing.md's table of --json files
 
 Variations (each measurement runs in a fresh process, so that thread settings and XLA flags take effect):
   as in CI        the test as it runs: its own seed, torch's default thread count (one per core)
@@ -267,12 +268,28 @@ def report(name: str, check: Check, results: dict[str, dict[str, float]]) -> lis
     return lines
 
 
+def markdown(results: dict[str, dict[str, dict[str, float]]]) -> list[str]:
+    """The margins table of docs/testing.md from measurements (check -> variation -> statistics)."""
+    lines = ["| check | statistic | bar | measured (min - max) | worst margin | variations |", "|---" * 6 + "|"]
+    for name, check in checks().items():
+        by_variation = results.get(name, {})
+        for stat, (direction, bar) in check.bars.items():
+            values = [r[stat] for r in by_variation.values() if stat in r]
+            if not values:
+                continue
+            worst = min(margin(direction, bar, x) for x in values)
+            cells = [name, stat, f"{direction} {bar:g}", f"{min(values):.4g} - {max(values):.4g}", f"{worst:+.4g}"]
+            lines.append("| " + " | ".join([*cells, ", ".join(by_variation)]) + " |")
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--checks", default="", help="comma-separated check names (default: all)")
     parser.add_argument("--variations", default="", help="comma-separated variation names, or 'threads' / 'seeds'")
     parser.add_argument("--list", action="store_true", help="print the checks and their tests, then exit")
     parser.add_argument("--json", default="", help="also write every measurement to this file")
+    parser.add_argument("--table", nargs="+", metavar="JSON", help="print the Markdown table of these --json files")
     parser.add_argument("--data-root", default="", help="where datasets are cached (default: a temporary folder)")
     parser.add_argument("--one", default="", help=argparse.SUPPRESS)  # child: measure one check, print JSON
     parser.add_argument("--offset", type=int, default=0, help=argparse.SUPPRESS)
@@ -280,6 +297,13 @@ def main() -> None:
     args = parser.parse_args()
     if args.one:
         print(json.dumps(measure_once(args.one, args.offset, args.threads, Path(args.data_root))))
+        return
+    if args.table:
+        merged = {}
+        for path in args.table:
+            for name, by_variation in json.loads(Path(path).read_text()).items():
+                merged.setdefault(name, {}).update(by_variation)
+        print("\n".join(markdown(merged)))
         return
     chosen = checks()
     if args.list:

@@ -35,3 +35,10 @@ def test_one_check_runs_in_a_fresh_process(tmp_path):
     )  # fmt: skip
     assert out.returncode == 0, out.stderr[-2000:]
     assert "acc < 0.45: as in CI" in out.stdout and out.stdout.rstrip().endswith("ok"), out.stdout
+
+
+def test_markdown_table_takes_the_worst_variation():
+    results = {"match": {"as in CI": {"subject_mean": 0.77, "loss_drop": 1.2}, "seed +1": {"subject_mean": 0.75}}}
+    rows = sm.markdown(results)
+    assert f"| match | subject_mean | > {sm.checks()['match'].bars['subject_mean'][1]:g} | 0.75 - 0.77 |" in rows[2]
+    assert rows[2].endswith("| as in CI, seed +1 |") and rows[3].startswith("| match | loss_drop | > 0 | 1.2 - 1.2 |")
