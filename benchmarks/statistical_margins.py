@@ -89,8 +89,7 @@ def synergy(name: str, **kwargs) -> Callable:
 def learnable(k: int, work: Path, data: Path) -> dict[str, float]:
     from tests.data import test_learnable as t
 
-    identity = t.probe_accuracy(t.load(work / "closed", "closed", seed=1 + k, identities=10), "identity")
-    group = t.probe_accuracy(t.load(work / "open", "open", seed=1 + k, identities=20, groups=4), "group")
+    identity, group = t.identity_scores(work / "closed", seed=1 + k), t.group_scores(work / "open", seed=1 + k)
     return {"identity_min": min(identity.values()), "group_min": min(group.values())}
 
 
@@ -146,6 +145,8 @@ def fusion_checks() -> dict[str, Check]:
 
 
 def checks() -> dict[str, Check]:
+    from tests.data import test_learnable as learn
+    from tests.fusion import test_synergy_torch as syn
     from tests.research import test_pair_training_torch as pair
 
     drop = {"loss_drop": (">", 0.0)}
@@ -172,27 +173,27 @@ def checks() -> dict[str, Check]:
         "synergy_early": Check(
             "tests/fusion/test_synergy_torch.py::test_token_fusion_learns_synergy[early]",
             synergy("early", layers=1, heads=4, dropout=0.0),
-            {"acc": (">", 0.9)},
+            {"acc": (">", syn.LEARNED)},
         ),
         "synergy_cross_attn": Check(
             "tests/fusion/test_synergy_torch.py::test_token_fusion_learns_synergy[cross_attn]",
             synergy("cross_attn", layers=1, heads=4, dropout=0.0),
-            {"acc": (">", 0.9)},
+            {"acc": (">", syn.LEARNED)},
         ),
         "synergy_late_mean": Check(
             "tests/fusion/test_synergy_torch.py::test_late_fusion_cannot_learn_synergy[mean]",
             synergy("late", combine="mean"),
-            {"acc": ("<", 0.45)},
+            {"acc": ("<", syn.NEAR_CHANCE)},
         ),
         "synergy_late_product": Check(
             "tests/fusion/test_synergy_torch.py::test_late_fusion_cannot_learn_synergy[product]",
             synergy("late", combine="product"),
-            {"acc": ("<", 0.45)},
+            {"acc": ("<", syn.NEAR_CHANCE)},
         ),
         "learnable": Check(
             "tests/data/test_learnable.py (both tests)",
             learnable,
-            {"identity_min": (">", 0.4), "group_min": (">", 0.95)},
+            {"identity_min": (">", learn.IDENTITY_BAR), "group_min": (">", learn.GROUP_BAR)},
         ),
         "margin_geometry": Check(
             "tests/losses/test_margin_geometry_torch.py (all tests)", margin_geometry, margin_bars()

@@ -148,6 +148,9 @@ def unit(x: np.ndarray) -> np.ndarray:
 @pytest.mark.statistical
 @pytest.mark.parametrize("name", ["siamese", "triplet"])
 def test_pair_loss_trains_without_classifier_and_reports_the_embeddings_eer(runs, name):
+    """The training loss falls from the first epoch to the third. Measured drop (benchmarks/statistical_margins.py,
+    run.seed 0 at 2 and 1 threads and OMP_NUM_THREADS=1, seeds 1-3): siamese 0.024-0.089 (0.0240 / 0.0247 at 2 /
+    1 threads), triplet 0.043-0.131 (0.0449 at every thread count): the thread count moves it by < 0.001."""
     cfg, run_dir, summary, history = runs[name]
     assert history[-1]["train/loss"] < history[0]["train/loss"]
     assert summary["selection"] == "val/eer" and "test/acc" not in summary
