@@ -1,6 +1,13 @@
 """The attacks (research/torch/attack.py) and experiments/attack.py on a tiny face + voice run: FGSM against
 its formula, one-step PGD against FGSM, budgets and ranges, eps = 0 changes nothing, a
-positive budget lowers accuracy, the SNR figure, targeted attacks raise the target's probability."""
+positive budget lowers accuracy, the SNR figure, targeted attacks raise the target's probability.
+
+The tiny run must give a model worth attacking (test accuracy > 0.3, 8 identities: chance 0.125). With 8
+samples a person and 4 epochs (until 2026-12-07) it scored 0.3125 at seed 0 on 2 threads, 0.375 on one, and
+0.1875 at seed 3, so the bar and the budget's accuracy drop (> 0.05: one of 16 test samples) rode on a
+sample or two. At 12 samples and 6 epochs (benchmarks/statistical_margins.py --checks attack; seed 0 at 2 and
+1 threads, seeds 1-3): test accuracy 0.688-1.0, face FGSM drop 0.375-0.5, PGD 0.5-1.0, voice FGSM 0.188-0.562.
+"""
 
 import importlib.util
 import json
@@ -22,14 +29,14 @@ TINY = [
     "--run.wandb=disabled",
     "--run.progress=false",
     "--data.synthetic.identities=8",
-    "--data.synthetic.samples_per_identity=8",
+    "--data.synthetic.samples_per_identity=12",
     "--data.image_size=16",
     "--data.voice_seconds=0.25",
     "--data.batch_size=8",
     "--model.dim=16",
     "--model.layers=1",
     "--model.fusion_layers=1",
-    "--optim.epochs=4",
+    "--optim.epochs=6",
     "--optim.lr=3e-3",
     "--eval.plots=false",
     "--fusion=early",
@@ -113,7 +120,7 @@ def test_zero_budget_changes_nothing_and_a_budget_lowers_accuracy(run, run_dir, 
     at_zero = json.loads((tmp_path / "attack" / "eps_0" / "metrics.json").read_text())["metrics"]
     assert json.dumps(at_zero, sort_keys=True) == json.dumps(clean, sort_keys=True, default=float)  # NaN == NaN
     assert rows[0]["linf"] == 0 and rows[0]["acc"] == clean["acc"]
-    assert rows[1]["acc"] < rows[0]["acc"] - 0.05  # at least two of the 32 test samples flipped
+    assert rows[1]["acc"] < rows[0]["acc"] - 0.05  # at least one of the 16 test samples flipped
     assert 0 < rows[1]["linf"] <= EPS["face"] + 1e-6
 
 
