@@ -27,6 +27,7 @@ from research.config import Config, to_dict
 REACH_TIMEOUT_S = 5.0  # seconds the W&B server has to answer before a run logs offline
 INIT_TIMEOUT_S = 20.0  # wandb.init's own limit once the server answered (wandb's default is 90 s)
 PACKAGES = ("numpy", "torch", "torchaudio", "transformers", "jax", "flax", "optax", "wandb", "fusion-research")
+THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "XLA_FLAGS")
 
 
 def reachable(url: str, timeout: float = REACH_TIMEOUT_S) -> bool:
@@ -227,13 +228,29 @@ def mark_failed(run_dir: Path, err: BaseException) -> None:
 
 
 def environment() -> dict[str, Any]:
-    """Git commit, package versions, Python and platform: what a reader needs to rerun the run."""
+    """Git commit, package versions, Python, platform, CPU and the thread settings: what a reader needs to rerun
+    the run, and to tell why a rerun on another machine differs (kernels and reduction order follow the CPU's
+    instruction set and the thread count)."""
     return {
         "git_commit": _git_commit(),
         "packages": {name: _version(name) for name in PACKAGES if _version(name)},
         "python": sys.version.split()[0],
         "platform": platform.platform(),
+        "cpu": _cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "thread_env": {k: os.environ[k] for k in THREAD_ENV if k in os.environ},
     }
+
+
+def _cpu_model() -> str:
+    """The CPU's model name (Linux's /proc/cpuinfo), else what the platform module says."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
 
 
 def _git_commit() -> str:

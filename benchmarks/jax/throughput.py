@@ -205,7 +205,7 @@ def main() -> None:
     print(f"\n{'fusion':<11} {'jax ms':>8} {'torch ms':>9} {'jax/torch':>10} {'jax compile s':>14}")
     for fusion in args.fusions:
         jax_ms, compile_s = results[fusion]["step_ms"], results[fusion]["compile_s"]
-        torch_ms = theirs[fusion]["step_ms"]
+        torch_ms = theirs[fusion]["eager"]["step_ms"]  # torch's JSON: {fusion: {"eager": ..., "compiled": ...}}
         print(f"{fusion:<11} {jax_ms:>8.1f} {torch_ms:>9.1f} {jax_ms / torch_ms:>10.2f} {compile_s:>14.1f}")
 
 

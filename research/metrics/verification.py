@@ -34,9 +34,13 @@ def eer(scores: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
     meets FPR on that curve. FNR - FPR falls monotonically from 1 to -1 along the points, so the crossing
     lies on the first segment where it becomes <= 0. The threshold returned is that segment's lower end
     (the score whose tied trials are partly accepted). Perfect separation gives 0, all-equal scores 0.5.
+    The sign of FNR - FPR is decided in trial counts: in rates, 1 - 1/3 and 2/3 differ by a rounding error,
+    which moved an exact crossing to the next score.
     """
     fpr, tpr, thresholds = roc(scores, labels)
-    d = (1 - tpr) - fpr  # FNR - FPR, non-increasing, d[0] = 1, d[-1] = -1
+    n_tar, n_non = int(np.sum(labels)), len(labels) - int(np.sum(labels))
+    fn, fp = n_tar - np.rint(tpr * n_tar), np.rint(fpr * n_non)  # trial counts at each threshold
+    d = fn * n_non - fp * n_tar  # (FNR - FPR) * n_tar * n_non, exact integers
     k = int(np.argmax(d <= 0))
     a = d[k - 1] / (d[k - 1] - d[k])  # share of the way from point k-1 to point k
     return float(fpr[k - 1] + a * (fpr[k] - fpr[k - 1])), float(thresholds[k])

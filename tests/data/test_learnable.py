@@ -2,12 +2,16 @@
 from each modality on unseen identities, both read by a linear probe on simple fixed features."""
 
 import numpy as np
+import pytest
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from research.config import DataConfig, SyntheticConfig
 from research.data import loader
+
+pytestmark = pytest.mark.statistical
+IDENTITY_BAR, GROUP_BAR = 0.3, 0.95  # probe accuracy every modality must exceed (chance 0.1 and 0.25)
 
 
 def features(data: loader.SampleSet, vocab: np.ndarray) -> dict[str, np.ndarray]:
@@ -41,18 +45,35 @@ def probe_accuracy(splits: loader.Splits, label: str) -> dict[str, float]:
     return scores
 
 
-def load(tmp_path, split: str, **fields) -> loader.Splits:
-    syn = SyntheticConfig(seed=1, samples_per_identity=8, **fields)
+def load(tmp_path, split: str, seed: int, **fields) -> loader.Splits:
+    syn = SyntheticConfig(seed=seed, **fields)
     return loader.load(DataConfig(root=str(tmp_path), image_size=16, voice_seconds=0.5, split=split, synthetic=syn))
 
 
+def identity_scores(tmp_path, seed: int = 1) -> dict[str, float]:
+    """Probe accuracy per modality on the identity of 10 people, 16 samples each (~3 test samples a person)."""
+    return probe_accuracy(load(tmp_path, "closed", seed, identities=10, samples_per_identity=16), "identity")
+
+
+def group_scores(tmp_path, seed: int = 1) -> dict[str, float]:
+    """Probe accuracy per modality on the group of 16 unseen people (4 per group, 8 samples each)."""
+    splits = load(tmp_path, "open", seed, identities=80, samples_per_identity=8, groups=4, carry="redundant")
+    assert np.array_equal(np.bincount(splits.test.labels("group")), [32, 32, 32, 32])
+    return probe_accuracy(splits, "group")
+
+
+# Measured over data seeds 1-8 (benchmarks/statistical_margins.py --checks learnable; the probes do not depend on
+# the thread count): identity, chance 0.1: face 0.967-1.0, text 1.0, voice 0.467-0.8; group, chance 0.25: 1.0 in
+# every modality. With 8 samples a person (2 test samples) and 4 unseen people (one per group), until
+# 2026-12-07, the minimum fell below the bars on 3 of those 8 seeds (voice 0.35 on identity; face 0.81 and text
+# 0.75 on group): one person decided the statistic.
+
+
 def test_identity_is_recognisable_from_each_modality_alone(tmp_path):
-    scores = probe_accuracy(load(tmp_path, "closed", identities=10), "identity")
-    assert min(scores.values()) > 0.4, scores  # chance is 0.1 (measured: face 1.0, text 0.95, voice 0.6)
+    scores = identity_scores(tmp_path)
+    assert min(scores.values()) > IDENTITY_BAR, scores  # chance is 0.1; the weakest, voice, measured 0.467 at worst
 
 
 def test_the_group_code_is_plain_in_every_modality_on_unseen_identities(tmp_path):
-    splits = load(tmp_path, "open", identities=20, groups=4, carry="redundant")
-    assert set(splits.test.labels("group")) == {0, 1, 2, 3}  # 4 unseen identities, one per group
-    scores = probe_accuracy(splits, "group")
-    assert min(scores.values()) > 0.95, scores  # chance is 0.25
+    scores = group_scores(tmp_path)
+    assert min(scores.values()) > GROUP_BAR, scores  # chance is 0.25; measured 1.0 on 8 data seeds

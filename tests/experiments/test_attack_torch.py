@@ -1,6 +1,13 @@
 """The attacks (research/torch/attack.py) and experiments/attack.py on a tiny face + voice run: FGSM against
 its formula, one-step PGD against FGSM, budgets and ranges, eps = 0 changes nothing, a
-positive budget lowers accuracy, the SNR figure, targeted attacks raise the target's probability."""
+positive budget lowers accuracy, the SNR figure, targeted attacks raise the target's probability.
+
+The tiny run must give a model worth attacking (test accuracy > 0.3, 8 identities: chance 0.125). With 8
+samples a person and 4 epochs (until 2026-12-07) it scored 0.3125 at seed 0 on 2 threads, 0.375 on one, and
+0.1875 at seed 3, so the bar and the budget's accuracy drop (> 0.05: one of 16 test samples) rode on a
+sample or two. At 12 samples and 6 epochs (benchmarks/statistical_margins.py --checks attack; seed 0 at 2 and
+1 threads, seeds 1-3): test accuracy 0.688-1.0, face FGSM drop 0.375-0.5, PGD 0.5-1.0, voice FGSM 0.188-0.562.
+"""
 
 import importlib.util
 import json
@@ -22,14 +29,14 @@ TINY = [
     "--run.wandb=disabled",
     "--run.progress=false",
     "--data.synthetic.identities=8",
-    "--data.synthetic.samples_per_identity=8",
+    "--data.synthetic.samples_per_identity=12",
     "--data.image_size=16",
     "--data.voice_seconds=0.25",
     "--data.batch_size=8",
     "--model.dim=16",
     "--model.layers=1",
     "--model.fusion_layers=1",
-    "--optim.epochs=4",
+    "--optim.epochs=6",
     "--optim.lr=3e-3",
     "--eval.plots=false",
     "--fusion=early",
@@ -47,8 +54,12 @@ def program(name: str):
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("runs")
-    args = [*TINY, f"--run.out={out}", f"--data.root={tmp_path_factory.mktemp('data')}", "--run.name=tiny"]
+    return train_tiny(tmp_path_factory.mktemp("runs"), tmp_path_factory.mktemp("data"))
+
+
+def train_tiny(out: Path, data_root: Path, seed: int = 0) -> Path:
+    """The tiny face + voice run to attack, with run.seed `seed`; returns its run folder."""
+    args = [*TINY, f"--run.out={out}", f"--data.root={data_root}", "--run.name=tiny", f"--run.seed={seed}"]
     assert program("run").main(args) == 0
     return out / "tiny"
 
@@ -100,6 +111,7 @@ def attack(run_dir, tmp_path, *args) -> list[dict]:
     return json.loads((out / "results.json").read_text())["rows"]
 
 
+@pytest.mark.statistical
 @pytest.mark.parametrize("name", ["fgsm", "pgd"])
 def test_zero_budget_changes_nothing_and_a_budget_lowers_accuracy(run, run_dir, tmp_path, name):
     rows = attack(run_dir, tmp_path, "--attack", name, "--modality", "face", "--eps", "0", str(EPS["face"]))
@@ -108,10 +120,11 @@ def test_zero_budget_changes_nothing_and_a_budget_lowers_accuracy(run, run_dir, 
     at_zero = json.loads((tmp_path / "attack" / "eps_0" / "metrics.json").read_text())["metrics"]
     assert json.dumps(at_zero, sort_keys=True) == json.dumps(clean, sort_keys=True, default=float)  # NaN == NaN
     assert rows[0]["linf"] == 0 and rows[0]["acc"] == clean["acc"]
-    assert rows[1]["acc"] < rows[0]["acc"] - 0.05  # at least two of the 32 test samples flipped
+    assert rows[1]["acc"] < rows[0]["acc"] - 0.05  # at least one of the 16 test samples flipped
     assert 0 < rows[1]["linf"] <= EPS["face"] + 1e-6
 
 
+@pytest.mark.statistical
 def test_voice_snr_is_the_energy_ratio(run, run_dir, tmp_path):
     rows = attack(run_dir, tmp_path, "--attack", "fgsm", "--modality", "voice", "--eps", "0.01")
     snrs = []

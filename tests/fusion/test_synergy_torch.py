@@ -1,6 +1,12 @@
 """Synergy: the label is (a + b) mod K, with a readable only from the face tokens and b only from the
 voice tokens. Either modality alone carries no information about the label, so fusion that mixes
-modalities before the decision (early, cross_attn) can learn it and late fusion cannot."""
+modalities before the decision (early, cross_attn) can learn it and late fusion cannot.
+
+Measured (benchmarks/statistical_margins.py --checks synergy_early,synergy_cross_attn,synergy_late_mean,
+synergy_late_product; seed 0 at 2 and 1 threads and OMP_NUM_THREADS=1, seeds 1-3): early and cross_attn 1.000
+every time; late fusion 0.316 (mean) and 0.322 (product) at seed 0 whatever the thread count, 0.332-0.412 over
+seeds 1-3. The thread count does not move these results; the smallest margin, 0.038, is late fusion at seed 3.
+"""
 
 import pytest
 import torch
@@ -9,7 +15,9 @@ import torch.nn.functional as F
 import fusion
 from encoders import EncoderOutput
 
+pytestmark = pytest.mark.statistical
 K, D = 3, 32
+LEARNED, NEAR_CHANCE = 0.9, 0.45  # test accuracy; chance is 1/3
 STEPS = 80
 N = {"face": 6, "text": 4, "voice": 8}
 
@@ -25,10 +33,10 @@ def sample(n: int, gen: torch.Generator, table: dict[str, torch.Tensor]) -> tupl
     return outputs, (a + b) % K
 
 
-def train_and_test(name: str, **kwargs) -> float:
+def train_and_test(name: str, seed: int = 0, **kwargs) -> float:
     """Test accuracy of the fusion module + one linear head per stream after a short training."""
-    torch.manual_seed(0)
-    gen = torch.Generator().manual_seed(0)
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
     table = {m: torch.randn(K, D, generator=gen) for m in ("face", "voice")}
     module = fusion.build("torch", name, dim=D, modalities=tuple(N), **kwargs)
     heads = torch.nn.ModuleDict({s: torch.nn.Linear(D, K) for s in module.streams})
@@ -54,10 +62,10 @@ def train_and_test(name: str, **kwargs) -> float:
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["early", "cross_attn"])
 def test_token_fusion_learns_synergy(name):
-    assert train_and_test(name, layers=1, heads=4, dropout=0.0) > 0.9
+    assert train_and_test(name, layers=1, heads=4, dropout=0.0) > LEARNED
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("combine", ["mean", "product"])
 def test_late_fusion_cannot_learn_synergy(combine):
-    assert train_and_test("late", combine=combine) < 0.45  # chance is 1/3
+    assert train_and_test("late", combine=combine) < NEAR_CHANCE

@@ -231,3 +231,11 @@ def test_verify_with_training_cohort():
     expected = V.as_norm(raw, emb[len(train) :], trials["i"], trials["j"], cohort[0], top_k=200)
     np.testing.assert_allclose(trials["score"], expected)
     assert metrics["eer"] == 0.0
+
+
+def test_eer_threshold_at_an_exact_crossing():
+    # FNR = FPR = 2/3 exactly at score 1.9 (in rates, 1 - 1/3 > 2/3 by a rounding error): the crossing is there,
+    # as WeSpeaker's compute_eer finds it, not at the next score (0.5, where FPR is already 1).
+    scores = np.array([3.0, 2.0, 1.9, 0.5, -1.0, -2.0])
+    labels = np.array([1, 0, 0, 0, 1, 1], bool)
+    assert V.eer(scores, labels) == pytest.approx((2 / 3, 1.9))

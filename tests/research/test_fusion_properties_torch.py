@@ -41,6 +41,7 @@ from research.config import Config, apply_overrides
 from research.data import pipeline
 from research.torch.trainer import train_and_evaluate
 
+pytestmark = pytest.mark.statistical
 LEARNED, NEAR_CHANCE = 0.85, 0.7
 FAST = [
     "--data.target=group",

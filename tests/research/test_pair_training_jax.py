@@ -70,13 +70,21 @@ def test_match_model_loss_and_embeddings_equal_torch_on_converted_weights(data_r
 
 @pytest.fixture(scope="module")
 def siamese(tmp_path_factory, data_root):
-    out = tmp_path_factory.mktemp("jax_pair_runs")
-    cfg = config(data_root, f"--run.out={out}", "--run.backend=jax", *SIAMESE)
+    return train_siamese(tmp_path_factory.mktemp("jax_pair_runs"), data_root)
+
+
+def train_siamese(out, data_root, seed: int = 0) -> tuple:
+    """The jax Siamese run with run.seed `seed`: (config, run folder, summary, history)."""
+    cfg = config(data_root, f"--run.out={out}", "--run.backend=jax", *SIAMESE, f"--run.seed={seed}")
     summary = train_and_evaluate(cfg, out / "siamese", "siamese")
     return cfg, out / "siamese", summary, json.loads((out / "siamese/record.json").read_text())["history"]
 
 
+@pytest.mark.statistical
 def test_siamese_run_reports_the_eer_of_its_embeddings(siamese):
+    """The training loss falls over the run. Measured drop (benchmarks/statistical_margins.py --checks
+    siamese_jax): 0.0694 at run.seed 0 with XLA's default threads, multi-threaded Eigen off, OMP_NUM_THREADS=1
+    and fast math off alike; 0.057-0.073 over seeds 1-3."""
     cfg, run_dir, summary, history = siamese
     assert history[-1]["train/loss"] < history[0]["train/loss"]
     assert summary["selection"] == "val/eer" and summary["params/heads"] == 0

@@ -1,6 +1,16 @@
 """Pair and cross-modal training end to end (torch): --loss contrastive (Siamese, one voice tower) and triplet
 with the P x K sampler, --task match with the cross-modal InfoNCE; each run's reported metrics recomputed
-from the best checkpoint's embeddings with NumPy / scikit-learn."""
+from the best checkpoint's embeddings with NumPy / scikit-learn.
+
+The match run asserts a training outcome, so it has a recipe of its own, sized so that its statistic is one
+of many people: 64 identities (12 unseen in val and 12 in test), 4 samples each, 4 epochs at 16 x 16 pixels.
+Its statistic is 1:2 matching computed exhaustively per unseen subject (every anchor, positive and
+negative), averaged over the 24 val + test subjects, both directions. Until 2026-12-07 the test trained 12
+identities, so its test split held 2 people and the summary's 1000 matching tasks reused them: the same
+recipe gave (v2f, f2v) = (0.736, 0.579) on one machine and (0.332, 0.438) on another (issue 24).
+`python benchmarks/statistical_margins.py --checks match` measures the recipe over seeds, batch orders and
+thread counts; the figures are in MATCH_BAR's comment.
+"""
 
 import csv
 import json
@@ -19,6 +29,7 @@ from research.torch import checkpoint
 from research.torch.model import build_model
 from research.torch.predict import predict
 from research.torch.trainer import train_and_evaluate
+from tests.research.test_fusion_properties_torch import batch_order
 
 TINY = [
     "--run.wandb=disabled",
@@ -38,21 +49,80 @@ PK = ["--data.sampler=pk", "--data.pk_identities=4", "--data.pk_samples=2"]
 RUNS = {
     "siamese": ["--loss=contrastive", "--modalities=voice", "--fusion=late", *PK],
     "triplet": ["--loss=triplet", "--modalities=face", "--fusion=late", *PK],
-    "match": ["--task=match", "--loss=cross_modal", "--modalities=face,voice", "--fusion=late"],
 }
+MATCH = [
+    *TINY,
+    "--task=match",
+    "--loss=cross_modal",
+    "--modalities=face,voice",
+    "--fusion=late",
+    "--data.synthetic.identities=64",
+    "--data.synthetic.samples_per_identity=4",
+    "--data.image_size=16",
+    "--data.batch_size=16",
+    "--optim.epochs=4",
+]
+# Subject-mean 1:2 matching (chance 0.5) must exceed MATCH_BAR. Measured (2026-12-07, 2-core CPU under load):
+# 0.763-0.787 over run.seed 0-4 x batch orders 0-1 (mean 0.775, sd 0.007 over 7 runs), 0.774 on one thread and
+# with OMP_NUM_THREADS=1 (benchmarks/statistical_margins.py --checks match). The bar is 0.063 below the worst
+# case, 9 sds of that spread; random embeddings score 0.500 (sd 0.018, at most 0.554 in 2000 draws).
+MATCH_BAR = 0.7
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, data_root):
     out = tmp_path_factory.mktemp("pair_runs")
-    done = {}
-    for name, args in RUNS.items():
-        cfg = apply_overrides(Config(), [*TINY, f"--run.out={out}", f"--data.root={data_root}", *args])
-        torch.manual_seed(0)
-        summary = train_and_evaluate(cfg, out / name, name)
-        record = json.loads((out / name / "record.json").read_text())
-        done[name] = (cfg, out / name, summary, record["history"])
-    return done
+    return {name: train_pair(out, data_root, name) for name in RUNS}
+
+
+def train_pair(out: Path, data_root: Path, name: str, seed: int = 0) -> tuple:
+    """RUNS[name] with run.seed `seed`: (config, run folder, summary, history)."""
+    args = [*TINY, f"--run.out={out}", f"--data.root={data_root}", *RUNS[name], f"--run.seed={seed}"]
+    cfg = apply_overrides(Config(), args)
+    torch.manual_seed(seed)
+    summary = train_and_evaluate(cfg, out / name, name)
+    return cfg, out / name, summary, json.loads((out / name / "record.json").read_text())["history"]
+
+
+@pytest.fixture(scope="module")
+def match_run(tmp_path_factory, data_root):
+    return train_match(tmp_path_factory.mktemp("match_run"), data_root)
+
+
+def train_match(out: Path, data_root: Path, seed: int = 0, order: int = 0) -> tuple:
+    """The match recipe with run.seed `seed` and batch order `order` (test_fusion_properties_torch.batch_order)."""
+    cfg = apply_overrides(Config(), [*MATCH, f"--run.out={out}", f"--data.root={data_root}", f"--run.seed={seed}"])
+    torch.manual_seed(seed)
+    with batch_order(order):
+        summary = train_and_evaluate(cfg, out / "match", "match")
+    return cfg, out / "match", summary, json.loads((out / "match/record.json").read_text())["history"]
+
+
+def subject_matching(face: np.ndarray, voice: np.ndarray, subjects: np.ndarray) -> np.ndarray:
+    """(S,) 1:2 matching accuracy per subject, both directions averaged: every anchor a of the subject, every
+    other sample p of it and every sample q of another subject; a win when cos(a, p) > cos(a, q), 1/2 on a tie."""
+    face, voice = unit(face), unit(voice)
+    per_direction = []
+    for query, gallery in ((voice, face), (face, voice)):
+        sim = query @ gallery.T  # (N, N)
+        accuracy = []
+        for subject in np.unique(subjects):
+            mine = np.flatnonzero(subjects == subject)
+            pos = sim[np.ix_(mine, mine)][~np.eye(len(mine), dtype=bool)].reshape(len(mine), -1)  # (A, A - 1)
+            neg = sim[np.ix_(mine, np.flatnonzero(subjects != subject))]  # (A, Q)
+            wins = (pos[:, :, None] > neg[:, None, :]) + 0.5 * (pos[:, :, None] == neg[:, None, :])  # (A, A - 1, Q)
+            accuracy.append(wins.mean())
+        per_direction.append(np.array(accuracy))
+    return (per_direction[0] + per_direction[1]) / 2
+
+
+def match_statistic(cfg: Config, run_dir: Path) -> float:
+    """Subject-mean 1:2 matching over the val and test people of the run's best checkpoint."""
+    per_subject = []
+    for split in ("val", "test"):
+        preds = embeddings(cfg, run_dir, split)
+        per_subject.append(subject_matching(preds["face_embedding"], preds["voice_embedding"], preds["subject"]))
+    return float(np.concatenate(per_subject).mean())
 
 
 def embeddings(cfg: Config, run_dir: Path, split: str) -> dict:
@@ -75,8 +145,12 @@ def unit(x: np.ndarray) -> np.ndarray:
     return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
+@pytest.mark.statistical
 @pytest.mark.parametrize("name", ["siamese", "triplet"])
 def test_pair_loss_trains_without_classifier_and_reports_the_embeddings_eer(runs, name):
+    """The training loss falls from the first epoch to the third. Measured drop (benchmarks/statistical_margins.py,
+    run.seed 0 at 2 and 1 threads and OMP_NUM_THREADS=1, seeds 1-3): siamese 0.024-0.089 (0.0240 / 0.0247 at 2 /
+    1 threads), triplet 0.043-0.131 (0.0449 at every thread count): the thread count moves it by < 0.001."""
     cfg, run_dir, summary, history = runs[name]
     assert history[-1]["train/loss"] < history[0]["train/loss"]
     assert summary["selection"] == "val/eer" and "test/acc" not in summary
@@ -100,12 +174,12 @@ def test_pair_loss_trains_without_classifier_and_reports_the_embeddings_eer(runs
     assert abs(summary["test/pair_acc"] - np.mean((scores >= summary["val/threshold"]) == target)) < 1e-9
 
 
-def test_match_task_trains_face_and_voice_into_one_space(runs):
-    cfg, run_dir, summary, history = runs["match"]
+@pytest.mark.statistical
+def test_match_task_trains_face_and_voice_into_one_space(match_run):
+    cfg, run_dir, summary, history = match_run
     assert history[-1]["train/loss"] < history[0]["train/loss"]
     assert summary["selection"] == "val/eer"
-    v2f, f2v = summary["test/match/v2f"], summary["test/match/f2v"]  # chance is 0.5 (1000 tasks: sd 0.016)
-    assert min(v2f, f2v) > 0.55 and (v2f + f2v) / 2 > 0.6, (v2f, f2v)
+    assert match_statistic(cfg, run_dir) > MATCH_BAR  # chance is 0.5
     preds = embeddings(cfg, run_dir, "test")
     face, voice, subjects = unit(preds["face_embedding"]), unit(preds["voice_embedding"]), preds["subject"]
     i, j, target = make_trials(subjects, cfg.eval.trials, cfg.run.seed)
