@@ -9,7 +9,7 @@
 
 Rows are the values of the swept config keys (--by, default: every key that differs between runs except
 run.*), one run per run.seed, in the study's order (its sweep files') with the baseline first, under
-paper names (research/tables.py). Files go to OUT/NAME.{tex,md,csv,png,pdf}; docs/sweeps.md explains the marks.
+paper names (research/table_names.py). Files go to OUT/NAME.{tex,md,csv,png,pdf}; docs/sweeps.md explains the marks.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from matplotlib.figure import Figure
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, for research.tables
 
-from research import plots, tables  # noqa: E402
+from research import plots, table_formats, table_names, tables  # noqa: E402
 from research.config import Config, ConfigError, set_value, to_dict  # noqa: E402
 
 SWEEPS = Path(__file__).resolve().parent / "sweeps"
@@ -118,9 +118,17 @@ def _parsed(key: str, value: Any) -> Any:
 def read_labels(path: Path) -> dict[str, Any]:
     """A labels file (YAML or JSON, JSON being YAML): {"columns": {...}, "values": {key: {value: name}}}."""
     try:
-        return yaml.safe_load(path.read_text()) or {}
+        labels = yaml.safe_load(path.read_text()) or {}
     except (OSError, yaml.YAMLError) as err:
         raise tables.TableError(f"cannot read labels file {path}: {err}") from None
+    if not isinstance(labels, dict) or set(labels) - {"columns", "values"}:
+        raise tables.TableError(
+            "a labels file maps 'columns' (key or metric: header) and 'values' (key: {value: name})"
+        )
+    for key, names in (labels.get("values") or {}).items():
+        if not isinstance(names, dict):
+            raise tables.TableError(f"labels file: values of {key!r} must map each value to its name")
+    return labels
 
 
 def select(records: list[dict[str, Any]], where: dict[str, str]) -> list[dict[str, Any]]:
@@ -157,7 +165,7 @@ def bar_chart(table: tables.Table, path: Path) -> Figure:
     axes = fig.subplots(1, len(table.metrics), squeeze=False)
     for ax, (name, goal) in zip(axes[0], table.metrics, strict=True):
         cells = [row.cells[name] for row in table.rows]
-        scale = 100 if tables.in_percent(name) else 1
+        scale = 100 if table_names.in_percent(name) else 1
         colors = ["tab:gray" if i == table.baseline else "tab:blue" for i in range(len(cells))]
         errors = [0.0 if c.std != c.std else scale * c.std for c in cells]  # nan std (one seed): no bar
         bars = ax.bar(range(len(cells)), [scale * c.mean for c in cells], yerr=errors, capsize=3, color=colors)
@@ -191,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--labels", type=Path, help="YAML/JSON of custom names: {columns: {...}, values: {...}}")
     parser.add_argument(
         "--latex-width",
-        choices=tables.LATEX_WIDTHS,
+        choices=table_formats.LATEX_WIDTHS,
         default="column",
         help="LaTeX float: table shrunk to \\columnwidth (default) or table* shrunk to \\textwidth",
     )
@@ -239,11 +247,11 @@ def write_tables(args: argparse.Namespace) -> None:
     caption = args.caption or f"Ablation: {', '.join(map(table.names.column, keys))}"
     paths = [out / f"{name}.{ext}" for ext in ("tex", "md", "csv", "png", "pdf")]
     replaced = [p for p in paths if p.exists()]
-    paths[0].write_text(tables.to_latex(table, caption, name, args.digits, args.latex_width))
-    markdown = tables.to_markdown(table, args.digits)
+    paths[0].write_text(table_formats.to_latex(table, caption, name, args.digits, args.latex_width))
+    markdown = table_formats.to_markdown(table, args.digits)
     paths[1].write_text(markdown)
     with open(paths[2], "w", newline="") as f:
-        csv.writer(f).writerows(tables.to_csv(table))
+        csv.writer(f).writerows(table_formats.to_csv(table))
     bar_chart(table, paths[3])
     print(markdown)
     print(f"wrote {', '.join(map(str, paths))}" + (f" (replacing {len(replaced)} earlier files)" if replaced else ""))

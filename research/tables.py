@@ -4,9 +4,8 @@ A cell is the mean ± sample standard deviation (ddof=1) of a summary metric ove
 runs, one per `run.seed`. A row that lacks a finished run for any seed is marked incomplete (never
 averaged silently), not ranked, and its missing seeds are named in the notes. With a baseline row, each
 row gets the difference of means and a two-sided paired t-test over the seeds both rows finished.
-Renderers: LaTeX (booktabs), Markdown and CSV rows; the bar chart is drawn by experiments/ablate.py.
-LaTeX and Markdown print paper names (VALUE_NAMES, COLUMN_NAMES, a labels file) in the study's row order
-with the baseline first; the CSV keeps the config's values.
+Rows follow the study's order with the baseline first. The renderers (LaTeX, Markdown, CSV) are in
+research/table_formats.py, the paper names they print in research/table_names.py.
 """
 
 from __future__ import annotations
@@ -23,91 +22,14 @@ from scipy import stats
 
 from research.config import flatten
 from research.metrics import lower_is_better
+from research.table_names import Names, in_percent
 
 ALPHA = 0.05  # significance level of the dagger
 MIN_DOF = 4  # a dagger needs a paired t-test with at least 4 degrees of freedom (5 paired seeds)
-PERCENT = ("eer", "dcf")  # metrics the LaTeX, Markdown and chart show in percent (the records hold fractions)
 
 
 class TableError(ValueError):
     """The records cannot make the requested table (the message says why)."""
-
-
-# Paper names of the project's known config values, per key; a list value (modalities) is named part by
-# part, joined by " + ". Values not listed here print as they are; `--labels FILE` adds or overrides names.
-VALUE_NAMES: dict[str, dict[str, str]] = {
-    "loss.name": {
-        "softmax": "Softmax",
-        "sphereface": "SphereFace",
-        "sphereface_r": "SphereFace-R",
-        "sphereface2": "SphereFace2",
-        "cosface": "CosFace",
-        "arcface": "ArcFace",
-        "mask_proxy": "Mask Proxy",
-        "contrastive": "Contrastive",
-        "triplet": "Triplet",
-        "cross_modal": "Cross-modal",
-    },
-    "model.fusion": {
-        "early": "Early",
-        "stack": "Channel stacking",
-        "cross_attn": "Cross-attention",
-        "late": "Late",
-        "gated": "Gated",
-        "concat": "Feature fusion",
-        "bottleneck": "Bottleneck",
-        "ensemble": "Ensemble (separately trained)",
-    },
-    "model.modalities": {"face": "Face", "voice": "Voice", "text": "Text"},
-    "model.combine": {"mean": "Mean", "product": "Product", "learned": "Learned"},
-    "model.combine_features": {"add": "Add", "mul": "Multiply", "concat": "Concatenate"},
-    "model.face": {"face_cnn": "CNN", "face_vit": "ViT"},
-    "model.voice": {"voice_ecapa": "ECAPA-TDNN", "voice_vit": "ViT"},
-    "model.text": {"text_tiny": "Tiny transformer", "text_hf": "MiniLM"},
-}
-# Column headers of the known keys; other keys print as their last dotted part, capitalised.
-COLUMN_NAMES = {
-    "loss.name": "Loss",
-    "loss.{loss.name}.margin": "Margin",
-    "model.fusion": "Fusion",
-    "model.modalities": "Modalities",
-    "model.combine": "Combination",
-    "model.combine_features": "Feature combination",
-    "model.dim": "Width",
-    "optim.lr": "Learning rate",
-    "data.synthetic.noise": "Noise",
-    "data.synthetic.missing": "Missing",
-    "data.synthetic.carry": "Label carried by",
-}
-
-
-@dataclass
-class Names:
-    """How keys, metrics and values print in the LaTeX and Markdown tables and the chart (the CSV keeps the
-    config's own values). `columns`: key or metric -> header; `values`: key -> {value: name}."""
-
-    columns: dict[str, str] = field(default_factory=lambda: dict(COLUMN_NAMES))
-    values: dict[str, dict[str, str]] = field(default_factory=lambda: {k: dict(v) for k, v in VALUE_NAMES.items()})
-
-    def update(self, labels: dict[str, Any]) -> None:
-        """Add a labels file's names: {"columns": {key: header}, "values": {key: {value: name}}}."""
-        if not isinstance(labels, dict) or set(labels) - {"columns", "values"}:
-            raise TableError("a labels file maps 'columns' (key or metric: header) and 'values' (key: {value: name})")
-        self.columns |= {str(k): str(v) for k, v in (labels.get("columns") or {}).items()}
-        for key, names in (labels.get("values") or {}).items():
-            if not isinstance(names, dict):
-                raise TableError(f"labels file: values of {key!r} must map each value to its name")
-            self.values.setdefault(str(key), {}).update({str(v): str(n) for v, n in names.items()})
-
-    def column(self, key: str) -> str:
-        return self.columns.get(key) or re.sub(r"\{[^}]*\}", "", key).split(".")[-1].capitalize()
-
-    def value(self, key: str, text: str) -> str:
-        names = self.values.get(key, {})
-        parts = text.split("+")
-        if text not in names and len(parts) > 1 and all(part in names for part in parts):
-            return " + ".join(names[part] for part in parts)
-        return names.get(text, text)
 
 
 @dataclass
@@ -158,11 +80,6 @@ class Table:
     def header(self, metric: str) -> str:
         """A metric's header (a labels file's name, else the metric), `(%)` when shown in percent."""
         return self.names.columns.get(metric, metric) + (" (%)" if in_percent(metric) else "")
-
-
-def in_percent(metric: str) -> bool:
-    """EER and detection costs print in percent (x 100)."""
-    return any(word in metric for word in PERCENT)
 
 
 def config_value(config: dict[str, Any], key: str) -> Any:
@@ -347,147 +264,3 @@ def _compare(table: Table, baseline: dict[str, str]) -> None:
                     warnings.simplefilter("ignore", RuntimeWarning)
                     p = stats.ttest_rel([cell.values[s] for s in paired], [base.values[s] for s in paired]).pvalue
                 cell.p = None if math.isnan(p) else float(p)
-
-
-def notes(table: Table) -> list[str]:
-    """The footnotes that say what the numbers and marks mean."""
-    seeds = ", ".join(map(str, table.seeds))
-    lines = [
-        f"Mean ± sample standard deviation over seeds {seeds}; Seeds = finished runs / expected runs.",
-        "Bold: best, underlined: second best per column among complete rows (↑ higher / ↓ lower is better).",
-    ]
-    if table.baseline is not None:
-        base = " / ".join(table.display(table.rows[table.baseline]))
-        delta = f"Δ: difference of means to the baseline row ({base}); " if table.deltas else ""
-        lines.append(
-            f"{delta}†: p < {ALPHA} in a two-sided paired t-test against the baseline row ({base}) across the "
-            f"seeds both rows finished, marked only with at least {MIN_DOF} degrees of freedom "
-            f"({MIN_DOF + 1} paired seeds; no test with fewer than 2 paired seeds or identical values)."
-        )
-        untested = [
-            " / ".join(table.display(r))
-            for r in table.rows
-            if any(c.delta is not None and c.p is None for c in r.cells.values())
-        ]
-        lines += [f"No test for: {'; '.join(untested)}."] if untested else []
-    shown = [table.names.columns.get(name, name) for name, _ in table.metrics if in_percent(name)]
-    points = " (their Δ in percentage points)" if table.deltas and table.baseline is not None else ""
-    lines += [f"In percent: {', '.join(shown)}{points}."] if shown else []
-    for row in table.rows:
-        if not all(c.complete for c in row.cells.values()):
-            gaps = ", ".join(f"seed {s} {st}" for s, st in row.runs.items() if st != "finished")
-            lines.append(
-                f"‡ {' / '.join(table.display(row))}: incomplete ({gaps or 'a finished run lacks the metric'}); "
-                "the mean is over the finished seeds only and the row is not ranked."
-            )
-    return lines
-
-
-# Renderers. Each format says how to write a number, bold, second best and the two marks.
-MARKDOWN = {"pm": " ± ", "bold": "**{}**", "second": "<ins>{}</ins>", "dagger": "†", "ddagger": " ‡", "dash": "–"}
-MARKDOWN |= {"math": "{}"}
-LATEX = {"pm": r" \pm ", "bold": r"\mathbf{{{}}}", "second": r"\underline{{{}}}", "dash": "--"}
-LATEX |= {"dagger": r"^\dagger", "ddagger": r"^\ddagger", "math": "${}$"}
-
-
-def _body(table: Table, style: dict[str, str], digits: int) -> list[list[str]]:
-    """Table cells as strings: keys, seeds, then per metric the value (and Δ with a baseline)."""
-    body = []
-    for i, row in enumerate(table.rows):
-        cells = [*table.display(row), f"{row.finished}/{len(table.seeds)}"]
-        cells += [style["dash"] if row.params is None else params_text(row.params)] if table.params else []
-        for name, _ in table.metrics:
-            c = row.cells[name]
-            scale, places = (100, max(digits - 2, 0)) if in_percent(name) else (1, digits)
-            mark = style["dagger"] if c.significant else ""
-            text = f"{scale * c.mean:.{places}f}"
-            text += "" if math.isnan(c.std) else f"{style['pm']}{scale * c.std:.{places}f}"
-            text = style["bold" if c.rank == 0 else "second"].format(text) if c.rank is not None else text
-            text += ("" if table.deltas else mark) + (style["ddagger"] if c.values and not c.complete else "")
-            cells.append(style["math"].format(text) if c.values else style["dash"])
-            if table.baseline is not None and table.deltas:
-                delta = None if c.delta is None else style["math"].format(f"{scale * c.delta:+.{places}f}{mark}")
-                cells.append("baseline" if i == table.baseline else delta or style["dash"])
-        body.append(cells)
-    return body
-
-
-def _header(table: Table) -> list[str]:
-    """Key names, Seeds, Params (when asked), metric names with their direction, Δ columns."""
-    names = table.names
-    header = [names.column(k) for k in table.keys] + ["Seeds"] + (["Params"] if table.params else [])
-    for name, goal in table.metrics:
-        metric = table.header(name)
-        header.append(f"{metric} {'↑' if goal == 'max' else '↓'}")
-        header += [f"Δ {metric}"] if table.baseline is not None and table.deltas else []
-    return header
-
-
-def params_text(count: float) -> str:
-    """A parameter count as papers print it: 845K, 2.91M, 1.20B."""
-    for unit, size in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
-        if count >= size:
-            return f"{count / size:.{0 if unit == 'K' else 2}f}{unit}"
-    return f"{count:.0f}"
-
-
-def to_markdown(table: Table, digits: int = 3) -> str:
-    header = _header(table)
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(cells) + " |" for cells in _body(table, MARKDOWN, digits)]
-    return "\n".join(lines + [""] + notes(table)) + "\n"
-
-
-def latex_escape(text: str) -> str:
-    """Plain text for LaTeX: special characters escaped, the table's symbols as math."""
-    text = re.sub(r"([&%$#_{}])", r"\\\1", text)
-    symbols = {"±": r"$\pm$", "Δ": r"$\Delta$", "†": r"$^\dagger$", "‡": r"$^\ddagger$", "↑": r"$\uparrow$"}
-    for symbol, tex in (symbols | {"↓": r"$\downarrow$", "–": "--", "<": "$<$", ">": "$>$"}).items():
-        text = text.replace(symbol, tex)
-    return text
-
-
-LATEX_WIDTHS = {"column": ("table", r"\columnwidth"), "full": ("table*", r"\textwidth")}
-
-
-def to_latex(table: Table, caption: str, tag: str, digits: int = 3, width: str = "column") -> str:
-    """A booktabs float ready to \\input (needs booktabs and graphicx): `table` at most \\columnwidth wide
-    (width="column") or `table*` at most \\textwidth (width="full"), the tabular shrunk to fit, never enlarged;
-    the notes sit under it."""
-    env, limit = LATEX_WIDTHS[width]
-    header = [latex_escape(h) for h in _header(table)]
-    keys = "l" * len(table.keys)
-    lines = [
-        rf"\begin{{{env}}}[t]",
-        r"\centering",
-        rf"\caption{{{latex_escape(caption)}}}",
-        rf"\label{{tab:{tag}}}",
-        rf"\resizebox{{\ifdim\width>{limit}{limit}\else\width\fi}}{{!}}{{%",
-        rf"\begin{{tabular}}{{{keys}r{'c' * (len(header) - len(keys) - 1)}}}",
-        r"\toprule",
-        " & ".join(header) + r" \\",
-        r"\midrule",
-    ]
-    for cells in _body(table, LATEX, digits):
-        lines.append(" & ".join(latex_escape(c) if j < len(table.keys) else c for j, c in enumerate(cells)) + r" \\")
-    lines += [r"\bottomrule", r"\end{tabular}}", r"\par\smallskip", r"{\footnotesize\raggedright"]
-    lines += [latex_escape(note) + r"\par" for note in notes(table)]
-    return "\n".join(lines + ["}", rf"\end{{{env}}}"]) + "\n"
-
-
-def to_csv(table: Table) -> list[list[str]]:
-    """Rows for csv.writer: full-precision numbers, one column per statistic, empty = none."""
-    header = [*table.keys, "seeds_finished", "seeds_expected", "runs"] + (["params"] if table.params else [])
-    for name, _ in table.metrics:
-        header += [f"{name} mean", f"{name} std", f"{name} n", f"{name} delta", f"{name} p"]
-    out = [header]
-    for row in table.rows:
-        cells = [*row.label, str(row.finished), str(len(table.seeds))]
-        cells.append(" ".join(f"{s}:{status}" for s, status in row.runs.items()))
-        cells += ["" if row.params is None else repr(row.params)] if table.params else []
-        for name, _ in table.metrics:
-            c = row.cells[name]
-            numbers = [c.mean, c.std, len(c.values), c.delta, c.p]
-            cells += ["" if v is None or (isinstance(v, float) and math.isnan(v)) else repr(v) for v in numbers]
-        out.append(cells)
-    return out

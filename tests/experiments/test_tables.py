@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from research import tables
+from research import table_formats, tables
 
 
 def record(seed: int, status: str = "finished", **values) -> dict:
@@ -25,7 +25,7 @@ def record(seed: int, status: str = "finished", **values) -> dict:
 
 def csv_rows(table: tables.Table) -> list[dict]:
     text = io.StringIO()
-    csv.writer(text).writerows(tables.to_csv(table))
+    csv.writer(text).writerows(table_formats.to_csv(table))
     return list(csv.DictReader(io.StringIO(text.getvalue())))
 
 
@@ -63,7 +63,7 @@ def test_the_paired_t_test_matches_a_hand_worked_example_and_daggers_only_below_
     p = {row.label[0]: row.cells["test/acc"].p for row in table.rows}
     assert p["early"] == pytest.approx(2 * stats.t.sf(0.2 / (0.1 / math.sqrt(3)), df=2), rel=1e-6)  # 0.0742
     assert p["gated"] == pytest.approx(2 * stats.t.sf(0.1 / (0.01 / math.sqrt(3)), df=2), rel=1e-6)  # 0.0033
-    lines = {line.split(" | ")[0].strip("| "): line for line in tables.to_markdown(table).splitlines()}
+    lines = {line.split(" | ")[0].strip("| "): line for line in table_formats.to_markdown(table).splitlines()}
     assert "+0.200 |" in lines["Early"] and "| baseline |" in lines["Late"]
     assert "+0.100 |" in lines["Gated"]  # p = 0.0033 but 2 degrees of freedom: no mark
     # Five seeds (4 degrees of freedom): the same differences are marked where p < 0.05.
@@ -76,10 +76,10 @@ def test_the_paired_t_test_matches_a_hand_worked_example_and_daggers_only_below_
         for s in range(5)
     ]
     table = tables.build_table(records, ["model.fusion"], [("test/acc", "max")], {"model.fusion": "late"})
-    lines = {line.split(" | ")[0].strip("| "): line for line in tables.to_markdown(table).splitlines()}
+    lines = {line.split(" | ")[0].strip("| "): line for line in table_formats.to_markdown(table).splitlines()}
     assert "+0.200† |" in lines["Early"] and "+0.100† |" in lines["Gated"]
     table.deltas = False  # without the Δ columns the mark goes on the mean
-    lines = {line.split(" | ")[0].strip("| "): line for line in tables.to_markdown(table).splitlines()}
+    lines = {line.split(" | ")[0].strip("| "): line for line in table_formats.to_markdown(table).splitlines()}
     assert lines["Gated"] == "| Gated | 5/5 | <ins>0.700 ± 0.076</ins>† |"
 
 
@@ -88,7 +88,7 @@ def test_best_is_bold_and_second_underlined_in_the_direction_of_each_metric():
     records = [record(s, fusion=f, test_acc=acc, test_eer=eer) for f, (acc, eer) in values.items() for s in range(2)]
     metrics = [("test/acc", tables.direction("test/acc")), ("test/eer", tables.direction("test/eer"))]
     assert [goal for _, goal in metrics] == ["max", "min"]
-    text = tables.to_markdown(tables.build_table(records, ["model.fusion"], metrics))
+    text = table_formats.to_markdown(tables.build_table(records, ["model.fusion"], metrics))
     cells = {
         line.split(" | ")[0].strip("| "): line.split(" | ")[2:4] for line in text.splitlines() if line.startswith("| ")
     }
@@ -96,7 +96,7 @@ def test_best_is_bold_and_second_underlined_in_the_direction_of_each_metric():
     assert cells["b"] == ["<ins>0.800 ± 0.000</ins>", "**10.0 ± 0.0** |"]
     assert cells["c"] == ["0.700 ± 0.000", "<ins>20.0 ± 0.0</ins> |"]
     assert "| test/eer (%) ↓ |" in text and "In percent: test/eer." in text
-    latex = tables.to_latex(tables.build_table(records, ["model.fusion"], metrics), "Caption", "t")
+    latex = table_formats.to_latex(tables.build_table(records, ["model.fusion"], metrics), "Caption", "t")
     assert r"$\mathbf{0.900 \pm 0.000}$" in latex and r"$\underline{0.800 \pm 0.000}$" in latex
 
 
@@ -108,7 +108,7 @@ def test_a_failed_or_missing_seed_is_shown_and_the_row_is_not_ranked():
     rows = {r["model.fusion"]: r for r in csv_rows(table)}
     assert rows["early"]["runs"] == "0:finished 1:finished 2:failed" and rows["early"]["test/acc n"] == "2"
     assert rows["gated"]["runs"] == "0:finished 1:missing 2:finished" and rows["gated"]["seeds_finished"] == "2"
-    text = tables.to_markdown(table)
+    text = table_formats.to_markdown(table)
     assert "| Early | 2/3 | 0.900 ± 0.000 ‡ |" in text and "| Gated | 2/3 | 0.950 ± 0.000 ‡ |" in text
     assert "| Late | 3/3 | **0.510 ± 0.010** |" in text  # the only complete row is the best one
     assert "‡ Early: incomplete (seed 2 failed)" in text and "‡ Gated: incomplete (seed 1 missing)" in text
@@ -120,7 +120,7 @@ def test_fewer_than_two_paired_seeds_give_no_test_and_say_so():
     table = tables.build_table(records, ["model.fusion"], [("test/acc", "max")], {"model.fusion": "late"})
     early = table.rows[[r.label for r in table.rows].index(("early",))].cells["test/acc"]
     assert early.p is None and early.delta == pytest.approx(np.mean([0.8, 0.9]) - np.mean([0.5, 0.6]))
-    assert "No test for: Early." in tables.notes(table)
+    assert "No test for: Early." in table_formats.notes(table)
 
 
 def test_rows_come_from_dotted_and_templated_keys_in_a_natural_order():
@@ -152,7 +152,7 @@ def test_latex_is_a_booktabs_table_with_escaped_text_and_aligned_columns():
     ]
     records.append(record(3, "failed", fusion="cross_attn"))
     table = tables.build_table(records, ["model.fusion"], [("test/acc", "max")], {"model.fusion": "late"})
-    latex = tables.to_latex(table, "Fusion 100% synthetic", "fusion")
+    latex = table_formats.to_latex(table, "Fusion 100% synthetic", "fusion")
     lines = latex.splitlines()
     assert lines[0] == r"\begin{table}[t]" and lines[-1] == r"\end{table}"
     for command in (
@@ -225,7 +225,7 @@ def pdflatex_log(folder, latex: str, options: str) -> str:
 def test_the_latex_compiles_and_fits_the_column_or_the_page(tmp_path, options, width, deltas):
     table = wide_table()
     table.deltas = deltas
-    latex = tables.to_latex(table, "Age group from face, voice and text", "age", width=width)
+    latex = table_formats.to_latex(table, "Age group from face, voice and text", "age", width=width)
     log = pdflatex_log(tmp_path, latex, options)
     assert "Overfull \\hbox" not in log  # the tabular is shrunk to \columnwidth (table) or \textwidth (table*)
     assert ("table*" in latex) == (width == "full")
@@ -234,6 +234,6 @@ def test_the_latex_compiles_and_fits_the_column_or_the_page(tmp_path, options, w
 def test_the_width_check_sees_a_table_that_overflows(tmp_path):
     """Without the \\resizebox line (and its closing brace) the same table overflows the column: the check
     above can fail."""
-    latex = tables.to_latex(wide_table(), "Caption", "age").replace(r"\end{tabular}}", r"\end{tabular}")
+    latex = table_formats.to_latex(wide_table(), "Caption", "age").replace(r"\end{tabular}}", r"\end{tabular}")
     latex = "\n".join(line for line in latex.splitlines() if not line.startswith(r"\resizebox"))
     assert "Overfull \\hbox" in pdflatex_log(tmp_path, latex, "twocolumn")
