@@ -27,7 +27,8 @@ from matplotlib.figure import Figure
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, for research.tables
 
 from research import plots, table_formats, table_names, tables  # noqa: E402
-from research.config import Config, ConfigError, set_value, to_dict  # noqa: E402
+from research.config import Config, ConfigError  # noqa: E402
+from research.config_parse import set_value, to_dict  # noqa: E402
 
 SWEEPS = Path(__file__).resolve().parent / "sweeps"
 STUDIES = {

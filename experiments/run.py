@@ -25,7 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository r
 from experiments.configs import preset  # noqa: E402
 from research import tracking, validate  # noqa: E402
 from research.checkpoint_files import CheckpointError  # noqa: E402
-from research.config import SHORT_FLAGS, Config, ConfigError, apply_overrides  # noqa: E402
+from research.config import Config, ConfigError  # noqa: E402
+from research.config_parse import SHORT_FLAGS, apply_overrides  # noqa: E402
 from research.data.manifest import DataError  # noqa: E402
 from research.rundir import RunDirBusy  # noqa: E402
 

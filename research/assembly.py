@@ -8,7 +8,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from research.config import PAIR_LOSSES, SPHEREFACE2_MARGINS, Config, from_dict
+from research.config import PAIR_LOSSES, SPHEREFACE2_MARGINS, Config
+from research.config_parse import from_dict
 
 
 def encoder_kwargs(cfg: Config, modality: str, vocab_size: int) -> tuple[str, dict[str, Any]]:

@@ -1,18 +1,16 @@
-"""One typed config for a run, and the command line that edits it.
+"""One typed config for a run: the project's name lists and the schema (dataclasses with their defaults).
 
 Every field is reachable as a dotted override (`--optim.lr=3e-4`, also in the `--key=value` form that
-`wandb agent` passes); the common axes have short flags (`--fusion`, `--loss`, ...). Values are parsed
-by the field's type and checked against `Literal` choices, so a typo is an error before any work.
+`wandb agent` passes); the common axes have short flags (`--fusion`, `--loss`, ...): research/config_parse.py
+parses them by the field's type and checks `Literal` choices, so a typo is an error before any work;
+research/config_checks.py holds the cross-field checks.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import math
-import types
 import typing
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 # The name lists of the project, each in one place: loaders, generators, tests and benchmarks use these.
 Modality = Literal["face", "voice", "text"]
@@ -240,20 +238,6 @@ class Config:
     run: RunConfig = field(default_factory=RunConfig)
 
 
-# Short flags for the common axes -> dotted field.
-SHORT_FLAGS = {
-    "fusion": "model.fusion",
-    "loss": "loss.name",
-    "task": "model.task",
-    "backend": "run.backend",
-    "modalities": "model.modalities",
-    "dataset": "data.dataset",
-    "seed": "run.seed",
-    "epochs": "optim.epochs",
-    "lr": "optim.lr",
-}
-
-
 # SphereFace2's margin by margin type, from the paper and OpenSphere's configs: an additive cosine margin
 # (C), an additive angular margin (A, radians) and a multiplicative angular one (M, a factor on the angle).
 SPHEREFACE2_MARGINS = {"C": 0.4, "A": 0.5, "M": 1.7}
@@ -261,190 +245,3 @@ SPHEREFACE2_MARGINS = {"C": 0.4, "A": 0.5, "M": 1.7}
 
 class ConfigError(ValueError):
     """A key or value the schema does not accept."""
-
-
-def to_dict(cfg: Any) -> dict[str, Any]:
-    """Nested plain dict of a config, for logs and run records (tuples stay tuples; JSON writes them as lists)."""
-    return dataclasses.asdict(cfg)
-
-
-def from_dict(d: dict[str, Any]) -> Config:
-    """Rebuild a Config from `to_dict` output, checking every key and value."""
-    cfg = Config()
-    for key, value in flatten(d).items():
-        set_value(cfg, key, value)
-    return cfg
-
-
-def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """A nested dict as {dotted key: leaf value}: {"optim": {"lr": 1e-3}} -> {"optim.lr": 1e-3}."""
-    flat = {}
-    for k, v in d.items():
-        flat |= flatten(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v}
-    return flat
-
-
-def set_value(cfg: Config, key: str, value: Any) -> None:
-    """Set a dotted field, parsing strings by the field's type; raise ConfigError naming the key."""
-    key = SHORT_FLAGS.get(key, key)
-    *path, name = key.split(".")
-    node = cfg
-    for part in path:
-        if not dataclasses.is_dataclass(node) or part not in _fields(node):
-            raise ConfigError(f"unknown config key '{key}'")
-        node = getattr(node, part)
-    if not dataclasses.is_dataclass(node) or name not in _fields(node):
-        allowed = ", ".join(sorted(_fields(node))) if dataclasses.is_dataclass(node) else ""
-        raise ConfigError(f"unknown config key '{key}'" + (f" (known here: {allowed})" if allowed else ""))
-    hint = typing.get_type_hints(type(node))[name]
-    if dataclasses.is_dataclass(hint):
-        raise ConfigError(f"config key '{key}' is a section; set one of its fields")
-    setattr(node, name, _parse(key, hint, value))
-
-
-def _fields(node: Any) -> dict[str, dataclasses.Field]:
-    return {f.name: f for f in dataclasses.fields(node)}
-
-
-def _parse(key: str, hint: Any, value: Any) -> Any:
-    origin = typing.get_origin(hint)
-    if origin is types.UnionType:  # `T | None`: None (or "none" on the command line) means "the default"
-        if value is None or str(value).strip().lower() == "none":
-            return None
-        (hint,) = [h for h in typing.get_args(hint) if h is not type(None)]
-        origin = typing.get_origin(hint)
-    if origin is Literal:
-        allowed = typing.get_args(hint)
-        if value not in allowed:
-            raise ConfigError(f"bad value {value!r} for '{key}': allowed values are {', '.join(map(str, allowed))}")
-        return value
-    if origin is tuple:
-        items = value.split(",") if isinstance(value, str) else list(value)
-        items = [s.strip() for s in items if str(s).strip()]
-        (item_hint, _) = typing.get_args(hint)
-        parsed = tuple(_parse(key, item_hint, s) for s in items)
-        if key == "model.modalities" and (not parsed or len(set(parsed)) != len(parsed)):
-            raise ConfigError(f"bad value {value!r} for '{key}': give a non-empty list of distinct modalities")
-        return parsed
-    try:
-        if hint is bool:
-            return _parse_bool(value)
-        if hint is int and isinstance(value, float) and not value.is_integer():
-            raise ValueError(value)
-        return hint(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"bad value {value!r} for '{key}': expected {hint.__name__}") from None
-
-
-def _parse_bool(value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("1", "true", "yes", "on"):
-        return True
-    if text in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(value)
-
-
-def apply_overrides(cfg: Config, args: list[str]) -> Config:
-    """Apply `--key=value`, `--key value` and short flags, in order."""
-    i = 0
-    while i < len(args):
-        arg = args[i]
-        if not arg.startswith("--") or arg == "--":
-            raise ConfigError(f"unexpected argument '{arg}': use --key=value")
-        key, eq, value = arg[2:].partition("=")
-        if not eq:
-            if i + 1 >= len(args) or args[i + 1].startswith("--"):
-                raise ConfigError(f"missing value for '--{key}'")
-            value = args[i + 1]
-            i += 1
-        set_value(cfg, key, value)
-        i += 1
-    resolve_defaults(cfg)
-    validate(cfg)
-    return cfg
-
-
-def resolve_defaults(cfg: Config) -> None:
-    """Fill the fields left None whose default depends on another field, so that the logged config holds
-    the values the run uses: SphereFace2's margin follows its margin type."""
-    sf2 = cfg.loss.sphereface2
-    if sf2.margin is None:
-        sf2.margin = SPHEREFACE2_MARGINS[sf2.margin_type]
-
-
-def validate(cfg: Config) -> None:
-    """Cross-field checks that no single field's type can express."""
-    d, o = cfg.data, cfg.optim
-    checks = [
-        *_size_checks(cfg),
-        (d.workers >= 0, "data.workers must be >= 0"),
-        (o.epochs > 0, "optim.epochs must be positive"),
-        (math.isfinite(o.lr) and o.lr > 0, f"optim.lr must be a finite positive number, got {o.lr}"),
-        (o.accumulate >= 1, "optim.accumulate must be at least 1"),
-        (
-            d.batch_size % o.accumulate == 0,
-            f"optim.accumulate={o.accumulate} must divide data.batch_size={d.batch_size} (micro-batches of one size)",
-        ),
-        (cfg.model.stack_tokens > 0, "model.stack_tokens must be positive"),
-        (cfg.model.bottleneck_tokens > 0, "model.bottleneck_tokens must be positive"),
-        (
-            0 <= cfg.model.fusion_from_layer <= cfg.model.fusion_layers,
-            "model.fusion_from_layer must be in [0, model.fusion_layers]",
-        ),
-        (cfg.model.dim % max(cfg.model.heads, 1) == 0, "model.dim must be divisible by model.heads"),
-        (0.0 <= cfg.data.synthetic.missing < 1.0, "data.synthetic.missing must be in [0, 1)"),
-        (0.0 <= cfg.loss.label_smoothing < 1.0, "loss.label_smoothing must be in [0, 1)"),
-        (0.0 < cfg.loss.sample_rate <= 1.0, "loss.sample_rate must be in (0, 1]"),
-        (cfg.data.synthetic.identities >= 4, "data.synthetic.identities must be at least 4"),
-        (
-            cfg.data.synthetic.samples_per_identity >= 3,
-            "data.synthetic.samples_per_identity must be at least 3 (one sample each for train, val and test)",
-        ),
-        (cfg.data.perturb.copies >= 1, "data.perturb.copies must be at least 1"),
-        (cfg.data.perturb.face_eps >= 0 and cfg.data.perturb.voice_eps >= 0, "data.perturb eps must be >= 0"),
-    ]
-    for ok, message in checks + _pair_checks(cfg):
-        if not ok:
-            raise ConfigError(message)
-
-
-def _size_checks(cfg: Config) -> list[tuple[bool, str]]:
-    """Sizes, counts and rates that must be positive (and finite), each named by its key."""
-    d, m = cfg.data, cfg.model
-    values = {"data.batch_size": d.batch_size, "data.image_size": d.image_size, "data.sample_rate": d.sample_rate}
-    values |= {"data.voice_seconds": d.voice_seconds, "data.text_len": d.text_len, "model.dim": m.dim}
-    values |= {"model.heads": m.heads}
-    return [(math.isfinite(v) and v > 0, f"{key} must be positive, got {v}") for key, v in values.items()]
-
-
-def _pair_checks(cfg: Config) -> list[tuple[bool, str]]:
-    """What the pair losses, the P x K sampler and the match task need (docs/losses.md)."""
-    d, name, task = cfg.data, cfg.loss.name, cfg.model.task
-    pk = d.pk_identities * d.pk_samples
-    return [
-        (d.pk_identities >= 2 and d.pk_samples >= 2, "data.pk_identities and data.pk_samples must be at least 2"),
-        (
-            d.sampler != "pk" or pk == d.batch_size,
-            f"data.sampler=pk: data.pk_identities x data.pk_samples ({d.pk_identities} x {d.pk_samples} = {pk}) "
-            f"must equal data.batch_size ({d.batch_size})",
-        ),
-        (
-            name not in PAIR_LOSSES or d.split == "open",
-            f"loss.name={name} has no classifier: it is evaluated by verification on unseen identities; "
-            "set data.split=open",
-        ),
-        (
-            name not in ("contrastive", "triplet") or d.sampler == "pk",
-            f"loss.name={name} needs several samples per identity in each batch: set data.sampler=pk",
-        ),
-        ((name == "cross_modal") == (task == "match"), "loss.name=cross_modal and model.task=match go together"),
-        (
-            task != "match" or (cfg.model.fusion == "late" and {"face", "voice"} <= set(cfg.model.modalities)),
-            "model.task=match needs model.fusion=late and the face and voice modalities",
-        ),
-        (cfg.loss.identity_weight >= 0, "loss.identity_weight must be >= 0"),
-        (not cfg.model.freeze_encoders or cfg.model.init_from, "model.freeze_encoders needs model.init_from"),
-    ]

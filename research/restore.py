@@ -10,7 +10,8 @@ from types import ModuleType
 from typing import Any, NamedTuple
 
 from research import backend as backends
-from research.config import Config, from_dict
+from research.config import Config
+from research.config_parse import from_dict
 from research.data.loader import Splits, load
 
 

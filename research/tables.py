@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from research.config import flatten
+from research.config_parse import flatten
 from research.metrics import lower_is_better
 from research.table_names import Names, in_percent
 

@@ -22,7 +22,8 @@ from typing import Any
 
 from research import rundir
 from research.checkpoint_files import one_line
-from research.config import Config, to_dict
+from research.config import Config
+from research.config_parse import to_dict
 
 REACH_TIMEOUT_S = 5.0  # seconds the W&B server has to answer before a run logs offline
 INIT_TIMEOUT_S = 20.0  # wandb.init's own limit once the server answered (wandb's default is 90 s)

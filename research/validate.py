@@ -1,7 +1,7 @@
 """The checks that run before any training, for both backends: the config against the files, the machine
 and the manifest.
 
-`config.validate` checks what the config alone decides (sizes, rates, the learning rate) when it is parsed;
+`config_checks.validate` checks what the config alone decides (sizes, rates, the learning rate) when it is parsed;
 this module checks what needs the outside world: paths that must exist, the device, and the manifest's rows
 (the modalities it holds, the training split against the batch, the samples per subject that the
 end-of-run evaluation needs). Every problem is a ConfigError naming the key, or a DataError naming the

@@ -43,7 +43,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository r
 
 import losses  # noqa: E402
 from losses.torch.softmax import Softmax  # noqa: E402
-from research.config import Config, apply_overrides  # noqa: E402
+from research.config import Config  # noqa: E402
+from research.config_parse import apply_overrides  # noqa: E402
 from research.data.loader import load  # noqa: E402
 from research.metrics.geometry import min_centre_angle, nearest_centre_angles, target_angles  # noqa: E402
 from research.metrics.verification import class_means, cosine_scores, eer, make_trials  # noqa: E402

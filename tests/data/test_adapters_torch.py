@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from experiments.prepare import prepare
-from research.config import Config, apply_overrides
+from research.config import Config
+from research.config_parse import apply_overrides
 from research.data import manifest
 from research.data.datasets.common import Options
 from research.data.loader import load

@@ -4,7 +4,8 @@ of (seed, epoch), rank shards that partition each global batch; through the inpu
 import numpy as np
 import pytest
 
-from research.config import Config, ConfigError, apply_overrides
+from research.config import Config, ConfigError
+from research.config_parse import apply_overrides
 from research.data import loader
 from research.data.sampler import pk_order
 

@@ -9,7 +9,8 @@ import torch
 from flax import nnx
 
 from encoders.jax.convert import to_nnx
-from research.config import Config, apply_overrides
+from research.config import Config
+from research.config_parse import apply_overrides
 from research.data.loader import load
 from research.jax import attack as jattack
 from research.jax import backend as jbackend

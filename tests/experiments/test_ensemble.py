@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from experiments import ablate
-from research.config import Config, from_dict
+from research.config import Config
+from research.config_parse import from_dict
 from research.data.loader import load
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -122,7 +122,7 @@ def test_a_device_that_does_not_exist_is_one_line(tiny_args, tmp_path, capsys):
 
 def test_a_modality_the_manifest_lacks_is_one_line(tiny_args, tmp_path, data_root, capsys):
     """The issue's `--modalities face,text` on a voice-only manifest trained with loss 0.0 to chance."""
-    from research.config import apply_overrides
+    from research.config_parse import apply_overrides
     from research.data import manifest, synthetic
 
     folder = synthetic.ensure(apply_overrides(run.preset("default"), tiny_args).data).parent
@@ -139,7 +139,7 @@ def test_a_modality_the_manifest_lacks_is_one_line(tiny_args, tmp_path, data_roo
 
 def test_a_good_config_passes_the_checks_before_training(tiny_args):
     from research import validate
-    from research.config import apply_overrides
+    from research.config_parse import apply_overrides
     from research.torch.predict import device_problem
 
     for extra in ([], ["--modalities=face,voice", "--data.split=open"], ["--run.device=cpu", "--optim.accumulate=4"]):
@@ -177,7 +177,7 @@ def latin1_manifest(folder: Path, rows: list) -> str:
 def test_a_bad_sample_is_one_line_naming_the_file_and_line(tiny_args, tmp_path, capsys, damage, on_error):
     """The issue's NaN sample on a training row died at step 1 naming no file; now it is named before training
     (with data.on_error=skip a sample problem is a counted skip instead; a manifest not in UTF-8 never is)."""
-    from research.config import apply_overrides
+    from research.config_parse import apply_overrides
     from research.data import manifest, synthetic
 
     source = synthetic.ensure(apply_overrides(run.preset("default"), tiny_args).data).parent
@@ -198,7 +198,7 @@ def test_a_bad_sample_is_one_line_naming_the_file_and_line(tiny_args, tmp_path, 
 @pytest.fixture
 def streamed(tiny_args, tmp_path):
     """(args of a streamed run on a copy of the tiny dataset with a NaN training voice, its manifest, the line)."""
-    from research.config import apply_overrides
+    from research.config_parse import apply_overrides
     from research.data import manifest, synthetic
 
     source = synthetic.ensure(apply_overrides(run.preset("default"), tiny_args).data).parent
@@ -223,7 +223,7 @@ def test_a_streamed_run_with_a_bad_sample_the_check_found_stops_before_training(
 
 def test_a_streamed_run_skips_what_the_check_found_with_on_error_skip(streamed, capsys):
     from research import validate
-    from research.config import apply_overrides
+    from research.config_parse import apply_overrides
 
     args, path, expected = streamed
     check_manifest(path, capsys)
@@ -236,7 +236,7 @@ def test_a_streamed_run_skips_what_the_check_found_with_on_error_skip(streamed, 
 def test_a_streamed_run_on_samples_not_checked_warns_once(streamed, capsys):
     """No check result, or one of other manifest content: a warning, not an error (a large dataset must train)."""
     from research import validate
-    from research.config import apply_overrides
+    from research.config_parse import apply_overrides
 
     args, path, _ = streamed
     cfg = apply_overrides(run.preset("default"), args)

@@ -13,7 +13,8 @@ from wandb.sdk.launch.sweeps.utils import create_sweep_command_args
 
 from experiments import run
 from research import sweeps
-from research.config import Config, apply_overrides
+from research.config import Config
+from research.config_parse import apply_overrides
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = sorted((ROOT / "experiments" / "sweeps").glob("*.yaml"))

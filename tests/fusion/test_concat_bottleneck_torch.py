@@ -12,7 +12,8 @@ from scipy.special import erf
 
 import fusion
 from encoders import EncoderOutput
-from research.config import Config, apply_overrides
+from research.config import Config
+from research.config_parse import apply_overrides
 from research.data.loader import load
 from research.torch.model import build_model
 from research.torch.predict import to_device

@@ -24,7 +24,8 @@ from losses.torch.contrastive import Contrastive as TorchContrastive
 from losses.torch.cross_modal import CrossModal as TorchCrossModal
 from losses.torch.triplet import Triplet as TorchTriplet
 from research.assembly import head_kwargs
-from research.config import CLASS_HEADS, Config, apply_overrides
+from research.config import CLASS_HEADS, Config
+from research.config_parse import apply_overrides
 
 HEADS = CLASS_HEADS  # heads with class centres; the pair losses have tests of their own
 KEEP = np.array([1, 1, 0, 1, 0, 1, 1, 1, 0, 1, 1, 1], dtype=bool)  # class 0 keeps one sample (see test_keep_torch)

@@ -10,7 +10,8 @@ from losses.torch.contrastive import Contrastive
 from losses.torch.cross_modal import CrossModal
 from losses.torch.triplet import Triplet
 from research.assembly import head_kwargs
-from research.config import CLASS_HEADS, Config, LossConfig, apply_overrides
+from research.config import CLASS_HEADS, Config, LossConfig
+from research.config_parse import apply_overrides
 
 HEADS = CLASS_HEADS  # heads with class centres; the pair losses have tests of their own
 

@@ -11,7 +11,8 @@ from losses.torch.contrastive import contrastive_loss
 from losses.torch.cross_modal import info_nce_loss, sigmoid_loss
 from losses.torch.triplet import triplet_loss
 from research.assembly import head_kwargs
-from research.config import CLASS_HEADS, Config, apply_overrides
+from research.config import CLASS_HEADS, Config
+from research.config_parse import apply_overrides
 
 HEADS = CLASS_HEADS  # heads with class centres; the pair losses have tests of their own
 # Class 0 keeps one sample (no mask_proxy query), class 2 loses its first sample (its query moves to sample 6).

@@ -2,7 +2,8 @@
 
 import pytest
 
-from research.config import Config, apply_overrides
+from research.config import Config
+from research.config_parse import apply_overrides
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,8 @@ import sys
 import pytest
 
 from research.assembly import head_kwargs
-from research.config import Config, ConfigError, apply_overrides, from_dict, to_dict
+from research.config import Config, ConfigError
+from research.config_parse import apply_overrides, from_dict, to_dict
 
 
 def test_short_flags_and_dotted_overrides_in_both_forms():

@@ -23,7 +23,7 @@ import torch
 from safetensors.torch import load_file
 
 from experiments.configs import preset
-from research.config import apply_overrides
+from research.config_parse import apply_overrides
 from research.data.loader import load
 from research.torch import checkpoint
 from research.torch.model import build_model

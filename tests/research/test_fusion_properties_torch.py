@@ -37,7 +37,8 @@ from pathlib import Path
 
 import pytest
 
-from research.config import Config, apply_overrides
+from research.config import Config
+from research.config_parse import apply_overrides
 from research.data import pipeline
 from research.torch.trainer import train_and_evaluate
 

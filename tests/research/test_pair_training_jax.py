@@ -16,7 +16,8 @@ from safetensors.numpy import load_file
 from sklearn.metrics import roc_curve
 
 from encoders.jax.convert import to_nnx
-from research.config import Config, apply_overrides
+from research.config import Config
+from research.config_parse import apply_overrides
 from research.data.loader import load
 from research.jax import checkpoint
 from research.jax.distributed import make_mesh

@@ -22,7 +22,8 @@ import torch
 from safetensors.torch import load_file
 from sklearn.metrics import roc_curve
 
-from research.config import Config, apply_overrides
+from research.config import Config
+from research.config_parse import apply_overrides
 from research.data.loader import load
 from research.metrics.verification import make_trials
 from research.torch import checkpoint

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from experiments.configs import preset
-from research.config import apply_overrides
+from research.config_parse import apply_overrides
 from research.torch import checkpoint, trainer
 
 ROOT = Path(__file__).resolve().parents[2]

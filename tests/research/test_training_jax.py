@@ -24,7 +24,8 @@ from flax import nnx
 from jax.sharding import Mesh
 from safetensors import safe_open
 
-from research.config import Config, apply_overrides
+from research.config import Config
+from research.config_parse import apply_overrides
 from research.data.loader import load
 from research.jax import checkpoint, distributed, predict, sharding, trainer
 from research.jax.model import build_model
@@ -200,7 +201,8 @@ TWO_DEVICES = """
 import json, sys
 import jax
 sys.path.insert(0, sys.argv[2])
-from research.config import Config, apply_overrides
+from research.config import Config
+from research.config_parse import apply_overrides
 from test_training_jax import first_losses, recorded_steps, run
 
 assert len(jax.devices()) == 2, jax.devices()

@@ -11,7 +11,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from research.config import from_dict
+from research.config_parse import from_dict
 from research.data.loader import load
 from research.torch import checkpoint
 from research.torch.model import FusionModel, build_model

@@ -1,0 +1,93 @@
+"""The config's cross-field checks, run when the command line is parsed: what no single field's type can
+express (sizes, rates, the learning rate, what the pair losses and the match task need), and the defaults
+that depend on another field. Checks that need the files, the machine or the manifest are research/validate.py's.
+"""
+
+from __future__ import annotations
+
+import math
+
+from research.config import PAIR_LOSSES, SPHEREFACE2_MARGINS, Config, ConfigError
+
+
+def resolve_defaults(cfg: Config) -> None:
+    """Fill the fields left None whose default depends on another field, so that the logged config holds
+    the values the run uses: SphereFace2's margin follows its margin type."""
+    sf2 = cfg.loss.sphereface2
+    if sf2.margin is None:
+        sf2.margin = SPHEREFACE2_MARGINS[sf2.margin_type]
+
+
+def validate(cfg: Config) -> None:
+    """Cross-field checks that no single field's type can express."""
+    d, o = cfg.data, cfg.optim
+    checks = [
+        *_size_checks(cfg),
+        (d.workers >= 0, "data.workers must be >= 0"),
+        (o.epochs > 0, "optim.epochs must be positive"),
+        (math.isfinite(o.lr) and o.lr > 0, f"optim.lr must be a finite positive number, got {o.lr}"),
+        (o.accumulate >= 1, "optim.accumulate must be at least 1"),
+        (
+            d.batch_size % o.accumulate == 0,
+            f"optim.accumulate={o.accumulate} must divide data.batch_size={d.batch_size} (micro-batches of one size)",
+        ),
+        (cfg.model.stack_tokens > 0, "model.stack_tokens must be positive"),
+        (cfg.model.bottleneck_tokens > 0, "model.bottleneck_tokens must be positive"),
+        (
+            0 <= cfg.model.fusion_from_layer <= cfg.model.fusion_layers,
+            "model.fusion_from_layer must be in [0, model.fusion_layers]",
+        ),
+        (cfg.model.dim % max(cfg.model.heads, 1) == 0, "model.dim must be divisible by model.heads"),
+        (0.0 <= cfg.data.synthetic.missing < 1.0, "data.synthetic.missing must be in [0, 1)"),
+        (0.0 <= cfg.loss.label_smoothing < 1.0, "loss.label_smoothing must be in [0, 1)"),
+        (0.0 < cfg.loss.sample_rate <= 1.0, "loss.sample_rate must be in (0, 1]"),
+        (cfg.data.synthetic.identities >= 4, "data.synthetic.identities must be at least 4"),
+        (
+            cfg.data.synthetic.samples_per_identity >= 3,
+            "data.synthetic.samples_per_identity must be at least 3 (one sample each for train, val and test)",
+        ),
+        (cfg.data.perturb.copies >= 1, "data.perturb.copies must be at least 1"),
+        (cfg.data.perturb.face_eps >= 0 and cfg.data.perturb.voice_eps >= 0, "data.perturb eps must be >= 0"),
+    ]
+    for ok, message in checks + _pair_checks(cfg):
+        if not ok:
+            raise ConfigError(message)
+
+
+def _size_checks(cfg: Config) -> list[tuple[bool, str]]:
+    """Sizes, counts and rates that must be positive (and finite), each named by its key."""
+    d, m = cfg.data, cfg.model
+    values = {"data.batch_size": d.batch_size, "data.image_size": d.image_size, "data.sample_rate": d.sample_rate}
+    values |= {"data.voice_seconds": d.voice_seconds, "data.text_len": d.text_len, "model.dim": m.dim}
+    values |= {"model.heads": m.heads}
+    return [(math.isfinite(v) and v > 0, f"{key} must be positive, got {v}") for key, v in values.items()]
+
+
+def _pair_checks(cfg: Config) -> list[tuple[bool, str]]:
+    """What the pair losses, the P x K sampler and the match task need (docs/losses.md)."""
+    d, name, task = cfg.data, cfg.loss.name, cfg.model.task
+    pk = d.pk_identities * d.pk_samples
+    return [
+        (d.pk_identities >= 2 and d.pk_samples >= 2, "data.pk_identities and data.pk_samples must be at least 2"),
+        (
+            d.sampler != "pk" or pk == d.batch_size,
+            f"data.sampler=pk: data.pk_identities x data.pk_samples ({d.pk_identities} x {d.pk_samples} = {pk}) "
+            f"must equal data.batch_size ({d.batch_size})",
+        ),
+        (
+            name not in PAIR_LOSSES or d.split == "open",
+            f"loss.name={name} has no classifier: it is evaluated by verification on unseen identities; "
+            "set data.split=open",
+        ),
+        (
+            name not in ("contrastive", "triplet") or d.sampler == "pk",
+            f"loss.name={name} needs several samples per identity in each batch: set data.sampler=pk",
+        ),
+        ((name == "cross_modal") == (task == "match"), "loss.name=cross_modal and model.task=match go together"),
+        (
+            task != "match" or (cfg.model.fusion == "late" and {"face", "voice"} <= set(cfg.model.modalities)),
+            "model.task=match needs model.fusion=late and the face and voice modalities",
+        ),
+        (cfg.loss.identity_weight >= 0, "loss.identity_weight must be >= 0"),
+        (not cfg.model.freeze_encoders or cfg.model.init_from, "model.freeze_encoders needs model.init_from"),
+    ]
