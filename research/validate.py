@@ -19,12 +19,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from research import checkpoint_files
-from research.config import Config, ConfigError
+from research.config import MODALITIES, Config, ConfigError
 from research.data import checked, manifest, synthetic
 from research.data.manifest import DataError, Row
 from research.data.text import tokenizer_file
-
-MODALITIES = ("face", "voice", "text")
 
 
 def before_training(cfg: Config, device_problem: Callable[[str], str | None] | None = None) -> None:

@@ -21,11 +21,10 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from research.config import MODALITIES
 from research.data import manifest
-from research.data.loader import decode_row
+from research.data.decode import decode_row
 from research.data.manifest import DataError, Row
-
-MODALITIES = ("face", "voice", "text")
 
 
 @dataclass

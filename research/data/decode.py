@@ -1,4 +1,5 @@
-"""Decode one face / voice / transcript file; every failure is a DataError that names the file.
+"""Decode one face / voice / transcript file, and a manifest row's files (decode_row); every failure is a
+DataError that names the file.
 
 Voices: WAV, FLAC, OGG (and any libsndfile format) through soundfile; M4A/AAC and the audio track of
 MP4 and other containers through PyAV (FFmpeg). Any sample rate and channel count: channels are
@@ -12,6 +13,7 @@ from __future__ import annotations
 import unicodedata
 from math import gcd
 from pathlib import Path
+from typing import NamedTuple
 
 import av
 import numpy as np
@@ -19,7 +21,7 @@ import soundfile
 from PIL import Image, UnidentifiedImageError
 from scipy.signal import resample_poly
 
-from research.data.manifest import DataError
+from research.data.manifest import DataError, Row, numbers
 
 VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi")
 AV_AUDIO_SUFFIXES = (".m4a", ".aac", ".mp3", *VIDEO_SUFFIXES)  # decoded with PyAV rather than libsndfile
@@ -229,3 +231,24 @@ def transcript(text: str, where: str) -> str:
     if not any(not c.isspace() and unicodedata.category(c)[0] != "C" for c in text):
         raise DataError(f"empty transcript {where}")
     return text
+
+
+class Decoded(NamedTuple):
+    """One row with its decoded files (None = modality missing)."""
+
+    row: Row
+    face: np.ndarray | None  # (3, H, W) uint8
+    voice: np.ndarray | None  # (S,) float32
+    text: str | None
+
+
+def decode_row(folder: Path, row: Row, image_size: int, sample_rate: int) -> Decoded:
+    """Decode one row's files (paths relative to `folder`): face cropped by its box, voice cut to its segment."""
+    box = numbers(row.box) or None
+    frame = numbers(row.frame)[0] if row.frame else None
+    face = read_face(folder / row.face, image_size, box, frame) if row.face else None
+    voice = read_voice(folder / row.voice, sample_rate, numbers(row.segment) or None) if row.voice else None
+    text = read_text(folder / row.text) if row.text else None
+    if row.transcript:
+        text = transcript(row.transcript, f"in the transcript column of sample '{row.id}'")
+    return Decoded(row, face, voice, text)

@@ -18,12 +18,13 @@ import numpy as np
 
 from research.config import MODALITIES, DataConfig
 from research.data import manifest, pack, synthetic
+from research.data.decode import Decoded, decode_row
 from research.data.manifest import SPLITS, DataError, Meta, Row
 from research.data.pipeline import SampleSet, Trials
-from research.data.sources import Decoded, FileSource, Stream, decode_row
+from research.data.sources import FileSource, Stream
 from research.data.text import Tokenizer
 
-__all__ = ["MODALITIES", "SampleSet", "Splits", "decode_row", "load"]  # SampleSet: the pipeline's input type
+__all__ = ["SampleSet", "Splits", "load"]  # SampleSet: the pipeline's input type
 
 log = logging.getLogger(__name__)
 

@@ -1,5 +1,5 @@
-"""A manifest row's files decoded (decode_row), and the input pipeline's source that decodes them when it
-reads a sample (FileSource). The pipeline's other sources: the in-memory cache of a split decoded once
+"""The input pipeline's source that decodes a sample's files when it reads it (FileSource; research/data/decode.py
+decode_row). The pipeline's other sources: the in-memory cache of a split decoded once
 (research/data/pipeline.py MemorySource) and packed shards (research/data/pack.py PackedSource)."""
 
 from __future__ import annotations
@@ -7,33 +7,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 
-from research.data import decode
-from research.data.manifest import DataError, Row, numbers
-
-
-class Decoded(NamedTuple):
-    """One row with its decoded files (None = modality missing)."""
-
-    row: Row
-    face: np.ndarray | None  # (3, H, W) uint8
-    voice: np.ndarray | None  # (S,) float32
-    text: str | None
-
-
-def decode_row(folder: Path, row: Row, image_size: int, sample_rate: int) -> Decoded:
-    """Decode one row's files (paths relative to `folder`): face cropped by its box, voice cut to its segment."""
-    box = numbers(row.box) or None
-    frame = numbers(row.frame)[0] if row.frame else None
-    face = decode.read_face(folder / row.face, image_size, box, frame) if row.face else None
-    voice = decode.read_voice(folder / row.voice, sample_rate, numbers(row.segment) or None) if row.voice else None
-    text = decode.read_text(folder / row.text) if row.text else None
-    if row.transcript:
-        text = decode.transcript(row.transcript, f"in the transcript column of sample '{row.id}'")
-    return Decoded(row, face, voice, text)
+from research.data.decode import decode_row
+from research.data.manifest import DataError, Row
 
 
 class FileSource:

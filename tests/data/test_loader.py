@@ -7,8 +7,8 @@ import pytest
 import soundfile
 from PIL import Image
 
+from research.config import MODALITIES
 from research.data import loader, manifest
-from research.data.loader import MODALITIES
 from research.data.manifest import AGE_BINS, DataError
 
 EXPECTED = {
