@@ -4,6 +4,7 @@ gradient steps (FGSM, PGD) are the backend's (research/{torch,jax}/attack.py, it
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from types import ModuleType
 
 import numpy as np
@@ -14,6 +15,15 @@ from research.data.loader import SampleSet
 RANGES = {"face": (0.0, 1.0), "voice": (-1.0, 1.0)}  # pixels; waveform samples
 ATTACKS = ("fgsm", "pgd")
 PGD = ("eps", "steps", "step_size", "random_start", "seed")  # the settings of a PGD attack
+
+
+def run_attack(fgsm: Callable, pgd: Callable, model, batch: dict, modality: str, attack: dict, goal: dict):
+    """The backend's fgsm or pgd (research/{torch,jax}/attack.py) on one batch, as `attack` names it, with its
+    settings, towards `goal` ("labels" or "references", the backend's arrays)."""
+    goal = goal | {"targeted": attack["targeted"]}
+    if attack["name"] == "fgsm":
+        return fgsm(model, batch, modality, eps=attack["eps"], **goal)
+    return pgd(model, batch, modality, **{k: attack[k] for k in PGD}, **goal)
 
 
 def target_classes(labels: np.ndarray, classes: int, seed: int) -> np.ndarray:

@@ -23,7 +23,7 @@ from jax.sharding import Mesh
 
 from research.jax.model import FusionModel, normalize
 from research.jax.predict import pad, to_device, to_numpy
-from research.robustness import PGD, RANGES
+from research.robustness import RANGES, run_attack
 
 
 def attack_loss(model: FusionModel, batch: dict, *, labels=None, references=None, targeted: bool = False) -> jax.Array:
@@ -99,9 +99,4 @@ def adversarial(
     n = len(batch["target"])
     tensors = to_device(pad(batch, size), device)
     goal = {k: jnp.asarray(np.resize(v, (size, *v.shape[1:]))) for k, v in objective.items()}  # int64 -> int32
-    goal |= {"targeted": attack["targeted"]}
-    if attack["name"] == "fgsm":
-        adv = fgsm(model, tensors, modality, eps=attack["eps"], **goal)
-    else:
-        adv = pgd(model, tensors, modality, **{k: attack[k] for k in PGD}, **goal)
-    return to_numpy(adv)[:n]
+    return to_numpy(run_attack(fgsm, pgd, model, tensors, modality, attack, goal))[:n]

@@ -21,6 +21,7 @@ from research.config import Config
 from research.data.loader import SampleSet
 from research.jax.distributed import place
 from research.jax.model import FusionModel
+from research.predictions import Predictions, dropped
 
 
 def replicate(tree, mesh: Mesh):
@@ -80,22 +81,14 @@ def predict(model: FusionModel, data: SampleSet, cfg: Config, mesh: Mesh, drop: 
     model.eval()
     graphdef, state = nnx.split(model)
     state = replicate(state, mesh)
-    parts: dict[str, list[np.ndarray]] = {}
-    losses, weights = [], []
+    predictions = Predictions()
     for batch in data.batches(cfg.data.batch_size, shuffle=False, seed=cfg.run.seed, epoch=0, train=False):
-        if drop:
-            batch = {**batch, f"{drop}_present": np.zeros_like(batch[f"{drop}_present"])}
+        batch = dropped(batch, drop)
         n = len(batch["target"])
         out = to_numpy(forward(graphdef, state, to_device(pad(batch, cfg.data.batch_size), mesh)))
-        known = int((batch["target"] >= 0).sum())
-        losses.append(float(out.pop("loss")) * known)
-        weights.append(known)
-        for key, value in out.items():
-            if key in ("log_probs", "embedding") or key.removesuffix("_embedding") in cfg.model.modalities:
-                parts.setdefault(key, []).append(value[:n].astype(np.float32))
-        for key, value in batch.items():
-            if value.ndim == 1:
-                parts.setdefault(key, []).append(value)
-    preds = {k: np.concatenate(v) for k, v in parts.items()}
-    preds["loss"] = np.float64(sum(losses) / max(sum(weights), 1))
-    return preds
+        loss = float(out.pop("loss"))
+        kept = [
+            k for k in out if k in ("log_probs", "embedding") or k.removesuffix("_embedding") in cfg.model.modalities
+        ]
+        predictions.add(batch, loss, {k: out[k][:n].astype(np.float32) for k in kept})
+    return predictions.arrays()

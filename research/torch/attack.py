@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from research.robustness import PGD, RANGES
+from research.robustness import RANGES, run_attack
 from research.torch.model import FusionModel
 from research.torch.predict import to_device
 
@@ -86,9 +86,5 @@ def adversarial(
     towards the per-sample `objective` ("labels" (B,) or "references" (B, E)). `size` is the split's batch
     size (jax pads a short last batch to it; torch needs no padding)."""
     tensors = to_device(batch, device)
-    goal = {k: torch.from_numpy(v).to(device) for k, v in objective.items()} | {"targeted": attack["targeted"]}
-    if attack["name"] == "fgsm":
-        adv = fgsm(model, tensors, modality, eps=attack["eps"], **goal)
-    else:
-        adv = pgd(model, tensors, modality, **{k: attack[k] for k in PGD}, **goal)
-    return adv.cpu().numpy()
+    goal = {k: torch.from_numpy(v).to(device) for k, v in objective.items()}
+    return run_attack(fgsm, pgd, model, tensors, modality, attack, goal).cpu().numpy()

@@ -8,6 +8,7 @@ import torch
 
 from research.config import Config
 from research.data.loader import SampleSet
+from research.predictions import Predictions, dropped
 from research.torch.model import FusionModel
 
 
@@ -53,25 +54,13 @@ def predict(
     predict one rank's shard (samples rank, rank + world, ...; distributed.gather_predictions joins them).
     """
     model.eval()
-    parts: dict[str, list[np.ndarray]] = {}
-    losses, weights = [], []
+    predictions = Predictions()
     kw = {"shuffle": False, "seed": cfg.run.seed, "epoch": 0, "train": False, "rank": rank, "world": world}
     for batch in data.batches(cfg.data.batch_size, **kw):
-        if drop:
-            batch = {**batch, f"{drop}_present": np.zeros_like(batch[f"{drop}_present"])}
-        tensors = to_device(batch, device)
+        batch = dropped(batch, drop)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.optim.bf16):
-            out = model(tensors)
-        known = int((batch["target"] >= 0).sum())
-        losses.append(out["loss"].item() * known)
-        weights.append(known)
+            out = model(to_device(batch, device))
         arrays = {k: out[k] for k in ("log_probs", "embedding") if k in out}  # no log_probs without a classifier
         arrays |= {f"{s}_embedding": v for s, v in out["streams"].items() if s in cfg.model.modalities}
-        for key, value in arrays.items():
-            parts.setdefault(key, []).append(value.float().cpu().numpy())
-        for key, value in batch.items():
-            if value.ndim == 1:
-                parts.setdefault(key, []).append(value)
-    preds = {k: np.concatenate(v) for k, v in parts.items()}
-    preds["loss"] = np.float64(sum(losses) / max(sum(weights), 1))
-    return preds
+        predictions.add(batch, out["loss"].item(), {k: v.float().cpu().numpy() for k, v in arrays.items()})
+    return predictions.arrays()
