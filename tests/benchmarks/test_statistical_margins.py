@@ -1,4 +1,4 @@
-"""benchmarks/statistical_margins.py: every check names a test that exists and is marked statistical, the
+"""benchmarks/torch/statistical_margins.py: every check names a test that exists and is marked statistical, the
 margins and the verdict, and one cheap check run end to end through its subprocess."""
 
 import subprocess
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import statistical_margins as sm
+from benchmarks.torch import statistical_margins as sm
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -29,7 +29,7 @@ def test_margin_and_verdict():
 
 def test_one_check_runs_in_a_fresh_process(tmp_path):
     out = subprocess.run(
-        [sys.executable, "benchmarks/statistical_margins.py", "--checks", "synergy_late_mean", "--variations",
+        [sys.executable, "benchmarks/torch/statistical_margins.py", "--checks", "synergy_late_mean", "--variations",
          "as in CI", "--data-root", str(tmp_path), "--json", str(tmp_path / "m.json")],
         capture_output=True, text=True, cwd=ROOT, timeout=600,
     )  # fmt: skip

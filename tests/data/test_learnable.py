@@ -62,7 +62,7 @@ def group_scores(tmp_path, seed: int = 1) -> dict[str, float]:
     return probe_accuracy(splits, "group")
 
 
-# Measured over data seeds 1-8 (benchmarks/statistical_margins.py --checks learnable; the probes do not depend on
+# Measured over data seeds 1-8 (benchmarks/torch/statistical_margins.py --checks learnable; the probes do not depend on
 # the thread count): identity, chance 0.1: face 0.967-1.0, text 1.0, voice 0.467-0.8; group, chance 0.25: 1.0 in
 # every modality. With 8 samples a person (2 test samples) and 4 unseen people (one per group), until
 # 2026-12-07, the minimum fell below the bars on 3 of those 8 seeds (voice 0.35 on identity; face 0.81 and text

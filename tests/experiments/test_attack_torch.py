@@ -5,7 +5,7 @@ positive budget lowers accuracy, the SNR figure, targeted attacks raise the targ
 The tiny run must give a model worth attacking (test accuracy > 0.3, 8 identities: chance 0.125). With 8
 samples a person and 4 epochs (until 2026-12-07) it scored 0.3125 at seed 0 on 2 threads, 0.375 on one, and
 0.1875 at seed 3, so the bar and the budget's accuracy drop (> 0.05: one of 16 test samples) rode on a
-sample or two. At 12 samples and 6 epochs (benchmarks/statistical_margins.py --checks attack; seed 0 at 2 and
+sample or two. At 12 samples and 6 epochs (benchmarks/torch/statistical_margins.py --checks attack; seed 0 at 2 and
 1 threads, seeds 1-3): test accuracy 0.688-1.0, face FGSM drop 0.375-0.5, PGD 0.5-1.0, voice FGSM 0.188-0.562.
 """
 

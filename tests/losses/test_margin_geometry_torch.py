@@ -20,7 +20,7 @@ The test compares means of 3 seeds, whose difference to softmax's has a chance s
 0.4 (target, CosFace), 1.4 (min centre) and 0.7 (nearest) degrees. The margins below are about 2-3 of those
 stds and at most half of each measured gap (smallest gaps: 2.7, 5.5, 3.9).
 
-Re-measured on 2026-12-07 (benchmarks/statistical_margins.py --checks margin_geometry: the test's seeds at 2 and
+Re-measured on 2026-12-07 (benchmarks/torch/statistical_margins.py --checks margin_geometry: the test's seeds at 2 and
 1 threads and OMP_NUM_THREADS=1, then the disjoint seed sets 3-5, 6-8, 9-11): the fixture pins one thread, so the
 thread settings change nothing; over the seed sets the smallest margins over the bars are 0.96 degrees (CosFace
 target), 1.11 (SphereFace2 min centre) and 1.62 (SphereFace2 nearest centre); every target angle stays under

@@ -83,7 +83,7 @@ def train_siamese(out, data_root, seed: int = 0) -> tuple:
 
 @pytest.mark.statistical
 def test_siamese_run_reports_the_eer_of_its_embeddings(siamese):
-    """The training loss falls over the run. Measured drop (benchmarks/statistical_margins.py --checks
+    """The training loss falls over the run. Measured drop (benchmarks/torch/statistical_margins.py --checks
     siamese_jax): 0.0694 at run.seed 0 with XLA's default threads, multi-threaded Eigen off, OMP_NUM_THREADS=1
     and fast math off alike; 0.057-0.073 over seeds 1-3."""
     cfg, run_dir, summary, history = siamese

@@ -8,7 +8,7 @@ Its statistic is 1:2 matching computed exhaustively per unseen subject (every an
 negative), averaged over the 24 val + test subjects, both directions. Until 2026-12-07 the test trained 12
 identities, so its test split held 2 people and the summary's 1000 matching tasks reused them: the same
 recipe gave (v2f, f2v) = (0.736, 0.579) on one machine and (0.332, 0.438) on another (issue 24).
-`python benchmarks/statistical_margins.py --checks match` measures the recipe over seeds, batch orders and
+`python benchmarks/torch/statistical_margins.py --checks match` measures the recipe over seeds, batch orders and
 thread counts; the figures are in MATCH_BAR's comment.
 """
 
@@ -65,7 +65,7 @@ MATCH = [
 ]
 # Subject-mean 1:2 matching (chance 0.5) must exceed MATCH_BAR. Measured (2026-12-07, 2-core CPU under load):
 # 0.763-0.787 over run.seed 0-4 x batch orders 0-1 (mean 0.775, sd 0.007 over 7 runs), 0.774 on one thread and
-# with OMP_NUM_THREADS=1 (benchmarks/statistical_margins.py --checks match). The bar is 0.063 below the worst
+# with OMP_NUM_THREADS=1 (benchmarks/torch/statistical_margins.py --checks match). The bar is 0.063 below the worst
 # case, 9 sds of that spread; random embeddings score 0.500 (sd 0.018, at most 0.554 in 2000 draws).
 MATCH_BAR = 0.7
 
@@ -149,8 +149,8 @@ def unit(x: np.ndarray) -> np.ndarray:
 @pytest.mark.statistical
 @pytest.mark.parametrize("name", ["siamese", "triplet"])
 def test_pair_loss_trains_without_classifier_and_reports_the_embeddings_eer(runs, name):
-    """The training loss falls from the first epoch to the third. Measured drop (benchmarks/statistical_margins.py,
-    run.seed 0 at 2 and 1 threads and OMP_NUM_THREADS=1, seeds 1-3): siamese 0.024-0.089 (0.0240 / 0.0247 at 2 /
+    """The training loss falls from the first epoch to the third. Measured drop (run.seed 0 at 2 and 1 threads and
+    OMP_NUM_THREADS=1, seeds 1-3; benchmarks/torch/statistical_margins.py): siamese 0.024-0.089 (0.0240 / 0.0247 at 2 /
     1 threads), triplet 0.043-0.131 (0.0449 at every thread count): the thread count moves it by < 0.001."""
     cfg, run_dir, summary, history = runs[name]
     assert history[-1]["train/loss"] < history[0]["train/loss"]

@@ -2,10 +2,12 @@
 (an accuracy, a matching rate, an angle, a loss decrease), re-measured under what changes such an outcome
 from one machine to the next, with the margin of its statistic over the bar in the worst case.
 
-    nice -n 10 python benchmarks/statistical_margins.py                      # every check, every variation
-    nice -n 10 python benchmarks/statistical_margins.py --checks match,synergy --variations threads
-    python benchmarks/statistical_margins.py --list                          # the checks and their tests
-    python benchmarks/statistical_margins.py --table a.json b.json           # docs/testing.md's table of --json files
+    nice -n 10 python benchmarks/torch/statistical_margins.py             # every check, every variation
+    nice -n 10 python benchmarks/torch/statistical_margins.py --checks match,synergy_early --variations threads
+    python benchmarks/torch/statistical_margins.py --list                 # the checks and their tests
+    python benchmarks/torch/statistical_margins.py --table a.json b.json  # docs/testing.md's table of --json files
+
+It lives under torch/ because it sets torch's thread count; its one jax check runs through the jax test module.
 
 Variations (each measurement runs in a fresh process, so that thread settings and XLA flags take effect):
   as in CI        the test as it runs: its own seed, torch's default thread count (one per core)
@@ -30,7 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))  # the repository root: the checks reuse the tests' own code
 
 
