@@ -70,37 +70,40 @@ def readable(path: Path, read: Callable[[Path], T]) -> T:
 
     `read` raises on a bad file (safetensors' own errors, or CheckpointError on a hash mismatch).
     """
-    problems = []
-    for candidate in (path, previous(path)):
-        if not candidate.exists():
-            problems.append(f"{candidate}: missing")
-            continue
-        try:
-            result = read(candidate)
-        except Exception as err:  # noqa: BLE001 - any failure to read means: try the older checkpoint
-            problems.append(f"{candidate}: {one_line(err)}")
-            continue
-        if problems:
-            log.warning("checkpoint %s is unreadable (%s); using %s", path, problems[0], candidate)
-        return result
-    raise CheckpointError("no readable checkpoint: " + "; ".join(problems))
+    problems, result, used = _first_readable(path, read)
+    if used is None:
+        raise CheckpointError("no readable checkpoint: " + "; ".join(problems))
+    if problems:
+        log.warning("checkpoint %s is unreadable (%s); using %s", path, problems[0], used)
+    return result
 
 
 def unreadable(path: Path) -> list[str]:
     """Why neither `path` nor its previous copy opens as a safetensors file ([] when one does). Reads the headers
     only, so it is quick: a pickle renamed .safetensors, zeros or a cut-off header. A file whose content does not
     match its hash opens here and is refused by `readable`."""
+    problems, _, used = _first_readable(path, _open_header)
+    return [] if used is not None else problems
+
+
+def _first_readable(path: Path, read: Callable[[Path], T]) -> tuple[list[str], T | None, Path | None]:
+    """(problems of the copies tried before, read's result, the copy it came from) for the first of `path` and
+    its previous copy that `read` accepts; (problems of both, None, None) when neither does."""
     problems = []
     for candidate in (path, previous(path)):
         if not candidate.exists():
             problems.append(f"{candidate}: missing")
             continue
         try:
-            with safe_open(str(candidate), framework="numpy"):
-                return []
-        except Exception as err:  # noqa: BLE001 - safetensors' errors: any means this file cannot be used
+            return problems, read(candidate), candidate
+        except Exception as err:  # noqa: BLE001 - any failure to read means: try the older checkpoint
             problems.append(f"{candidate}: {one_line(err)}")
-    return problems
+    return problems, None, None
+
+
+def _open_header(path: Path) -> None:
+    with safe_open(str(path), framework="numpy"):
+        pass
 
 
 def one_line(err: BaseException) -> str:
