@@ -223,6 +223,7 @@ VARIATIONS = {
     "seed +2": ({}, 0, 2, ("torch", "jax")),
     "seed +3": ({}, 0, 3, ("torch", "jax")),
 }
+MEASURE_TIMEOUT_S = 3600
 GROUPS = {
     "threads": ("as in CI", "1 thread", "OMP 1", "no fast math"),
     "seeds": ("as in CI", "seed +1", "seed +2", "seed +3"),
@@ -245,7 +246,12 @@ def run(name: str, variation: str, data: Path) -> dict[str, float] | None:
     env = {**os.environ, **env_add}
     cmd = [sys.executable, __file__, "--one", name, "--offset", str(offset), "--threads", str(threads)]
     started = time.time()
-    done = subprocess.run([*cmd, "--data-root", str(data)], env=env, capture_output=True, text=True, cwd=ROOT)
+    try:  # a hung measurement is a crash, not a stalled sweep (the slowest took 10 minutes at load 9)
+        done = subprocess.run([*cmd, "--data-root", str(data)], env=env, capture_output=True, text=True, cwd=ROOT,
+                              timeout=MEASURE_TIMEOUT_S)  # fmt: skip
+    except subprocess.TimeoutExpired:
+        print(f"# {name} ({variation}) timed out after {MEASURE_TIMEOUT_S} s", flush=True)
+        return None
     if done.returncode != 0:
         print(f"# {name} ({variation}) crashed:\n{done.stderr[-2000:]}", flush=True)
         return None
