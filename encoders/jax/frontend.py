@@ -1,4 +1,4 @@
-"""Log-mel front end of the voice encoders, with SpecAugment in training.
+"""Front ends of the voice encoders (log-mel, Kaldi fbank), with SpecAugment in training.
 
 Frames are not centred (`center=False`): frame t covers samples [t*hop, t*hop + win), so a frame is
 valid exactly when its whole window lies inside the first `voice_len` samples. Valid frames never see
@@ -8,6 +8,9 @@ The jnp twin of torchaudio's MelSpectrogram as the torch twin builds it: periodi
 padding, |rfft|^2 (n_fft = window length), HTK mel filterbank without normalisation from 0 Hz to
 Nyquist. Its window and filterbank are Buffers, converted from torch's `mel.spectrogram.window` and
 `mel.mel_scale.fb` (encoders/jax/convert.py RENAMES).
+
+The Kaldi fbank's window and mel banks are Buffers named as the torch twin's buffers (`window`, `mel_banks`),
+built here in NumPy float32 as torchaudio.compliance.kaldi builds them.
 """
 
 from __future__ import annotations
@@ -23,6 +26,9 @@ from encoders.jax.layers import Buffer
 
 N_MELS = 40
 EPS = 1e-6  # log(power + EPS): keeps silence finite
+FBANK_BINS = 80  # WeSpeaker's fbank80
+PREEMPHASIS = 0.97  # Kaldi's default
+WAVE_SCALE = 1 << 15  # WeSpeaker scales [-1, 1] waveforms to the 16-bit range before Kaldi's fbank
 
 
 def hann_window(n: int) -> np.ndarray:
@@ -61,6 +67,38 @@ def mel_filterbank(n_freqs: int, n_mels: int, sample_rate: int) -> np.ndarray:
     return np.maximum(f32(0.0), np.minimum(down, up))
 
 
+def _hamming_window(n: int) -> np.ndarray:
+    """(n,) symmetric Hamming window 0.54 - 0.46 cos(2 pi i / (n - 1)), as torch.hamming_window(periodic=False)."""
+    return (0.54 - 0.46 * np.cos(2 * np.pi * np.arange(n) / (n - 1))).astype(np.float32)
+
+
+def _kaldi_mel(freq: np.ndarray) -> np.ndarray:
+    """Kaldi's mel scale 1127 ln(1 + f / 700), in float32."""
+    f32 = np.float32
+    return f32(1127.0) * np.log(f32(1.0) + freq / f32(700.0))
+
+
+def _kaldi_mel_banks(bins: int, fft: int, sample_rate: int) -> np.ndarray:
+    """(fft/2 + 1, bins) triangular filters equally spaced on Kaldi's mel scale from 20 Hz to Nyquist, the
+    Nyquist row 0: torchaudio.compliance.kaldi.get_mel_banks (no VTLN), in its float32 arithmetic."""
+    f32 = np.float32
+    low, high = 1127.0 * math.log(1.0 + 20.0 / 700.0), 1127.0 * math.log(1.0 + 0.5 * sample_rate / 700.0)
+    delta = f32((high - low) / (bins + 1))
+    index = np.arange(bins, dtype=f32)[:, None]  # (M, 1)
+    left, centre, right = (f32(low) + (index + f32(k)) * delta for k in (0.0, 1.0, 2.0))  # (M, 1) each
+    mel = _kaldi_mel(f32(sample_rate / fft) * np.arange(fft // 2, dtype=f32))[None]  # (1, fft/2)
+    up, down = (mel - left) / (centre - left), (right - mel) / (right - centre)  # (M, fft/2)
+    banks = np.maximum(f32(0.0), np.minimum(up, down))
+    return np.pad(banks, ((0, 0), (0, 1))).T  # (fft/2 + 1, M)
+
+
+def mean_normalised(x: jax.Array, mask: jax.Array) -> jax.Array:
+    """x (B, M, T) minus its mean over the valid frames of mask (B, T) per band; padded frames 0."""
+    keep = mask[:, None, :]  # (B, 1, T)
+    mean = jnp.where(keep, x, 0.0).sum(-1, keepdims=True) / jnp.maximum(keep.sum(-1, keepdims=True), 1)
+    return jnp.where(keep, x - mean, 0.0)
+
+
 def mask_along_axis(x: jax.Array, key: jax.Array, width: int, axis: int) -> jax.Array:
     """torchaudio's mask_along_axis_iid on x (B, M, T): per sample, w ~ U[0, width) and s ~ U[0, size - w),
     set [floor(s), floor(s) + floor(w)) along `axis` to 0."""
@@ -87,6 +125,7 @@ class LogMel(nnx.Module):
     """
 
     def __init__(self, sample_rate: int, spec_augment: bool, *, rngs: nnx.Rngs):
+        self.bins = N_MELS
         self.win = round(0.025 * sample_rate)
         self.hop = round(0.010 * sample_rate)
         self.spec_augment = spec_augment
@@ -111,10 +150,66 @@ class LogMel(nnx.Module):
         power = jnp.matmul(jnp.square(jnp.abs(spectrum)), self.mel_filterbank[...], precision="highest")  # (B, T, M)
         x = jnp.log(power + EPS).transpose(0, 2, 1)  # (B, M, T)
         mask = jnp.arange(T) < self.frames(lengths)[:, None]  # (B, T)
-        keep = mask[:, None, :]  # (B, 1, T)
-        mean = jnp.where(keep, x, 0.0).sum(-1, keepdims=True) / jnp.maximum(keep.sum(-1, keepdims=True), 1)
-        x = jnp.where(keep, x - mean, 0.0)  # (B, M, T)
+        x = mean_normalised(x, mask)  # (B, M, T)
         if not self.deterministic and self.spec_augment:
             x = mask_along_axis(x, self.rngs(), self.freq_mask, axis=1)
             x = mask_along_axis(x, self.rngs(), self.time_mask, axis=2)
         return x, mask
+
+
+class Fbank(nnx.Module):
+    """Waveform (B, S) -> Kaldi log mel filterbank features (B, 80, T), mean-normalised, and the frame mask (B, T).
+
+    WeSpeaker's front end (wespeaker/dataset/processor.py compute_fbank + apply_cmvn): the waveform times 2^15,
+    then torchaudio.compliance.kaldi.fbank with 80 bins, 25 ms frames every 10 ms, snip_edges (frame t covers
+    samples [t*hop, t*hop + win)), each frame minus its mean (DC offset), pre-emphasis 0.97, a Hamming window
+    (WeSpeaker's window_type for its own models; Kaldi's default is 'povey'), zero padding to 512 samples,
+    |rfft|^2, Kaldi's mel banks (20 Hz to Nyquist), log(max(energy, float32 eps)); then the mean over the valid
+    frames is subtracted per bin (WeSpeaker's CMN, without variance normalisation); padded frames are 0.
+    No dither: WeSpeaker trains with dither 1.0 and extracts with 0.0; here the features are deterministic.
+    The energy floor only affects Kaldi's log-energy column, which fbank80 (use_energy False) does not output.
+    SpecAugment in training as LogMel's (the same `augment` RNG stream).
+    """
+
+    def __init__(self, sample_rate: int, spec_augment: bool, *, rngs: nnx.Rngs):
+        self.bins = FBANK_BINS
+        self.win = int(sample_rate * 0.025)  # Kaldi truncates
+        self.hop = int(sample_rate * 0.010)
+        self.fft = 1 << (self.win - 1).bit_length()  # the next power of two
+        self.spec_augment = spec_augment
+        self.window = Buffer(jnp.asarray(_hamming_window(self.win)))  # (win,)
+        self.mel_banks = Buffer(jnp.asarray(_kaldi_mel_banks(FBANK_BINS, self.fft, sample_rate)))  # (fft/2 + 1, M)
+        self.freq_mask, self.time_mask = 8, 10
+        self.rngs = rngs.augment.fork()
+        self.deterministic = False  # training mode, as a new torch module; model.eval() sets it
+
+    def frames(self, lengths: jax.Array) -> jax.Array:
+        """Valid frames (B,) of waveforms with `lengths` valid samples: windows that fit inside them."""
+        return jnp.maximum((lengths - self.win) // self.hop + 1, 0)
+
+    def __call__(self, wave: jax.Array, lengths: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """wave (B, S) float, lengths (B,) int -> features (B, M, T) float32, mask (B, T) bool."""
+        wave = wave.astype(jnp.float32) * WAVE_SCALE
+        T = (wave.shape[-1] - self.win) // self.hop + 1
+        frames = wave[:, self.hop * jnp.arange(T)[:, None] + jnp.arange(self.win)]  # (B, T, win)
+        frames = frames - frames.mean(-1, keepdims=True)
+        previous = jnp.concatenate([frames[..., :1], frames[..., :-1]], -1)  # x[max(0, j - 1)]
+        frames = (frames - PREEMPHASIS * previous) * self.window[...]
+        frames = jnp.pad(frames, ((0, 0), (0, 0), (0, self.fft - self.win)))  # (B, T, fft)
+        power = jnp.square(jnp.abs(jnp.fft.rfft(frames, axis=-1)))  # (B, T, fft/2 + 1)
+        energies = jnp.matmul(power, self.mel_banks[...], precision="highest")  # (B, T, M)
+        x = jnp.log(jnp.maximum(energies, jnp.finfo(jnp.float32).eps)).transpose(0, 2, 1)  # (B, M, T)
+        mask = jnp.arange(T) < self.frames(lengths)[:, None]  # (B, T)
+        x = mean_normalised(x, mask)
+        if not self.deterministic and self.spec_augment:
+            x = mask_along_axis(x, self.rngs(), self.freq_mask, axis=1)
+            x = mask_along_axis(x, self.rngs(), self.time_mask, axis=2)
+        return x, mask
+
+
+def make_frontend(frontend: str, sample_rate: int, spec_augment: bool, *, rngs: nnx.Rngs) -> LogMel | Fbank:
+    """The front end a config names: "logmel40" (LogMel) or "fbank80" (Fbank, WeSpeaker's)."""
+    kinds = {"logmel40": LogMel, "fbank80": Fbank}
+    if frontend not in kinds:
+        raise ValueError(f"unknown voice front end {frontend!r}: expected one of {sorted(kinds)}")
+    return kinds[frontend](sample_rate, spec_augment, rngs=rngs)

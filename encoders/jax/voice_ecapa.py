@@ -18,7 +18,7 @@ from flax import nnx
 
 from encoders import EncoderOutput
 from encoders.jax.blocks import summarised
-from encoders.jax.frontend import N_MELS, LogMel
+from encoders.jax.frontend import make_frontend
 from encoders.jax.layers import BatchNorm, Conv1d, Linear
 
 CHANNELS = 64  # C: width of the SE-Res2 blocks (512-1024 in the paper; small for CPU training)
@@ -112,16 +112,17 @@ class AttentiveStatsPool(nnx.Module):
 class VoiceEcapa(nnx.Module):
     """voice (B, S), voice_len (B,) -> tokens (B, 1 + T, dim): summary + 10 ms frames.
 
-    Log-mel front end (+ SpecAugment in training), a k=5 conv, three SE-Res2 blocks with dilations
-    2, 3, 4, multi-layer feature aggregation (a 1x1 conv over the concatenated block outputs),
+    The front end ("logmel40" log-mel or "fbank80" Kaldi fbank, + SpecAugment in training), a k=5 conv,
+    three SE-Res2 blocks with dilations 2, 3, 4, multi-layer feature aggregation (a 1x1 conv over the
+    concatenated block outputs),
     attentive statistics pooling over the valid frames, BatchNorm and a linear layer -> pooled.
     Tokens are the aggregated frame features projected to dim; the pooling runs over them.
     """
 
-    def __init__(self, dim: int, sample_rate: int, spec_augment: bool, *, rngs: nnx.Rngs):
+    def __init__(self, dim: int, sample_rate: int, spec_augment: bool, frontend: str = "logmel40", *, rngs: nnx.Rngs):
         C = CHANNELS
-        self.frontend = LogMel(sample_rate, spec_augment, rngs=rngs)
-        self.stem = conv_relu_bn(N_MELS, C, 5, rngs=rngs)
+        self.frontend = make_frontend(frontend, sample_rate, spec_augment, rngs=rngs)
+        self.stem = conv_relu_bn(self.frontend.bins, C, 5, rngs=rngs)
         self.blocks = nnx.List([SERes2Block(C, d, rngs=rngs) for d in DILATIONS])
         self.mfa = conv_relu_bn(len(DILATIONS) * C, 3 * C, rngs=rngs)
         self.tokens = Linear(3 * C, dim, rngs=rngs)

@@ -9,7 +9,7 @@ from flax import nnx
 
 from encoders import EncoderOutput
 from encoders.jax.blocks import Transformer, summarised
-from encoders.jax.frontend import N_MELS, LogMel
+from encoders.jax.frontend import make_frontend
 from encoders.jax.layers import Linear
 
 STRIP = 4  # frames per token: one full-frequency strip of 40 ms
@@ -28,18 +28,28 @@ def sinusoid_positions(n: int, dim: int) -> jax.Array:
 class VoiceVit(nnx.Module):
     """voice (B, S), voice_len (B,) -> tokens (B, 1 + T/4, dim) = [CLS, 40 ms strips].
 
-    Log-mel front end (+ SpecAugment in training), non-overlapping strips of 4 frames x all 40 mels,
+    The front end ("logmel40" log-mel or "fbank80" Kaldi fbank, + SpecAugment in training), non-overlapping
+    strips of 4 frames x all bins,
     a linear strip embedding, sinusoidal positions, a CLS token and a pre-norm transformer whose
     attention ignores padded strips. A strip is valid when all its frames are.
     """
 
     def __init__(
-        self, dim: int, sample_rate: int, layers: int, heads: int, dropout: float, spec_augment: bool, *, rngs: nnx.Rngs
+        self,
+        dim: int,
+        sample_rate: int,
+        layers: int,
+        heads: int,
+        dropout: float,
+        spec_augment: bool,
+        frontend: str = "logmel40",
+        *,
+        rngs: nnx.Rngs,
     ):
         if dim % 2:
             raise ValueError(f"voice_vit needs an even dim for its sinusoidal positions, got {dim}")
-        self.frontend = LogMel(sample_rate, spec_augment, rngs=rngs)
-        self.embed = Linear(N_MELS * STRIP, dim, rngs=rngs)
+        self.frontend = make_frontend(frontend, sample_rate, spec_augment, rngs=rngs)
+        self.embed = Linear(self.frontend.bins * STRIP, dim, rngs=rngs)
         self.cls = nnx.Param(0.02 * jax.random.normal(rngs.params(), (1, 1, dim)))
         self.drop = nnx.Dropout(dropout, rngs=rngs)
         self.transformer = Transformer(dim, layers, heads, dropout, rngs=rngs)

@@ -15,7 +15,7 @@ from torch import nn
 
 from encoders import EncoderOutput
 from encoders.torch.blocks import summarised
-from encoders.torch.frontend import N_MELS, LogMel
+from encoders.torch.frontend import make_frontend
 
 CHANNELS = 64  # C: width of the SE-Res2 blocks (512-1024 in the paper; small for CPU training)
 SCALE = 4  # Res2Net scale: the block's 3x3 conv works on C / SCALE channel groups in a hierarchy
@@ -103,17 +103,18 @@ class AttentiveStatsPool(nn.Module):
 class VoiceEcapa(nn.Module):
     """voice (B, S), voice_len (B,) -> tokens (B, 1 + T, dim): summary + 10 ms frames.
 
-    Log-mel front end (+ SpecAugment in training), a k=5 conv, three SE-Res2 blocks with dilations
-    2, 3, 4, multi-layer feature aggregation (a 1x1 conv over the concatenated block outputs),
+    The front end ("logmel40" log-mel or "fbank80" Kaldi fbank, + SpecAugment in training), a k=5 conv,
+    three SE-Res2 blocks with dilations 2, 3, 4, multi-layer feature aggregation (a 1x1 conv over the
+    concatenated block outputs),
     attentive statistics pooling over the valid frames, BatchNorm and a linear layer -> pooled.
     Tokens are the aggregated frame features projected to dim; the pooling runs over them.
     """
 
-    def __init__(self, dim: int, sample_rate: int, spec_augment: bool):
+    def __init__(self, dim: int, sample_rate: int, spec_augment: bool, frontend: str = "logmel40"):
         super().__init__()
         C = CHANNELS
-        self.frontend = LogMel(sample_rate, spec_augment)
-        self.stem = conv_relu_bn(N_MELS, C, 5)
+        self.frontend = make_frontend(frontend, sample_rate, spec_augment)
+        self.stem = conv_relu_bn(self.frontend.bins, C, 5)
         self.blocks = nn.ModuleList(SERes2Block(C, d) for d in DILATIONS)
         self.mfa = conv_relu_bn(len(DILATIONS) * C, 3 * C)
         self.tokens = nn.Linear(3 * C, dim)

@@ -8,7 +8,7 @@ from torch import nn
 
 from encoders import EncoderOutput
 from encoders.torch.blocks import Transformer, summarised
-from encoders.torch.frontend import N_MELS, LogMel
+from encoders.torch.frontend import make_frontend
 
 STRIP = 4  # frames per token: one full-frequency strip of 40 ms
 
@@ -26,17 +26,27 @@ def sinusoid_positions(n: int, dim: int) -> torch.Tensor:
 class VoiceVit(nn.Module):
     """voice (B, S), voice_len (B,) -> tokens (B, 1 + T/4, dim) = [CLS, 40 ms strips].
 
-    Log-mel front end (+ SpecAugment in training), non-overlapping strips of 4 frames x all 40 mels,
+    The front end ("logmel40" log-mel or "fbank80" Kaldi fbank, + SpecAugment in training), non-overlapping
+    strips of 4 frames x all bins,
     a linear strip embedding, sinusoidal positions, a CLS token and a pre-norm transformer whose
     attention ignores padded strips. A strip is valid when all its frames are.
     """
 
-    def __init__(self, dim: int, sample_rate: int, layers: int, heads: int, dropout: float, spec_augment: bool):
+    def __init__(
+        self,
+        dim: int,
+        sample_rate: int,
+        layers: int,
+        heads: int,
+        dropout: float,
+        spec_augment: bool,
+        frontend: str = "logmel40",
+    ):
         super().__init__()
         if dim % 2:
             raise ValueError(f"voice_vit needs an even dim for its sinusoidal positions, got {dim}")
-        self.frontend = LogMel(sample_rate, spec_augment)
-        self.embed = nn.Linear(N_MELS * STRIP, dim)
+        self.frontend = make_frontend(frontend, sample_rate, spec_augment)
+        self.embed = nn.Linear(self.frontend.bins * STRIP, dim)
         self.cls = nn.Parameter(0.02 * torch.randn(1, 1, dim))
         self.drop = nn.Dropout(dropout)
         self.transformer = Transformer(dim, layers, heads, dropout)

@@ -1,6 +1,8 @@
 """jax LogMel against torchaudio's transform in the torch twin (random waveforms and the embedded dataset's
 voices at every length the loader produces), and SpecAugment: bounds, independence, eval mode, reseeding.
 
+The Kaldi fbank front end likewise against its torch twin and against torchaudio's kaldi.fbank in float64.
+
 The jax front end is compared both as built (its own window and filterbank, to check their construction)
 and on the torch twin's buffers converted by encoders/jax/convert.py (to check the rename of the keys).
 """
@@ -11,9 +13,11 @@ import pytest
 import torch
 import torchaudio
 from flax import nnx
+from torchaudio.compliance import kaldi
 
+import encoders
 from encoders.jax.convert import to_nnx
-from encoders.jax.frontend import N_MELS, LogMel, mask_along_axis
+from encoders.jax.frontend import N_MELS, Fbank, LogMel, make_frontend, mask_along_axis
 from encoders.torch import frontend as torch_frontend
 from research.config import DataConfig, SyntheticConfig
 from research.data import loader
@@ -160,3 +164,65 @@ def test_mask_widths_and_starts_follow_torchaudios_distribution():
         (h1, s1), (h2, s2) = stats
         assert len(h1) == width and np.abs(h1 - 1 / width).max() < 0.012  # uniform widths 0..width-1
         assert np.abs(h1 - h2).max() < 0.015 and abs(s1 - s2) < 0.03 * s2
+
+
+@pytest.fixture(scope="module")
+def fbank_twin() -> torch_frontend.Fbank:
+    return torch_frontend.Fbank(RATE, spec_augment=False).eval()
+
+
+def test_fbank_window_and_mel_banks_equal_torchaudios(fbank_twin):
+    built = Fbank(RATE, spec_augment=False, rngs=nnx.Rngs(0))
+    np.testing.assert_allclose(built.window[...], fbank_twin.window.numpy(), atol=1e-6, rtol=0)
+    # numpy's float32 log and torch's differ by an ulp at some frequencies (5e-4 mel): weights move by < 3e-5.
+    np.testing.assert_allclose(built.mel_banks[...], fbank_twin.mel_banks.numpy(), atol=3e-5, rtol=0)
+
+
+@pytest.mark.parametrize("converted", [False, True])
+def test_fbank_equals_the_torch_twin_and_kaldi_in_float64(fbank_twin, converted):
+    """Both twins are float32; where they differ they are equally close to kaldi.fbank in float64: white noise's
+    lowest mel bands hold ~1e-3 of its power after pre-emphasis, so float32 FFT rounding shows there (~5e-5)."""
+    frontend = Fbank(RATE, spec_augment=False, rngs=nnx.Rngs(0))
+    if converted:
+        to_nnx({k: v.numpy() for k, v in fbank_twin.state_dict().items()}, frontend)
+    frontend.eval()
+    wave, lengths = random_voices()
+    wave /= np.abs(wave).max()  # in [-1, 1], as the loader gives
+    expected, expected_mask = fbank_twin(torch.from_numpy(wave), torch.from_numpy(lengths))
+    feats, mask = frontend(jnp.asarray(wave), jnp.asarray(lengths, jnp.int32))
+    assert np.array_equal(np.asarray(mask), expected_mask.numpy())
+    np.testing.assert_allclose(np.asarray(feats), expected.numpy(), rtol=1e-5, atol=1e-4)
+    for i in (0, 1, 9):  # unpadded and padded utterances
+        alone = torch.from_numpy(wave[i : i + 1, : lengths[i]]).double() * (1 << 15)
+        exact = kaldi.fbank(alone, num_mel_bins=80, dither=0.0, window_type="hamming")
+        exact = (exact - exact.mean(0)).T.numpy()  # (80, n)
+        n = exact.shape[1]
+        for got in (np.asarray(feats[i]), expected[i].numpy()):
+            np.testing.assert_allclose(got[:, :n], exact, rtol=1e-5, atol=1e-4)
+
+
+def test_make_frontend_and_fbank_spec_augment():
+    assert make_frontend("logmel40", RATE, False, rngs=nnx.Rngs(0)).bins == 40
+    frontend = make_frontend("fbank80", RATE, True, rngs=nnx.Rngs(0, augment=1))
+    assert isinstance(frontend, Fbank) and frontend.bins == 80
+    with pytest.raises(ValueError, match="mfcc"):
+        make_frontend("mfcc", RATE, False, rngs=nnx.Rngs(0))
+    wave, lengths = jnp.asarray(random_voices()[0]), jnp.full(B, S)  # unpadded: masked bands span every frame
+    frontend.eval()
+    clean = np.asarray(frontend(wave, lengths)[0])
+    frontend.train()
+    train = np.asarray(frontend(wave, lengths)[0])
+    for i in range(B):
+        zeroed_bands_and_spans(train[i], clean[i])
+    assert not np.array_equal(train, clean)
+
+
+@pytest.mark.parametrize("name", ["voice_ecapa", "voice_vit"])
+def test_small_voice_encoders_with_fbank_convert_from_their_torch_twins(name):
+    """Same keys and shapes (the stem follows the front end's 80 bins; its buffers convert by name)."""
+    kw = dict(dim=16, sample_rate=RATE, spec_augment=False, frontend="fbank80")
+    kw |= dict(layers=1, heads=2, dropout=0.0) if name == "voice_vit" else {}
+    state = {k: v.numpy() for k, v in encoders.build("torch", name, **kw).state_dict().items()}
+    enc = encoders.build("jax", name, **kw, rngs=nnx.Rngs(0))
+    to_nnx(state, enc)
+    assert isinstance(enc.frontend, Fbank) and np.array_equal(enc.frontend.mel_banks[...], state["frontend.mel_banks"])

@@ -1,11 +1,13 @@
-"""The log-mel front end against a plain NumPy log-mel, and SpecAugment only in training."""
+"""The log-mel front end against a plain NumPy log-mel, the Kaldi fbank front end against torchaudio's
+kaldi.fbank per utterance, and SpecAugment only in training."""
 
 import numpy as np
 import pytest
 import torch
+from torchaudio.compliance import kaldi
 
 import encoders
-from encoders.torch.frontend import LogMel
+from encoders.torch.frontend import Fbank, LogMel, make_frontend
 
 RATE, WIN, HOP, MELS = 16000, 400, 160, 40
 
@@ -101,3 +103,56 @@ def test_spec_augment_off_leaves_training_features_clean():
     wave, lengths = voices()
     frontend = LogMel(RATE, spec_augment=False).train()
     assert torch.equal(frontend(wave, lengths)[0], frontend.eval()(wave, lengths)[0])
+
+
+def padded_voices(lengths: list[int], seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, max length) noisy tones in [-1, 1], zero past each length, and the lengths (B,)."""
+    g = torch.Generator().manual_seed(seed)
+    S = max(lengths)
+    t = torch.arange(S) / RATE
+    wave = 0.3 * torch.sin(2 * torch.pi * 220 * t) + 0.05 * torch.randn(len(lengths), S, generator=g)
+    lengths = torch.tensor(lengths)
+    return torch.where(torch.arange(S) < lengths[:, None], wave, 0.0), lengths
+
+
+def test_fbank_equals_kaldi_fbank_of_each_utterance_minus_its_mean():
+    """WeSpeaker's features (processor.compute_fbank at extraction, dither 0, then apply_cmvn), per utterance."""
+    wave, lengths = padded_voices([8000, 5000, 3333, 1000, 400])
+    feats, mask = Fbank(RATE, spec_augment=False).eval()(wave, lengths)
+    assert feats.shape == (5, 80, 48) and feats.dtype == torch.float32
+    assert mask.sum(1).tolist() == [48, 29, 19, 4, 1]  # (L - 400) // 160 + 1, Kaldi's snip_edges count
+    for i, n in enumerate(mask.sum(1).tolist()):
+        alone = wave[i : i + 1, : lengths[i]] * (1 << 15)  # WeSpeaker scales to the 16-bit range
+        kw = dict(frame_length=25, frame_shift=10, dither=0.0, window_type="hamming")  # WeSpeaker's
+        expected = kaldi.fbank(alone, num_mel_bins=80, **kw)
+        expected = expected - expected.mean(0)  # (n, 80)
+        np.testing.assert_allclose(feats[i, :, :n].T.numpy(), expected.numpy(), rtol=1e-4, atol=1e-4)
+        assert not feats[i, :, n:].any()
+
+
+def test_make_frontend_names_the_two_front_ends():
+    logmel, fbank = (make_frontend(name, RATE, spec_augment=False) for name in ("logmel40", "fbank80"))
+    assert isinstance(logmel, LogMel) and logmel.bins == 40 and isinstance(fbank, Fbank) and fbank.bins == 80
+    with pytest.raises(ValueError, match="mfcc"):
+        make_frontend("mfcc", RATE, spec_augment=False)
+
+
+def test_fbank_spec_augment_masks_bands_and_spans_only_in_training():
+    wave, lengths = 0.1 * torch.randn(8, 4000, generator=torch.Generator().manual_seed(0)), torch.full((8,), 4000)
+    frontend = Fbank(RATE, spec_augment=True)
+    clean = frontend.eval()(wave, lengths)[0]
+    torch.manual_seed(0)
+    train = frontend.train()(wave, lengths)[0]
+    bands, spans = zip(*(masked_band_and_span(train[i], clean[i]) for i in range(8)), strict=True)
+    assert torch.stack(bands).sum(1).max() < 8 and torch.stack(spans).sum(1).max() < 10
+    assert torch.stack(bands).sum() > 0 and torch.stack(spans).sum() > 0
+
+
+@pytest.mark.parametrize("name", ["voice_ecapa", "voice_vit"])
+def test_small_voice_encoders_take_the_fbank_front_end(name):
+    kw = dict(layers=1, heads=2, dropout=0.0) if name == "voice_vit" else {}
+    enc = encoders.build("torch", name, dim=16, sample_rate=RATE, spec_augment=False, frontend="fbank80", **kw)
+    assert isinstance(enc.frontend, Fbank)
+    wave, lengths = voices()
+    out = enc.eval()(dict(voice=wave, voice_len=lengths))
+    assert out.pooled.shape == (3, 16) and torch.isfinite(out.tokens).all()
