@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from losses.jax.common import centres, cosine, keep_mask, register_class_weights, safe_labels, upcast
+from losses.jax.common import ClassHead, centres, cosine, keep_mask, register_class_weights, safe_labels, upcast
 from losses.jax.softmax import softmax_loss
 
 
@@ -37,7 +37,7 @@ def cosface_loss(
     return softmax_loss(logits, labels, keep=keep, label_smoothing=label_smoothing, class_weights=class_weights)
 
 
-class Cosface(nnx.Module):
+class Cosface(ClassHead):
     """CosFace head. Defaults s = 64, m = 0.35 (CosFace paper; s = 30 is the other common choice)."""
 
     def __init__(
@@ -57,7 +57,7 @@ class Cosface(nnx.Module):
 
     def margin_logits(self, cos: jax.Array, norms: jax.Array, labels: jax.Array, *, lamb=None, bias=None) -> jax.Array:
         """The training logits (B, C) of cosines (B, C), embedding norms (B, 1) and labels: the margin applied as
-        the loss applies it (losses/jax/sharded.py calls it on a block of classes). `lamb` and `bias` stand in for
+        the loss applies it (`block_logits` calls it on a block of classes). `lamb` and `bias` stand in for
         a SphereFace head's annealed lambda and a SphereFace2 head's bias where the caller holds them."""
         return cosface_loss(cos, labels, scale=self.scale, margin=self.margin)[1]
 

@@ -22,6 +22,7 @@ centres. `sampled` holds each block's sampled centre indices (within the block, 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
@@ -29,11 +30,7 @@ from flax import nnx
 from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 
-from losses.jax.common import cosine, keep_mask, kept_mean, upcast
-from losses.jax.softmax import Softmax
-from losses.jax.sphereface import Sphereface
-from losses.jax.sphereface2 import Sphereface2
-from losses.jax.sphereface_r import SpherefaceR
+from losses.jax.common import ClassHead, keep_mask, kept_mean, upcast
 
 
 def block_labels(labels: jax.Array, keep: jax.Array, *, offset: jax.Array | int, size: int):
@@ -81,42 +78,62 @@ def sharded_softmax_loss(
     return kept_mean(per_sample, keep, w_y)
 
 
-def margin_logits(head: nnx.Module, cos: jax.Array, norms: jax.Array, local: jax.Array, mine: jax.Array, *, lamb, bias):
-    """The margin logits (B, C_b) of `head` on a block of cosines, with the target margin where `mine`.
+@dataclass(frozen=True)
+class Block:
+    """This device's block of classes inside shard_map, as a head's `block_loss` sees it (losses/jax/common.py)."""
 
-    Asks the head for its own training logits (its margin_logits) on the block plus one spare column that
-    takes the margin of the samples whose class lives in another block (so their row is all non-target
-    logits), then drops it.
-    """
-    spare = cos.shape[1]
-    cos = jnp.concatenate([upcast(cos), jnp.zeros_like(upcast(cos)[:, :1])], axis=1)  # (B, C_b + 1)
-    labels = jnp.where(mine, local, jnp.full_like(local, spare))
-    if not hasattr(head, "margin_logits"):
-        raise TypeError(f"no sharded form for {type(head).__name__}")
-    logits = head.margin_logits(cos, norms, labels, lamb=lamb, bias=bias)
-    return logits[:, :spare]
+    local: jax.Array  # (B,) each sample's class as a column of this block (0 where not ours)
+    mine: jax.Array  # (B,) bool: the sample is kept and its class lives in this block
+    class_weights: jax.Array | None  # (C_b,) or None
+    axis: str = "model"
+
+    def softmax_loss(self, logits: jax.Array, keep: jax.Array, *, label_smoothing: float) -> jax.Array:
+        kwargs = dict(keep=keep, label_smoothing=label_smoothing, class_weights=self.class_weights, axis=self.axis)
+        return sharded_softmax_loss(logits, self.local, self.mine, **kwargs)
+
+    def binary_loss(self, logits: jax.Array, keep: jax.Array, *, lamb: float, scale: float) -> jax.Array:
+        """SphereFace2's weighted one-vs-all loss: each block's per-sample sum over its classes, added up."""
+        positive = jax.nn.one_hot(self.local, logits.shape[1], dtype=logits.dtype) * self.mine[:, None]  # (B, C_b)
+        weight = (lamb * positive + (1.0 - lamb) * (1.0 - positive)) / scale
+        per_class = weight * (jax.nn.softplus(logits) - positive * logits)  # torch's binary_cross_entropy_with_logits
+        return kept_mean(jax.lax.psum(per_class.sum(axis=1), self.axis), keep)
+
+    def replicated_mean(self, values: jax.Array, keep: jax.Array) -> jax.Array:
+        """The kept mean of per-sample values (B,) that every block computes alike: counted once (shard_map's
+        transpose of the replicated result gives the inputs their gradient once)."""
+        return kept_mean(values, keep)
+
+
+def with_spare(weight: jax.Array, bias: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """The block's rows plus one zero row (and bias 0): the column that takes the margin of the samples whose
+    class lives in another block (so their row is all non-target logits); the caller drops it."""
+    weight = jnp.concatenate([weight, jnp.zeros_like(weight[:1])])  # (C_b + 1, D)
+    return weight, jnp.concatenate([bias, jnp.zeros_like(bias[:1])])
 
 
 class ShardedHead(nnx.Module):
-    """A margin head whose C centres are split in N blocks along `axis` of `mesh` (C divisible by N; Auto axes).
+    """A class head (losses/jax/common.py ClassHead) whose C centres are split in N blocks along `axis` of `mesh`
+    (C divisible by N; Auto axes).
 
     `head` is the unsharded head (its parameters are this module's). Calls take the batch embeddings,
     labels and keep mask (replicated along `axis`) and, when sampling, a PRNG key; they return
     (loss, logits of the kept centres (B, C or N S)), with the loss of `head` itself when sample_rate = 1.
+    The head computes its own logits and loss on a block (`block_logits`, `block_loss`); this wrapper splits
+    the rows and reduces across blocks.
     """
 
     def __init__(self, head: nnx.Module, *, mesh: Mesh, sample_rate: float = 1.0, axis: str = "model"):
         if not 0.0 < sample_rate <= 1.0:
             raise ValueError(f"loss.sample_rate must be in (0, 1], got {sample_rate}")
+        if not isinstance(head, ClassHead):
+            raise TypeError(f"no sharded form for {type(head).__name__}: it has no class centres")
         self.head, self.mesh, self.sample_rate, self.axis = head, mesh, sample_rate, axis
         self.sampled = nnx.data(None)
 
     def centres(self) -> tuple[jax.Array, jax.Array]:
-        """The centre (or linear weight) rows (C, D) and the per-class or shared bias (zeros when none)."""
-        head = self.head
-        if isinstance(head, Softmax):
-            return head.linear.kernel[...].T, head.linear.bias[...]
-        return head.weight[...], head.bias[...] if isinstance(head, Sphereface2) else jnp.zeros(())
+        """The centre (or linear weight) rows (C, D) and their per-class bias (C,) (zeros without one)."""
+        weight, bias = self.head.centres()
+        return weight, jnp.zeros(weight.shape[0]) if bias is None else bias
 
     def sample(self, local: jax.Array, mine: jax.Array, size: int, key: jax.Array) -> jax.Array:
         """Sorted indices (S,) of the kept centres: every positive of the block plus random negatives."""
@@ -129,22 +146,19 @@ class ShardedHead(nnx.Module):
     def __call__(self, embedding: jax.Array, labels: jax.Array, keep: jax.Array | None = None, *, key=None):
         head = self.head
         keep = keep_mask(keep, embedding)
-        if isinstance(head, Sphereface) and not head.deterministic:
-            head.step[...] = head.step[...] + keep.any()
-        lamb = head.lamb() if isinstance(head, Sphereface) else jnp.zeros(())
-        weight, bias = self.centres()  # (C, D), (C,) or ()
-        class_weights = getattr(head, "class_weights", None)
+        shared = head.shared(keep)  # {name: replicated array}
+        weight, bias = self.centres()  # (C, D), (C,)
+        class_weights = getattr(head, "class_weights", None)  # SphereFace2 has none
         class_weights = jnp.ones(weight.shape[0]) if class_weights is None else class_weights
-        per_class = P(self.axis)
-        shared = P()
-        in_specs = (per_class, per_class if bias.ndim else shared, per_class, shared, shared, shared, shared, shared)
-        out_specs = (shared, P(None, self.axis), per_class)
+        per_class, replicated = P(self.axis), P()
+        in_specs = (per_class, per_class, per_class, replicated, replicated, replicated, replicated, replicated)
+        out_specs = (replicated, P(None, self.axis), per_class)
         block = jax.shard_map(self.block_loss, mesh=self.mesh, in_specs=in_specs, out_specs=out_specs)
         key = jax.random.key(0) if key is None else key
-        loss, logits, self.sampled = block(weight, bias, class_weights, lamb, embedding, labels, keep, key)
+        loss, logits, self.sampled = block(weight, bias, class_weights, shared, embedding, labels, keep, key)
         return loss, logits
 
-    def block_loss(self, weight, bias, class_weights, lamb, embedding, labels, keep, key):
+    def block_loss(self, weight, bias, class_weights, shared, embedding, labels, keep, key):
         """One block's share, inside shard_map: (loss, block logits (B, C_b or S), sampled indices (S,))."""
         head, size = self.head, weight.shape[0]
         offset = jax.lax.axis_index(self.axis) * size
@@ -152,27 +166,10 @@ class ShardedHead(nnx.Module):
         index = jnp.arange(size)
         if self.sample_rate < 1.0:
             index = self.sample(local, mine, size, key)
-            weight, local = weight[index], jnp.searchsorted(index, local)
-            bias, class_weights = (bias[index] if bias.ndim else bias), class_weights[index]
-        if isinstance(head, Softmax):
-            logits = upcast(embedding) @ upcast(weight).T + upcast(bias)  # (B, C_b)
-        else:
-            cos, norms = cosine(embedding, weight)  # (B, C_b), (B, 1)
-            logits = margin_logits(head, cos, norms, local, mine, lamb=lamb, bias=bias)
-        if isinstance(head, Sphereface2):
-            return self.binary_loss(logits, local, mine, keep), logits, index
-        smoothing = getattr(head, "label_smoothing", 0.0)
+            weight, bias, local = weight[index], bias[index], jnp.searchsorted(index, local)
+            class_weights = class_weights[index]
+        targets = jnp.where(mine, local, jnp.full_like(local, weight.shape[0]))
+        logits, norms = head.block_logits(embedding, *with_spare(weight, bias), targets, **shared)
+        logits = logits[:, : weight.shape[0]]  # (B, C_b)
         weights = None if getattr(head, "class_weights", None) is None else class_weights
-        kwargs = dict(keep=keep, label_smoothing=smoothing, class_weights=weights, axis=self.axis)
-        loss = sharded_softmax_loss(logits, local, mine, **kwargs)
-        if isinstance(head, SpherefaceR) and head.normalization == "soft":  # replicated: counted once
-            loss = loss + head.penalty * kept_mean(jnp.abs(norms[:, 0] - head.scale), keep)
-        return loss, logits, index
-
-    def binary_loss(self, logits: jax.Array, local: jax.Array, mine: jax.Array, keep: jax.Array) -> jax.Array:
-        """SphereFace2's one-vs-all loss: a sum over classes, so each block's sum is independent; add them up."""
-        head = self.head
-        positive = jax.nn.one_hot(local, logits.shape[1], dtype=logits.dtype) * mine[:, None]  # (B, C_b)
-        weight = (head.lamb * positive + (1.0 - head.lamb) * (1.0 - positive)) / head.scale
-        per_class = weight * (jax.nn.softplus(logits) - positive * logits)  # torch's binary_cross_entropy_with_logits
-        return kept_mean(jax.lax.psum(per_class.sum(axis=1), self.axis), keep)
+        return head.block_loss(logits, norms, keep, Block(local, mine, weights, self.axis)), logits, index

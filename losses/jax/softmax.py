@@ -10,7 +10,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from encoders.jax import layers
-from losses.jax.common import keep_mask, kept_mean, register_class_weights, safe_labels, upcast
+from losses.jax.common import ClassHead, keep_mask, kept_mean, register_class_weights, safe_labels, upcast
 
 
 def softmax_loss(
@@ -41,7 +41,7 @@ def softmax_loss(
     return kept_mean(per_sample, keep, w_y), logits
 
 
-class Softmax(nnx.Module):
+class Softmax(ClassHead):
     """Linear layer + softmax cross-entropy; `scores` are the plain linear logits."""
 
     def __init__(
@@ -59,7 +59,14 @@ class Softmax(nnx.Module):
 
     def scores(self, embedding: jax.Array) -> jax.Array:
         """(B, D) -> (B, C) linear logits, in at least float32."""
-        return upcast(embedding) @ upcast(self.linear.kernel[...]) + upcast(self.linear.bias[...])
+        return self.block_logits(embedding, *self.centres(), None)[0]
+
+    def centres(self) -> tuple[jax.Array, jax.Array]:
+        return self.linear.kernel[...].T, self.linear.bias[...]
+
+    def block_logits(self, embedding, weight, class_bias, labels, **shared) -> tuple[jax.Array, None]:
+        """Linear logits (B, C_b) on the rows `weight`, `class_bias`, in at least float32 (no margin, no norms)."""
+        return upcast(embedding) @ upcast(weight).T + upcast(class_bias), None
 
     def __call__(
         self, embedding: jax.Array, labels: jax.Array, keep: jax.Array | None = None

@@ -13,7 +13,16 @@ import jax.numpy as jnp
 from flax import nnx
 
 from encoders.jax.layers import Buffer
-from losses.jax.common import centres, cosine, keep_mask, register_class_weights, safe_labels, shifted_logits, upcast
+from losses.jax.common import (
+    ClassHead,
+    centres,
+    cosine,
+    keep_mask,
+    register_class_weights,
+    safe_labels,
+    shifted_logits,
+    upcast,
+)
 from losses.jax.softmax import softmax_loss
 
 
@@ -68,7 +77,7 @@ def sphereface_loss(
     return loss, scale * margined
 
 
-class Sphereface(nnx.Module):
+class Sphereface(ClassHead):
     """A-Softmax head with normalised class centres and no bias.
 
     scale = 0 (default): the original loss, logits scaled by the feature norm ||x||. scale > 0: the
@@ -118,9 +127,15 @@ class Sphereface(nnx.Module):
         decay = self.lambda_base * (1.0 + self.lambda_gamma * self.step[...].astype(jnp.float32)) ** -self.lambda_power
         return jnp.maximum(decay, self.lambda_min)
 
+    def shared(self, keep: jax.Array) -> dict[str, jax.Array]:
+        """Counts a training step (as __call__ does) and gives the lambda of the blocks' logits."""
+        if not self.deterministic:
+            self.step[...] = self.step[...] + keep.any()
+        return {"lamb": self.lamb()}
+
     def margin_logits(self, cos: jax.Array, norms: jax.Array, labels: jax.Array, *, lamb=None, bias=None) -> jax.Array:
         """The training logits (B, C) of cosines (B, C), embedding norms (B, 1) and labels: the margin applied as
-        the loss applies it (losses/jax/sharded.py calls it on a block of classes). `lamb` and `bias` stand in for
+        the loss applies it (`block_logits` calls it on a block of classes). `lamb` and `bias` stand in for
         a SphereFace head's annealed lambda and a SphereFace2 head's bias where the caller holds them."""
         scale = norms if self.scale == 0 else self.scale
         lamb = self.lamb().astype(cos.dtype) if lamb is None else lamb.astype(cos.dtype)

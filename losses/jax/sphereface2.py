@@ -12,7 +12,17 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from losses.jax.common import centres, cosine, keep_mask, kept_mean, reject_unsupported, safe_labels, scalar, upcast
+from losses.jax.common import (
+    ClassHead,
+    centres,
+    cosine,
+    keep_mask,
+    kept_mean,
+    reject_unsupported,
+    safe_labels,
+    scalar,
+    upcast,
+)
 
 MARGIN_TYPES = ("C", "A", "M")
 
@@ -102,7 +112,7 @@ def sphereface2_bias(classes: int, *, margin_type: str, lamb: float, scale: floa
     return math.log(2.0 * z) - a_i - log_term
 
 
-class Sphereface2(nnx.Module):
+class Sphereface2(ClassHead):
     """SphereFace2 head: normalised class centres and one learned bias b shared by all classes.
 
     Defaults are the authors' (OpenSphere, SphereFace2-C): lambda = 0.7, r = 40, m = 0.4, t = 3. Their
@@ -136,9 +146,16 @@ class Sphereface2(nnx.Module):
         self.bias = nnx.Param(jnp.asarray(bias, dtype=jnp.float32))
         self.margin_type, self.lamb, self.scale, self.margin, self.t = margin_type, lamb, scale, margin, t
 
+    def shared(self, keep: jax.Array) -> dict[str, jax.Array]:
+        return {"bias": self.bias[...]}
+
+    def block_loss(self, logits, norms, keep, block) -> jax.Array:
+        """A sum of one-vs-all losses over classes: each block's sum is independent (no normalisation)."""
+        return block.binary_loss(logits, keep, lamb=self.lamb, scale=self.scale)
+
     def margin_logits(self, cos: jax.Array, norms: jax.Array, labels: jax.Array, *, lamb=None, bias=None) -> jax.Array:
         """The training logits (B, C) of cosines (B, C), embedding norms (B, 1) and labels: the margin applied as
-        the loss applies it (losses/jax/sharded.py calls it on a block of classes). `lamb` and `bias` stand in for
+        the loss applies it (`block_logits` calls it on a block of classes). `lamb` and `bias` stand in for
         a SphereFace head's annealed lambda and a SphereFace2 head's bias where the caller holds them."""
         kwargs = dict(margin_type=self.margin_type, lamb=self.lamb, scale=self.scale, margin=self.margin, t=self.t)
         return sphereface2_loss(cos, labels, self.bias[...] if bias is None else bias, **kwargs)[1]

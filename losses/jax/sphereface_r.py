@@ -13,6 +13,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from losses.jax.common import (
+    ClassHead,
     centres,
     cosine,
     keep_mask,
@@ -92,7 +93,7 @@ def sphereface_r_loss(
     return loss, r * adjusted
 
 
-class SpherefaceR(nnx.Module):
+class SpherefaceR(ClassHead):
     """SphereFace-R head with normalised class centres and no bias.
 
     Defaults are OpenSphere's published SphereFace-R training config (vggface2_sfnet20_spherefacer.yml:
@@ -127,9 +128,16 @@ class SpherefaceR(nnx.Module):
         self.margin, self.scale, self.penalty, self.label_smoothing = margin, scale, penalty, label_smoothing
         register_class_weights(self, class_weights)
 
+    def block_loss(self, logits, norms, keep, block) -> jax.Array:
+        """The cross-entropy, plus the soft scheme's penalty | ||x|| - s | (the same on every block)."""
+        loss = block.softmax_loss(logits, keep, label_smoothing=self.label_smoothing)
+        if self.normalization == "soft":
+            loss = loss + self.penalty * block.replicated_mean(jnp.abs(norms[:, 0] - self.scale), keep)
+        return loss
+
     def margin_logits(self, cos: jax.Array, norms: jax.Array, labels: jax.Array, *, lamb=None, bias=None) -> jax.Array:
         """The training logits (B, C) of cosines (B, C), embedding norms (B, 1) and labels: the margin applied as
-        the loss applies it (losses/jax/sharded.py calls it on a block of classes). `lamb` and `bias` stand in for
+        the loss applies it (`block_logits` calls it on a block of classes). `lamb` and `bias` stand in for
         a SphereFace head's annealed lambda and a SphereFace2 head's bias where the caller holds them."""
         kwargs = dict(version=self.version, normalization=self.normalization, margin=self.margin, scale=self.scale)
         return sphereface_r_loss(cos, norms, labels, **kwargs)[1]

@@ -9,9 +9,8 @@ from __future__ import annotations
 import math
 
 import torch
-from torch import nn
 
-from losses.torch.common import centres, cosine, keep_mask, register_class_weights, safe_labels, upcast
+from losses.torch.common import ClassHead, centres, cosine, keep_mask, register_class_weights, safe_labels, upcast
 from losses.torch.softmax import softmax_loss
 
 
@@ -59,7 +58,7 @@ def arcface_loss(
     return softmax_loss(logits, labels, keep=keep, label_smoothing=label_smoothing, class_weights=class_weights)
 
 
-class Arcface(nn.Module):
+class Arcface(ClassHead):
     """ArcFace head. Defaults s = 64, m = 0.5, easy_margin = False (paper and insightface)."""
 
     def __init__(
@@ -83,7 +82,7 @@ class Arcface(nn.Module):
         self, cos: torch.Tensor, norms: torch.Tensor, labels: torch.Tensor, *, lamb=None, bias=None
     ) -> torch.Tensor:
         """The training logits (B, C) of cosines (B, C), embedding norms (B, 1) and labels: the margin applied as
-        the loss applies it (losses/torch/sharded.py calls it on a block of classes). `lamb` and `bias` stand in for
+        the loss applies it (`block_logits` calls it on a block of classes). `lamb` and `bias` stand in for
         a SphereFace head's annealed lambda and a SphereFace2 head's bias where the caller holds them."""
         return arcface_loss(cos, labels, scale=self.scale, margin=self.margin, easy_margin=self.easy_margin)[1]
 

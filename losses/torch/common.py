@@ -109,6 +109,34 @@ def register_class_weights(head: nn.Module, class_weights: torch.Tensor | None) 
     head.register_buffer("class_weights", weights, persistent=False)
 
 
+class ClassHead(nn.Module):
+    """A head with class centres, as losses/torch/sharded.py asks it for its loss on a block of classes.
+
+    The defaults are those of a cosine margin head trained with softmax cross-entropy (cosface, arcface,
+    sphereface, sphereface_r); softmax and sphereface2 override what differs, so the sharded wrapper never
+    asks what type a head is:
+    - `centres()`: the class rows (C, D) and their per-class bias (C,) (None without one);
+    - `shared(keep)`: the state every block's logits use whole, as keywords of `margin_logits` (SphereFace's
+      annealed lambda, after counting a training step; SphereFace2's bias);
+    - `block_logits(...)`: the training logits (B, C_b) and embedding norms (B, 1) on given rows, the margin
+      at `labels`;
+    - `block_loss(...)`: the loss of the blocks' logits, from this block's share (`block` reduces across them).
+    """
+
+    def centres(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return self.weight, None
+
+    def shared(self, keep: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {}
+
+    def block_logits(self, embedding, weight, class_bias, labels, **shared) -> tuple[torch.Tensor, torch.Tensor]:
+        cos, norms = cosine(embedding, weight)  # (B, C_b), (B, 1)
+        return self.margin_logits(cos, norms, labels, **shared), norms
+
+    def block_loss(self, logits, norms, keep, block) -> torch.Tensor:
+        return block.softmax_loss(logits, keep, label_smoothing=self.label_smoothing)
+
+
 def reject_unsupported(head: str, class_weights: torch.Tensor | None, label_smoothing: float) -> None:
     """Heads whose loss is not a softmax cross-entropy cannot honour these two options."""
     if class_weights is not None:

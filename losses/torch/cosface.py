@@ -7,9 +7,8 @@ Wang et al., "Additive Margin Softmax for Face Verification", IEEE SPL 2018 (arX
 from __future__ import annotations
 
 import torch
-from torch import nn
 
-from losses.torch.common import centres, cosine, keep_mask, register_class_weights, safe_labels, upcast
+from losses.torch.common import ClassHead, centres, cosine, keep_mask, register_class_weights, safe_labels, upcast
 from losses.torch.softmax import softmax_loss
 
 
@@ -36,7 +35,7 @@ def cosface_loss(
     return softmax_loss(logits, labels, keep=keep, label_smoothing=label_smoothing, class_weights=class_weights)
 
 
-class Cosface(nn.Module):
+class Cosface(ClassHead):
     """CosFace head. Defaults s = 64, m = 0.35 (CosFace paper; s = 30 is the other common choice)."""
 
     def __init__(
@@ -58,7 +57,7 @@ class Cosface(nn.Module):
         self, cos: torch.Tensor, norms: torch.Tensor, labels: torch.Tensor, *, lamb=None, bias=None
     ) -> torch.Tensor:
         """The training logits (B, C) of cosines (B, C), embedding norms (B, 1) and labels: the margin applied as
-        the loss applies it (losses/torch/sharded.py calls it on a block of classes). `lamb` and `bias` stand in for
+        the loss applies it (`block_logits` calls it on a block of classes). `lamb` and `bias` stand in for
         a SphereFace head's annealed lambda and a SphereFace2 head's bias where the caller holds them."""
         return cosface_loss(cos, labels, scale=self.scale, margin=self.margin)[1]
 

@@ -22,17 +22,14 @@ centres. `sampled` holds the block's sampled centre indices of the last forward.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from losses.torch.common import cosine, keep_mask, kept_mean, upcast
-from losses.torch.softmax import Softmax
-from losses.torch.sphereface import Sphereface
-from losses.torch.sphereface2 import Sphereface2, sphereface2_bias
-from losses.torch.sphereface_r import SpherefaceR
+from losses.torch.common import ClassHead, keep_mask, kept_mean, upcast
 
 
 class _SumRanks(torch.autograd.Function):
@@ -121,46 +118,61 @@ def sharded_softmax_loss(
     return kept_mean(per_sample, keep, w_y)
 
 
-def margin_logits(head: nn.Module, cos: torch.Tensor, norms: torch.Tensor, local: torch.Tensor, mine: torch.Tensor):
-    """The margin logits (B, C_b) of `head` on a block of cosines, with the target margin where `mine`.
+@dataclass(frozen=True)
+class Block:
+    """This rank's block of classes in one forward, as a head's `block_loss` sees it (losses/torch/common.py)."""
 
-    Asks the head for its own training logits (its margin_logits) on the block plus one spare column that
-    takes the margin of the samples whose class lives in another block (so their row is all non-target
-    logits), then drops it.
-    """
-    spare = cos.shape[1]
-    cos = torch.cat([upcast(cos), cos.new_zeros(cos.shape[0], 1)], dim=1)  # (B, C_b + 1)
-    labels = torch.where(mine, local, torch.full_like(local, spare))
-    if not hasattr(head, "margin_logits"):
-        raise TypeError(f"no sharded form for {type(head).__name__}")
-    logits = head.margin_logits(cos, norms, labels)
-    return logits[:, :spare]
+    local: torch.Tensor  # (B,) each sample's class as a column of this block (0 where not ours)
+    mine: torch.Tensor  # (B,) bool: the sample is kept and its class lives in this block
+    class_weights: torch.Tensor | None  # (C_b,) or None
+    group: object = None
+
+    def softmax_loss(self, logits: torch.Tensor, keep: torch.Tensor, *, label_smoothing: float) -> torch.Tensor:
+        kwargs = dict(keep=keep, label_smoothing=label_smoothing, class_weights=self.class_weights, group=self.group)
+        return sharded_softmax_loss(logits, self.local, self.mine, **kwargs)
+
+    def binary_loss(self, logits: torch.Tensor, keep: torch.Tensor, *, lamb: float, scale: float) -> torch.Tensor:
+        """SphereFace2's weighted one-vs-all loss: each block's per-sample sum over its classes, added up."""
+        positive = F.one_hot(self.local, logits.shape[1]).to(logits.dtype) * self.mine[:, None]  # (B, C_b)
+        weight = (lamb * positive + (1.0 - lamb) * (1.0 - positive)) / scale
+        per_class = F.binary_cross_entropy_with_logits(logits, positive, weight=weight, reduction="none")
+        return kept_mean(_sum_ranks(per_class.sum(dim=1), self.group), keep)
+
+    def replicated_mean(self, values: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        """The kept mean of per-sample values (B,) that every rank computes alike: 1 / N of it from each rank."""
+        return kept_mean(_sum_ranks(values / dist.get_world_size(self.group), self.group), keep)
+
+
+def with_spare(weight: torch.Tensor, bias: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The block's rows plus one zero row (and bias 0): the column that takes the margin of the samples whose
+    class lives in another block (so their row is all non-target logits); the caller drops it."""
+    weight = torch.cat([weight, weight.new_zeros(1, weight.shape[1])])  # (C_b + 1, D)
+    return weight, None if bias is None else torch.cat([bias, bias.new_zeros(1)])
 
 
 class ShardedHead(nn.Module):
-    """A margin head whose centres are split across ranks: this rank holds classes [offset, offset + C_b).
+    """A class head (losses/torch/common.py ClassHead) whose centres are split across ranks: this rank holds
+    classes [offset, offset + C_b).
 
-    `head` is the unsharded head built with classes = C_b (its centres are this rank's block); `classes` is
-    the global count C (SphereFace2's initial bias depends on it). forward takes the global batch
+    `head` holds this rank's block: the rows [offset, offset + C_b) of a head built for all C classes (so what
+    depends on C, SphereFace2's initial bias, is the whole head's); `classes` is C. forward takes the global batch
     (`gather_batch` of every rank's embeddings) and global labels and returns (loss, this block's logits);
-    the loss is the same number on every rank.
+    the loss is the same number on every rank. The head computes its own logits and loss on the block
+    (`block_logits`, `block_loss`); this wrapper picks the rows and reduces across ranks.
     """
 
     def __init__(self, head: nn.Module, *, offset: int, classes: int, sample_rate: float = 1.0, group=None):
         super().__init__()
         if not 0.0 < sample_rate <= 1.0:
             raise ValueError(f"loss.sample_rate must be in (0, 1], got {sample_rate}")
+        if not isinstance(head, ClassHead):
+            raise TypeError(f"no sharded form for {type(head).__name__}: it has no class centres")
         self.head, self.offset, self.classes, self.sample_rate, self.group = head, offset, classes, sample_rate, group
         self.sampled: torch.Tensor | None = None
-        if isinstance(head, Sphereface2):
-            kwargs = dict(margin_type=head.margin_type, lamb=head.lamb, scale=head.scale, margin=head.margin, t=head.t)
-            head.bias.data.fill_(sphereface2_bias(classes, **kwargs))
 
     def centres(self) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """This block's centre (or linear weight) rows (C_b, D) and the softmax head's bias rows (or None)."""
-        if isinstance(self.head, Softmax):
-            return self.head.linear.weight, self.head.linear.bias
-        return self.head.weight, None
+        """This block's centre (or linear weight) rows (C_b, D) and their per-class bias (or None)."""
+        return self.head.centres()
 
     def sample(self, local: torch.Tensor, mine: torch.Tensor, size: int) -> torch.Tensor:
         """Sorted indices (S,) of the kept centres: every positive of the block plus random negatives."""
@@ -172,36 +184,17 @@ class ShardedHead(nn.Module):
     def forward(self, embedding: torch.Tensor, labels: torch.Tensor, keep: torch.Tensor | None = None):
         head = self.head
         keep = keep_mask(keep, embedding)
-        if isinstance(head, Sphereface) and head.training:
-            head.step += keep.any()
+        shared = head.shared(keep)
         weight, bias = self.centres()  # (C_b, D), (C_b,) or None
         local, mine = block_labels(labels, keep, offset=self.offset, size=weight.shape[0])
-        class_weights = getattr(head, "class_weights", None)
+        class_weights = getattr(head, "class_weights", None)  # SphereFace2 has none
         if self.sample_rate < 1.0:
             self.sampled = self.sample(local, mine, weight.shape[0])
             weight, local = weight[self.sampled], torch.searchsorted(self.sampled, local)
             bias = None if bias is None else bias[self.sampled]
             class_weights = None if class_weights is None else class_weights[self.sampled]
-        if isinstance(head, Softmax):
-            with torch.autocast(embedding.device.type, enabled=False):
-                logits = F.linear(upcast(embedding), upcast(weight), upcast(bias))  # (B, C_b)
-        else:
-            cos, norms = cosine(embedding, weight)  # (B, C_b), (B, 1)
-            logits = margin_logits(head, cos, norms, local, mine)
-        if isinstance(head, Sphereface2):
-            return self.binary_loss(logits, local, mine, keep), logits
-        smoothing = getattr(head, "label_smoothing", 0.0)
-        kwargs = dict(keep=keep, label_smoothing=smoothing, class_weights=class_weights, group=self.group)
-        loss = sharded_softmax_loss(logits, local, mine, **kwargs)
-        if isinstance(head, SpherefaceR) and head.normalization == "soft":  # replicated: 1 / N of it per rank
-            penalty = (norms[:, 0] - head.scale).abs() / dist.get_world_size(self.group)
-            loss = loss + head.penalty * kept_mean(_sum_ranks(penalty, self.group), keep)
-        return loss, logits
-
-    def binary_loss(self, logits: torch.Tensor, local: torch.Tensor, mine: torch.Tensor, keep: torch.Tensor):
-        """SphereFace2's one-vs-all loss: a sum over classes, so each block's sum is independent; add them up."""
-        head = self.head
-        positive = F.one_hot(local, logits.shape[1]).to(logits.dtype) * mine[:, None]  # (B, C_b)
-        weight = (head.lamb * positive + (1.0 - head.lamb) * (1.0 - positive)) / head.scale
-        per_class = F.binary_cross_entropy_with_logits(logits, positive, weight=weight, reduction="none")
-        return kept_mean(_sum_ranks(per_class.sum(dim=1), self.group), keep)
+        spare = weight.shape[0]
+        targets = torch.where(mine, local, torch.full_like(local, spare))
+        logits, norms = head.block_logits(embedding, *with_spare(weight, bias), targets, **shared)
+        logits = logits[:, :spare]  # (B, C_b)
+        return head.block_loss(logits, norms, keep, Block(local, mine, class_weights, self.group)), logits

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from losses.torch.common import keep_mask, kept_mean, register_class_weights, safe_labels, upcast
+from losses.torch.common import ClassHead, keep_mask, kept_mean, register_class_weights, safe_labels, upcast
 
 
 def softmax_loss(
@@ -38,7 +38,7 @@ def softmax_loss(
     return kept_mean(per_sample, keep, w_y), logits
 
 
-class Softmax(nn.Module):
+class Softmax(ClassHead):
     """Linear layer + softmax cross-entropy; `scores` are the plain linear logits."""
 
     def __init__(
@@ -51,8 +51,15 @@ class Softmax(nn.Module):
 
     def scores(self, embedding: torch.Tensor) -> torch.Tensor:
         """(B, D) -> (B, C) linear logits, in at least float32."""
+        return self.block_logits(embedding, *self.centres(), None)[0]
+
+    def centres(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.linear.weight, self.linear.bias
+
+    def block_logits(self, embedding, weight, class_bias, labels, **shared) -> tuple[torch.Tensor, None]:
+        """Linear logits (B, C_b) on the rows `weight`, `class_bias`, in at least float32 (no margin, no norms)."""
         with torch.autocast(embedding.device.type, enabled=False):
-            return F.linear(upcast(embedding), upcast(self.linear.weight), upcast(self.linear.bias))
+            return F.linear(upcast(embedding), upcast(weight), upcast(class_bias)), None
 
     def forward(
         self, embedding: torch.Tensor, labels: torch.Tensor, keep: torch.Tensor | None = None

@@ -9,9 +9,17 @@ from __future__ import annotations
 import math
 
 import torch
-from torch import nn
 
-from losses.torch.common import centres, cosine, keep_mask, register_class_weights, safe_labels, shifted_logits, upcast
+from losses.torch.common import (
+    ClassHead,
+    centres,
+    cosine,
+    keep_mask,
+    register_class_weights,
+    safe_labels,
+    shifted_logits,
+    upcast,
+)
 from losses.torch.softmax import softmax_loss
 
 
@@ -66,7 +74,7 @@ def sphereface_loss(
     return loss, scale * margined
 
 
-class Sphereface(nn.Module):
+class Sphereface(ClassHead):
     """A-Softmax head with normalised class centres and no bias.
 
     scale = 0 (default): the original loss, logits scaled by the feature norm ||x||. scale > 0: the
@@ -114,11 +122,17 @@ class Sphereface(nn.Module):
         decay = self.lambda_base * (1.0 + self.lambda_gamma * self.step.double()) ** -self.lambda_power
         return decay.clamp_min(self.lambda_min)
 
+    def shared(self, keep: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Counts a training step (as forward does) and gives the lambda of the blocks' logits."""
+        if self.training:
+            self.step += keep.any()  # no host sync
+        return {"lamb": self.lamb()}
+
     def margin_logits(
         self, cos: torch.Tensor, norms: torch.Tensor, labels: torch.Tensor, *, lamb=None, bias=None
     ) -> torch.Tensor:
         """The training logits (B, C) of cosines (B, C), embedding norms (B, 1) and labels: the margin applied as
-        the loss applies it (losses/torch/sharded.py calls it on a block of classes). `lamb` and `bias` stand in for
+        the loss applies it (`block_logits` calls it on a block of classes). `lamb` and `bias` stand in for
         a SphereFace head's annealed lambda and a SphereFace2 head's bias where the caller holds them."""
         scale = norms if self.scale == 0 else self.scale
         lamb = self.lamb().to(cos.dtype) if lamb is None else lamb.to(cos.dtype)

@@ -9,9 +9,9 @@ from __future__ import annotations
 import math
 
 import torch
-from torch import nn
 
 from losses.torch.common import (
+    ClassHead,
     centres,
     cosine,
     keep_mask,
@@ -90,7 +90,7 @@ def sphereface_r_loss(
     return loss, r * adjusted
 
 
-class SpherefaceR(nn.Module):
+class SpherefaceR(ClassHead):
     """SphereFace-R head with normalised class centres and no bias.
 
     Defaults are OpenSphere's published SphereFace-R training config (vggface2_sfnet20_spherefacer.yml:
@@ -125,11 +125,18 @@ class SpherefaceR(nn.Module):
         self.margin, self.scale, self.penalty, self.label_smoothing = margin, scale, penalty, label_smoothing
         register_class_weights(self, class_weights)
 
+    def block_loss(self, logits, norms, keep, block) -> torch.Tensor:
+        """The cross-entropy, plus the soft scheme's penalty | ||x|| - s | (the same on every block)."""
+        loss = block.softmax_loss(logits, keep, label_smoothing=self.label_smoothing)
+        if self.normalization == "soft":
+            loss = loss + self.penalty * block.replicated_mean((norms[:, 0] - self.scale).abs(), keep)
+        return loss
+
     def margin_logits(
         self, cos: torch.Tensor, norms: torch.Tensor, labels: torch.Tensor, *, lamb=None, bias=None
     ) -> torch.Tensor:
         """The training logits (B, C) of cosines (B, C), embedding norms (B, 1) and labels: the margin applied as
-        the loss applies it (losses/torch/sharded.py calls it on a block of classes). `lamb` and `bias` stand in for
+        the loss applies it (`block_logits` calls it on a block of classes). `lamb` and `bias` stand in for
         a SphereFace head's annealed lambda and a SphereFace2 head's bias where the caller holds them."""
         kwargs = dict(version=self.version, normalization=self.normalization, margin=self.margin, scale=self.scale)
         return sphereface_r_loss(cos, norms, labels, **kwargs)[1]

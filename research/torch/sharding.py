@@ -15,8 +15,8 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from losses.torch.common import ClassHead
 from losses.torch.sharded import ShardedHead, gather_batch
-from losses.torch.softmax import Softmax
 from research.torch.distributed import World
 
 
@@ -111,7 +111,7 @@ def shard_heads(model: nn.Module, classes: int, sample_rate: float, world: World
     if min(sizes) == 0:
         raise ValueError(f"loss.shard_centres: {classes} classes cannot give each of {world.size} ranks a block")
     for stream, head in model.heads.items():
-        if not (isinstance(head, Softmax) or hasattr(head, "margin_logits")):  # losses/torch/sharded.py
+        if not isinstance(head, ClassHead):  # losses/torch/sharded.py
             raise ValueError(f"loss.shard_centres: no sharded form for the {type(head).__name__} head")
         model.heads[stream] = ShardedStream(
             _rows(head, offset, size), offset=offset, classes=classes, sample_rate=sample_rate, world=world
@@ -120,14 +120,15 @@ def shard_heads(model: nn.Module, classes: int, sample_rate: float, world: World
 
 
 def _rows(head: nn.Module, offset: int, size: int) -> nn.Module:
-    """A copy of `head` holding the classes [offset, offset + size) (its centres and class weights)."""
+    """A copy of `head` holding the classes [offset, offset + size): the rows of its per-class parameters (what its
+    `centres()` gives) and of its class weights."""
     block = copy.deepcopy(head)
     rows = slice(offset, offset + size)
-    target = block.linear if isinstance(block, Softmax) else block
-    target.weight = nn.Parameter(target.weight.detach()[rows].clone())
-    if isinstance(block, Softmax):
-        target.bias = nn.Parameter(target.bias.detach()[rows].clone())
-        target.out_features = size
+    per_class = {id(p) for p in block.centres() if p is not None}
+    for module in block.modules():
+        for name, p in list(module.named_parameters(recurse=False)):
+            if id(p) in per_class:
+                setattr(module, name, nn.Parameter(p.detach()[rows].clone()))
     if getattr(block, "class_weights", None) is not None:  # SphereFace2 has none
         block.class_weights = block.class_weights[rows].clone()
     return block
