@@ -23,11 +23,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, for experiments.configs
 
 from experiments.configs import preset  # noqa: E402
-from research import tracking, validate  # noqa: E402
+from research import backend, tracking, validate  # noqa: E402
 from research.checkpoint_files import CheckpointError  # noqa: E402
 from research.config import Config, ConfigError  # noqa: E402
 from research.config_parse import SHORT_FLAGS, apply_overrides  # noqa: E402
 from research.data.manifest import DataError  # noqa: E402
+from research.model_card import card_table, model_card, write_card  # noqa: E402
 from research.rundir import RunDirBusy  # noqa: E402
 
 
@@ -85,6 +86,18 @@ def print_results(summary: dict, run_dir: Path) -> None:
     print(f"\nrun files: {run_dir}  (record.json, best.safetensors, eval/, wandb/)")
 
 
+def dry_run(cfg: Config, run_dir: Path) -> int:
+    """--run.dry_run=true: the model card (research/model_card.py) instead of training."""
+    try:
+        card, notes = model_card(cfg, backend.load(cfg.run.backend))
+    except (DataError, CheckpointError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print("".join(f"weights: {note}\n" for note in notes) + card_table(cfg, card))
+    print(f"written: {write_card(run_dir, card)}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if "--help" in argv or "-h" in argv:
@@ -105,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, DataError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    if cfg.run.dry_run:
+        return dry_run(cfg, run_dir)
     trainer = importlib.import_module(f"research.{cfg.run.backend}.trainer")
     print(f"run {name} ({cfg.model.fusion} fusion of {', '.join(cfg.model.modalities)}; backend {cfg.run.backend})")
     try:

@@ -8,20 +8,24 @@ import json
 from pathlib import Path
 from typing import Any
 
-from research.config import PAIR_LOSSES, SPHEREFACE2_MARGINS, Config
+from research.config import BACKBONES, PAIR_LOSSES, SPHEREFACE2_MARGINS, Config
 from research.config_parse import from_dict
 
 
 def encoder_kwargs(cfg: Config, modality: str, vocab_size: int) -> tuple[str, dict[str, Any]]:
-    """(encoder name, keywords) for one modality."""
+    """(encoder module, keywords) for one modality: a published backbone's module takes its name as `variant`."""
     m, d = cfg.model, cfg.data
     transformer = {"layers": m.layers, "heads": m.heads, "dropout": m.dropout}
+    voice = {"sample_rate": d.sample_rate, "frontend": m.frontend, "spec_augment": m.spec_augment}
     name = getattr(m, modality)
+    if name in BACKBONES:
+        sizes = {"image_size": d.image_size} if modality == "face" else voice
+        return BACKBONES[name], {"variant": name, "dim": m.dim, **sizes}
     kwargs: dict[str, Any] = {
         "face_cnn": {"image_size": d.image_size},
         "face_vit": {"image_size": d.image_size, **transformer},
-        "voice_ecapa": {"sample_rate": d.sample_rate, "spec_augment": m.spec_augment},
-        "voice_vit": {"sample_rate": d.sample_rate, "spec_augment": m.spec_augment, **transformer},
+        "voice_ecapa": voice,
+        "voice_vit": {**voice, **transformer},
         "text_tiny": {"vocab_size": vocab_size, "max_len": d.text_len, **transformer},
         "text_hf": {"path": m.text_path, "freeze": m.freeze_text},
     }[name]

@@ -6,6 +6,8 @@ that module as their `backend` argument:
 
     place(requested) -> device                    where the model runs: a torch device, a jax mesh
     load_model(cfg, classes, vocab_size, path, device) -> model   built from cfg, path's weights, eval mode
+    new_model(cfg, splits, device) -> (model, notes)              as training starts it, published weights loaded
+    parameter_report(model) -> {"params/face": N, ..., "params": N}   trainable parameters per part
     predict(model, data, cfg, device, drop="") -> dict            per-sample arrays of one split
     flops_per_sample(model, data, cfg, device) -> float           forward FLOPs of one batch / its size
     adversarial(model, batch, modality, attack, objective, device) -> np.ndarray   one attacked batch

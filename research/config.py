@@ -19,6 +19,22 @@ Loss = Literal[
     "softmax", "sphereface", "sphereface_r", "sphereface2", "cosface", "arcface", "mask_proxy",
     "contrastive", "triplet", "cross_modal",
 ]  # fmt: skip
+# Encoders: the small ones for the embedded dataset, then the published backbones (docs/encoders.md).
+FaceEncoder = Literal[
+    "face_cnn", "face_vit", "iresnet18", "iresnet50", "iresnet100", "resnet18", "resnet50", "vit_s16", "vit_b16",
+    "mobilevit_xxs", "mobilevit_xs", "mobilevit_s", "vgg16",
+]  # fmt: skip
+VoiceEncoder = Literal["voice_ecapa", "voice_vit", "ecapa_c512", "ecapa_c1024", "resnet34_speaker"]
+# A published backbone's config name -> its module in encoders/{torch,jax}/ (which takes the name as `variant`).
+BACKBONES: dict[str, str] = {
+    **dict.fromkeys(("iresnet18", "iresnet50", "iresnet100"), "iresnet"),
+    **dict.fromkeys(("resnet18", "resnet50"), "resnet"),
+    **dict.fromkeys(("vit_s16", "vit_b16"), "vit"),
+    **dict.fromkeys(("mobilevit_xxs", "mobilevit_xs", "mobilevit_s"), "mobilevit"),
+    "vgg16": "vgg",
+    **dict.fromkeys(("ecapa_c512", "ecapa_c1024"), "ecapa"),
+    "resnet34_speaker": "resnet_speaker",
+}
 MODALITIES: tuple[str, ...] = typing.get_args(Modality)
 FUSIONS: tuple[str, ...] = typing.get_args(Fusion)
 LOSSES: tuple[str, ...] = typing.get_args(Loss)
@@ -82,9 +98,16 @@ class ModelConfig:
     task: Literal["identify", "match"] = "identify"
     modalities: tuple[Modality, ...] = ("face", "voice", "text")
     fusion: Fusion = "cross_attn"
-    dim: int = 64  # width of every encoder's tokens and of the fused embedding
-    face: Literal["face_cnn", "face_vit"] = "face_cnn"
-    voice: Literal["voice_ecapa", "voice_vit"] = "voice_ecapa"
+    # Width of every encoder's tokens and of the fused embedding; a backbone with its own embedding layer
+    # (iresnet 512, ecapa 192, resnet34_speaker 256 as published) gives pooled vectors of this size.
+    dim: int = 64
+    face: FaceEncoder = "face_cnn"
+    voice: VoiceEncoder = "voice_ecapa"
+    # A published checkpoint file for the face / voice backbone (its reference's own format, docs/encoders.md),
+    # loaded strictly into the backbone before training; "" = random initialisation. Never downloaded.
+    face_weights: str = ""
+    voice_weights: str = ""
+    frontend: Literal["logmel40", "fbank80"] = "logmel40"  # voice features: 40 log-mels or 80-bin Kaldi fbank
     text: Literal["text_tiny", "text_hf"] = "text_tiny"
     text_path: str = "minilm"  # text_hf: "minilm" or a local Hugging Face model folder
     freeze_text: bool = False
@@ -196,6 +219,7 @@ class OptimConfig:
     warmup_epochs: float = 1.0
     clip: float = 1.0  # max global gradient norm; 0 disables clipping
     bf16: bool = False  # bf16 autocast of the forward pass
+    encoder_lr_scale: float = 1.0  # learning rate of the encoders relative to optim.lr (fine-tuning pretrained ones)
     accumulate: int = 1  # micro-batches per update: the same update as one batch, 1/k of the activations
 
 
@@ -226,6 +250,7 @@ class RunConfig:
     resume: bool = True  # continue from out/name/last.safetensors when it exists
     compile: bool = False  # torch backend: torch.compile the model (opt-in; compiling takes minutes)
     sync_bn: bool = False  # torch DDP: BatchNorm statistics over the global batch (SyncBatchNorm, GPU only)
+    dry_run: bool = False  # build the model, write its parameter and FLOP card (RUN_DIR/model.json), exit
 
 
 @dataclass

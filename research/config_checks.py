@@ -6,8 +6,17 @@ that depend on another field. Checks that need the files, the machine or the man
 from __future__ import annotations
 
 import math
+import typing
 
-from research.config import PAIR_LOSSES, SPHEREFACE2_MARGINS, Config, ConfigError
+from research.config import (
+    BACKBONES,
+    PAIR_LOSSES,
+    SPHEREFACE2_MARGINS,
+    Config,
+    ConfigError,
+    FaceEncoder,
+    VoiceEncoder,
+)
 
 
 def resolve_defaults(cfg: Config) -> None:
@@ -27,6 +36,11 @@ def validate(cfg: Config) -> None:
         (o.epochs > 0, "optim.epochs must be positive"),
         (math.isfinite(o.lr) and o.lr > 0, f"optim.lr must be a finite positive number, got {o.lr}"),
         (o.accumulate >= 1, "optim.accumulate must be at least 1"),
+        (
+            math.isfinite(o.encoder_lr_scale) and o.encoder_lr_scale >= 0,
+            f"optim.encoder_lr_scale must be a finite number >= 0, got {o.encoder_lr_scale}",
+        ),
+        *_weights_checks(cfg),
         (
             d.batch_size % o.accumulate == 0,
             f"optim.accumulate={o.accumulate} must divide data.batch_size={d.batch_size} (micro-batches of one size)",
@@ -52,6 +66,19 @@ def validate(cfg: Config) -> None:
     for ok, message in checks + _pair_checks(cfg):
         if not ok:
             raise ConfigError(message)
+
+
+def _weights_checks(cfg: Config) -> list[tuple[bool, str]]:
+    """Published weights load into published backbones only."""
+    m = cfg.model
+    return [
+        (
+            not getattr(m, f"{modality}_weights") or getattr(m, modality) in BACKBONES,
+            f"model.{modality}_weights: {getattr(m, modality)} has no published weights; "
+            f"pick a backbone of docs/encoders.md ({', '.join(n for n in BACKBONES if n in encoders)})",
+        )
+        for modality, encoders in (("face", typing.get_args(FaceEncoder)), ("voice", typing.get_args(VoiceEncoder)))
+    ]
 
 
 def _size_checks(cfg: Config) -> list[tuple[bool, str]]:

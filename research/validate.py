@@ -39,7 +39,7 @@ def before_training(cfg: Config, device_problem: Callable[[str], str | None] | N
 
 
 def check_paths(cfg: Config) -> None:
-    """data.tokenizer, model.text_path (text_hf) and every model.init_from run exist."""
+    """data.tokenizer, model.text_path (text_hf), every model.init_from run and the backbone weight files exist."""
     try:
         tokenizer_file(cfg.data.tokenizer)
     except FileNotFoundError as err:
@@ -52,6 +52,10 @@ def check_paths(cfg: Config) -> None:
         for name in ("record.json", "best.safetensors"):
             if not (run / name).is_file():
                 raise ConfigError(f"model.init_from: {run / name} does not exist (give a finished run's folder)")
+    for modality in ("face", "voice"):
+        weights = getattr(cfg.model, f"{modality}_weights")
+        if weights and modality in cfg.model.modalities and not Path(weights).is_file():
+            raise ConfigError(f"model.{modality}_weights: no file at {weights} (docs/encoders.md says where to get it)")
 
 
 def check_rows(cfg: Config, path: Path, rows: list[Row]) -> None:

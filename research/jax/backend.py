@@ -11,13 +11,15 @@ from flax import nnx
 from jax.sharding import Mesh
 
 from research.config import Config
-from research.data.loader import SampleSet
+from research.data.loader import SampleSet, Splits
 from research.jax.attack import adversarial
 from research.jax.distributed import make_mesh
-from research.jax.model import FusionModel, build_model, load_weights
+from research.jax.model import FusionModel, build_model, load_weights, parameter_report
 from research.jax.predict import forward, pad, predict, replicate, to_device
+from research.jax.weights import load_backbone
+from research.weights import load_pretrained
 
-__all__ = ["adversarial", "flops_per_sample", "load_model", "place", "predict"]
+__all__ = ["adversarial", "flops_per_sample", "load_model", "new_model", "parameter_report", "place", "predict"]
 
 
 def place(requested: str) -> Mesh:
@@ -37,6 +39,14 @@ def load_model(cfg: Config, classes: int, vocab_size: int, path: Path, device: M
     load_weights(model, path)
     model.eval()
     return model
+
+
+def new_model(cfg: Config, splits: Splits, device: Mesh) -> tuple[FusionModel, list[str]]:
+    """The model `cfg` describes as training starts it (published backbone weights loaded; its arrays are placed
+    on the mesh `device` when it runs); the notes of the weight files."""
+    rngs = nnx.Rngs(params=cfg.run.seed, dropout=cfg.run.seed, augment=cfg.run.seed)
+    model = build_model(cfg, len(splits.classes[cfg.data.target]), splits.vocab_size, None, rngs=rngs)
+    return model, load_pretrained(model.encoders, cfg, load_backbone)
 
 
 def flops_per_sample(model: FusionModel, data: SampleSet, cfg: Config, device: Mesh) -> float:

@@ -35,6 +35,7 @@ from research.data.loader import Splits, load
 from research.jax import backend, checkpoint, distributed, sharding
 from research.jax.model import FusionModel, build_model, load_weights, parameter_report, variables
 from research.jax.predict import predict, to_device
+from research.jax.weights import load_backbone
 from research.plots import images
 from research.report import final_report
 from research.training import (
@@ -50,6 +51,7 @@ from research.training import (
     train_epoch,
     val_metrics,
 )
+from research.weights import load_pretrained
 
 __all__ = ["NonFiniteLoss", "train_and_evaluate"]
 
@@ -117,7 +119,11 @@ def build(cfg: Config, splits: Splits, mesh: Mesh) -> FusionModel:
         raise ValueError(f"loss.shard_centres: {classes} classes do not split over {mesh.shape['model']} devices")
     weights = class_weights(cfg, splits.train.labels("target"), classes)
     rngs = nnx.Rngs(params=cfg.run.seed, dropout=cfg.run.seed, augment=cfg.run.seed)
-    return build_model(cfg, classes, splits.vocab_size, None if weights is None else jnp.asarray(weights), rngs=rngs)
+    model = build_model(cfg, classes, splits.vocab_size, None if weights is None else jnp.asarray(weights), rngs=rngs)
+    notes = load_pretrained(model.encoders, cfg, load_backbone)
+    if jax.process_index() == 0:
+        print("".join(f"weights: {note}\n" for note in notes), end="")
+    return model
 
 
 def resume(cfg: Config, last: Path, state: dict, tracker, name: str) -> tuple[dict, tuple[dict | None, dict]]:

@@ -9,12 +9,14 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from research.config import Config
-from research.data.loader import SampleSet
+from research.data.loader import SampleSet, Splits
 from research.torch.attack import adversarial
-from research.torch.model import FusionModel, build_model, load_weights
+from research.torch.model import FusionModel, build_model, load_weights, parameter_report
 from research.torch.predict import pick_device, predict, to_device
+from research.torch.weights import load_backbone
+from research.weights import load_pretrained
 
-__all__ = ["adversarial", "flops_per_sample", "load_model", "place", "predict"]
+__all__ = ["adversarial", "flops_per_sample", "load_model", "new_model", "parameter_report", "place", "predict"]
 
 
 def place(requested: str) -> torch.device:
@@ -28,6 +30,14 @@ def load_model(cfg: Config, classes: int, vocab_size: int, path: Path, device: t
     load_weights(model, path)
     model.eval()
     return model
+
+
+def new_model(cfg: Config, splits: Splits, device: torch.device) -> tuple[FusionModel, list[str]]:
+    """The model `cfg` describes as training starts it (published backbone weights loaded), on `device`; the
+    notes of the weight files."""
+    model = build_model(cfg, len(splits.classes[cfg.data.target]), splits.vocab_size, None)
+    notes = load_pretrained(model.encoders, cfg, load_backbone)
+    return model.to(device), notes
 
 
 def flops_per_sample(model: FusionModel, data: SampleSet, cfg: Config, device: torch.device) -> float:

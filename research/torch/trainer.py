@@ -31,6 +31,7 @@ from research.report import final_report
 from research.torch import backend, checkpoint, distributed, sharding
 from research.torch.model import FusionModel, build_model, load_weights, parameter_report
 from research.torch.predict import predict, to_device
+from research.torch.weights import load_backbone
 from research.training import (
     NonFiniteLoss,
     class_weights,
@@ -44,6 +45,7 @@ from research.training import (
     train_epoch,
     val_metrics,
 )
+from research.weights import load_pretrained
 
 __all__ = ["NonFiniteLoss", "train_and_evaluate"]
 
@@ -132,6 +134,9 @@ def build(cfg: Config, splits: Splits, world: distributed.World, sharded: bool) 
     classes = len(splits.classes[cfg.data.target])
     weights = class_weights(cfg, splits.train.labels("target"), classes)
     model = build_model(cfg, classes, splits.vocab_size, None if weights is None else torch.from_numpy(weights))
+    notes = load_pretrained(model.encoders, cfg, load_backbone)
+    if world.is_main:
+        print("".join(f"weights: {note}\n" for note in notes), end="")
     if sharded:
         sharding.shard_heads(model, classes, cfg.loss.sample_rate, world)
     return model.to(world.device)
