@@ -118,3 +118,41 @@ class BatchNorm(nnx.Module):
             self.num_batches_tracked[...] = self.num_batches_tracked[...] + 1
         y = (x - mean.astype(x.dtype)) * jax.lax.rsqrt(var + self.eps).astype(x.dtype)
         return y * self.scale[...].astype(x.dtype) + self.bias[...].astype(x.dtype)
+
+
+class PReLU(nnx.Module):
+    """torch.nn.PReLU(channels) on (..., C): max(0, x) + weight * min(0, x), one slope per channel (init 0.25)."""
+
+    def __init__(self, channels: int, *, init: float = 0.25, rngs: nnx.Rngs):
+        self.weight = nnx.Param(jnp.full((channels,), init))
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return jnp.where(x >= 0, x, self.weight[...].astype(x.dtype) * x)
+
+
+class MaxPool2d(nnx.Module):
+    """torch.nn.MaxPool2d(kernel, stride, padding) on (B, H, W, C); the padding is -inf, so it never wins."""
+
+    def __init__(self, kernel: int, stride: int, padding: int = 0):
+        self.kernel, self.stride, self.padding = kernel, stride, padding
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        k, s, p = self.kernel, self.stride, self.padding
+        return nnx.max_pool(x, (k, k), (s, s), ((p, p), (p, p)))
+
+
+def adaptive_avg_pool2d(x: jax.Array, size: int) -> jax.Array:
+    """torch.nn.AdaptiveAvgPool2d((size, size)) on x (B, H, W, C) -> (B, size, size, C).
+
+    Output cell i averages the rows floor(i H / size) .. ceil((i + 1) H / size) - 1 (the same for columns), so
+    cells may overlap, and a map smaller than size x size is repeated.
+    """
+
+    def bins(n: int) -> jax.Array:
+        """(size, n) averaging weights along one axis."""
+        i = jnp.arange(size)[:, None]
+        start, end = (i * n) // size, -((-(i + 1) * n) // size)
+        inside = (jnp.arange(n) >= start) & (jnp.arange(n) < end)  # (size, n)
+        return inside / (end - start)
+
+    return jnp.einsum("ih,bhwc,jw->bijc", bins(x.shape[1]).astype(x.dtype), x, bins(x.shape[2]).astype(x.dtype))
