@@ -58,11 +58,22 @@ __all__ = ["NonFiniteLoss", "train_and_evaluate"]
 
 def make_optimizer(schedule: optax.Schedule, cfg: Config) -> optax.GradientTransformation:
     """Global-norm clipping, then AdamW with weight decay on matrices only (not on biases, norms and
-    embeddings of one dimension), with torch's AdamW defaults (betas 0.9/0.999, eps 1e-8)."""
+    embeddings of one dimension), with torch's AdamW defaults (betas 0.9/0.999, eps 1e-8); with
+    optim.encoder_lr_scale != 1 the encoders' updates are scaled by it."""
     decay = lambda params: jax.tree.map(lambda p: p.ndim >= 2, params)  # noqa: E731
     adamw = optax.adamw(schedule, b1=0.9, b2=0.999, eps=1e-8, weight_decay=cfg.optim.weight_decay, mask=decay)
     clip = optax.clip_by_global_norm(cfg.optim.clip) if cfg.optim.clip > 0 else optax.identity()
-    return optax.chain(clip, adamw)
+    if cfg.optim.encoder_lr_scale == 1.0:  # only then: the optimiser state of a checkpoint written without it
+        return optax.chain(clip, adamw)
+    # AdamW's update is -lr (adam + wd p): scaling it scales the learning rate, as torch's encoder groups do.
+    encoders = optax.masked(optax.scale(cfg.optim.encoder_lr_scale), in_encoders)
+    return optax.chain(clip, adamw, encoders)
+
+
+def in_encoders(params):
+    """A tree like `params`: True for the encoders' leaves."""
+    first = lambda path: next(k.key for k in path if isinstance(k, jax.tree_util.DictKey))  # noqa: E731
+    return jax.tree_util.tree_map_with_path(lambda path, _: first(path) == "encoders", params)
 
 
 def warmup_cosine(lr: float, warmup: int, total: int) -> optax.Schedule:

@@ -50,13 +50,22 @@ from research.weights import load_pretrained
 __all__ = ["NonFiniteLoss", "train_and_evaluate"]
 
 
-def make_optimizer(model: torch.nn.Module, cfg: Config) -> torch.optim.Optimizer:
-    """AdamW with weight decay on matrices only (not on biases, norms and embeddings of one dimension)."""
+def make_optimizer(model: FusionModel, cfg: Config) -> torch.optim.Optimizer:
+    """AdamW with weight decay on matrices only (not on biases, norms and embeddings of one dimension); with
+    optim.encoder_lr_scale != 1 the encoders' groups learn at that multiple of optim.lr (only then: the groups
+    of a checkpoint written without it stay the same)."""
     params = [p for p in model.parameters() if p.requires_grad]
-    groups = [
-        {"params": [p for p in params if p.ndim >= 2], "weight_decay": cfg.optim.weight_decay},
-        {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
-    ]
+    parts = [(params, cfg.optim.lr)]
+    if cfg.optim.encoder_lr_scale != 1.0:
+        encoder = {id(p) for p in model.encoders.parameters()}
+        parts = [  # the first group's learning rate is the one train_step reports
+            ([p for p in params if id(p) not in encoder], cfg.optim.lr),
+            ([p for p in params if id(p) in encoder], cfg.optim.lr * cfg.optim.encoder_lr_scale),
+        ]
+    groups = []
+    for ps, lr in parts:
+        groups.append({"params": [p for p in ps if p.ndim >= 2], "weight_decay": cfg.optim.weight_decay, "lr": lr})
+        groups.append({"params": [p for p in ps if p.ndim < 2], "weight_decay": 0.0, "lr": lr})
     return torch.optim.AdamW(groups, lr=cfg.optim.lr)
 
 

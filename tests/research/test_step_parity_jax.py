@@ -35,12 +35,15 @@ def test_schedule_equals_torch_at_every_step(warmup, total):
     np.testing.assert_allclose(np.asarray(got), expected, rtol=1e-6, atol=1e-6 * 2e-3)  # float32 of the peak lr
 
 
-def test_one_step_updates_parameters_and_moments_as_torch(tiny):
+@pytest.mark.parametrize("encoder_lr_scale", [1.0, 0.25])
+def test_one_step_updates_parameters_and_moments_as_torch(tiny, encoder_lr_scale):
     # Weight decay large enough that decaying a bias by mistake shows; clipping that triggers; smoothing and
-    # class weights in the loss; learned late fusion: two streams and the combination loss.
+    # class weights in the loss; learned late fusion: two streams and the combination loss; and the encoders
+    # at a quarter of the learning rate (torch's parameter groups, optax's masked scale of the update).
     cfg = tiny(
         "--fusion=late", "--model.combine=learned", "--modalities=face,text", "--model.dropout=0",
         "--optim.weight_decay=0.5", "--optim.clip=0.1", "--loss.label_smoothing=0.1", "--loss.class_weights=balanced",
+        f"--optim.encoder_lr_scale={encoder_lr_scale}",
     )  # fmt: skip
     splits = load(cfg.data)
     classes = len(splits.classes["identity"])
@@ -55,6 +58,10 @@ def test_one_step_updates_parameters_and_moments_as_torch(tiny):
     initial = {k: v.clone() for k, v in tmodel.state_dict().items()}
     optimizer = torch_trainer.make_optimizer(tmodel, cfg)
     scheduler = torch_trainer.warmup_cosine(optimizer, 2, 10)
+    encoder = {id(p) for p in tmodel.encoders.parameters()}
+    lrs = {id(p): group["initial_lr"] for group in optimizer.param_groups for p in group["params"]}
+    assert {lrs[i] for i in encoder} == {cfg.optim.lr * encoder_lr_scale}
+    assert {lr for i, lr in lrs.items() if i not in encoder} == {cfg.optim.lr}
     torch_measured = torch_trainer.train_step(
         tmodel, optimizer, scheduler, torch_device(batch, torch.device("cpu")), cfg
     )
