@@ -15,7 +15,7 @@ from flax import nnx
 
 from encoders import EncoderOutput
 from encoders.jax.blocks import summarised
-from encoders.jax.layers import BatchNorm, Conv2d, LayerNorm, Linear, torch_uniform
+from encoders.jax.layers import BatchNorm, LayerNorm, Linear
 from encoders.jax.vit import Block
 
 # timm's model and its architecture numbers (timm/models/mobilevit.py): stem channels, inverted-residual expansion,
@@ -37,6 +37,17 @@ VARIANTS = {
 }  # fmt: skip
 PATCH = 2  # MobileViT blocks attend across 2 x 2 patches
 HEADS, MLP_RATIO, EPS = 4, 2.0, 1e-5  # their transformer: timm's Block with SiLU and torch's LayerNorm eps
+INIT_STD = 0.01  # ByobNet's initialisation of Linear weights (timm byobnet._init_weights)
+
+
+def conv(cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1, *, rngs: nnx.Rngs) -> nnx.Conv:
+    """torch.nn.Conv2d(bias=False, padding=kernel // 2, groups=groups) on (B, H, W, C), initialised as ByobNet
+    initialises its convolutions: N(0, 2 / fan_out) with fan_out = kernel * kernel * cout / groups (He et al. 2015)."""
+    std = (2 / (kernel * kernel * cout // groups)) ** 0.5
+    return nnx.Conv(
+        cin, cout, (kernel, kernel), strides=(stride, stride), padding=((kernel // 2, kernel // 2),) * 2,
+        feature_group_count=groups, use_bias=False, kernel_init=nnx.initializers.normal(std), rngs=rngs,
+    )  # fmt: skip
 
 
 class ConvNormAct(nnx.Module):
@@ -44,11 +55,7 @@ class ConvNormAct(nnx.Module):
 
     def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1, act: bool = True, *,
                  rngs: nnx.Rngs):  # fmt: skip
-        init = torch_uniform(cin // groups * kernel * kernel)  # torch's default for a grouped conv
-        self.conv = nnx.Conv(
-            cin, cout, (kernel, kernel), strides=(stride, stride), padding=((kernel // 2, kernel // 2),) * 2,
-            feature_group_count=groups, use_bias=False, kernel_init=init, rngs=rngs,
-        )  # fmt: skip
+        self.conv = conv(cin, cout, kernel, stride, groups, rngs=rngs)
         self.bn = BatchNorm(cout, rngs=rngs)
         self.act = act
 
@@ -68,6 +75,8 @@ class BottleneckBlock(nnx.Module):
         self.conv1_1x1 = ConvNormAct(cin, mid, 1, rngs=rngs)
         self.conv2_kxk = ConvNormAct(mid, mid, 3, stride, groups=mid, rngs=rngs)
         self.conv3_1x1 = ConvNormAct(mid, cout, 1, act=False, rngs=rngs)
+        if self.residual:  # the block starts as the identity (timm's zero_init_last; Goyal et al. 2017)
+            self.conv3_1x1.bn.scale[...] = jnp.zeros(cout)
 
     def __call__(self, x: jax.Array) -> jax.Array:
         """x (B, H, W, Cin) -> (B, H / stride, W / stride, Cout)."""
@@ -82,9 +91,9 @@ class MobileVitBlock(nnx.Module):
 
     def __init__(self, channels: int, width: int, depth: int, *, rngs: nnx.Rngs):
         self.conv_kxk = ConvNormAct(channels, channels, 3, rngs=rngs)
-        self.conv_1x1 = Conv2d(channels, width, 1, bias=False, rngs=rngs)
+        self.conv_1x1 = conv(channels, width, 1, rngs=rngs)
         self.transformer = nnx.Sequential(
-            *(Block(width, HEADS, MLP_RATIO, jax.nn.silu, EPS, rngs=rngs) for _ in range(depth))
+            *(Block(width, HEADS, MLP_RATIO, jax.nn.silu, EPS, INIT_STD, rngs=rngs) for _ in range(depth))
         )
         self.norm = LayerNorm(width, eps=EPS, rngs=rngs)
         self.conv_proj = ConvNormAct(width, channels, 1, rngs=rngs)

@@ -27,15 +27,21 @@ VARIANTS = {
 # timm's published weights of both (AugReg, Steiner et al. 2022) take (x - 0.5) / 0.5 (their pretrained_cfg).
 MEAN, STD = 0.5, 0.5
 EPS = 1e-6  # timm ViT's LayerNorm eps
+INIT_STD = 0.02  # timm ViT's initialisation of its Linear weights and position embeddings (init_weights_vit_timm)
+
+
+def linear(din: int, dout: int, std: float, *, rngs: nnx.Rngs) -> nnx.Linear:
+    """torch.nn.Linear initialised as timm initialises its models' Linear layers: weight N(0, std), bias 0."""
+    return nnx.Linear(din, dout, kernel_init=nnx.initializers.normal(std), rngs=rngs)
 
 
 class Attention(nnx.Module):
     """timm's multi-head self-attention: one qkv projection laid out (3, heads, head width), then proj."""
 
-    def __init__(self, width: int, heads: int, *, rngs: nnx.Rngs):
+    def __init__(self, width: int, heads: int, std: float, *, rngs: nnx.Rngs):
         self.heads = heads
-        self.qkv = Linear(width, 3 * width, rngs=rngs)
-        self.proj = Linear(width, width, rngs=rngs)
+        self.qkv = linear(width, 3 * width, std, rngs=rngs)
+        self.proj = linear(width, width, std, rngs=rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:
         """x (B, N, W) -> (B, N, W)."""
@@ -47,23 +53,26 @@ class Attention(nnx.Module):
 class Mlp(nnx.Module):
     """timm's Mlp: fc1, activation, fc2."""
 
-    def __init__(self, width: int, hidden: int, act: Callable, *, rngs: nnx.Rngs):
-        self.fc1 = Linear(width, hidden, rngs=rngs)
+    def __init__(self, width: int, hidden: int, act: Callable, std: float, *, rngs: nnx.Rngs):
+        self.fc1 = linear(width, hidden, std, rngs=rngs)
         self.act = act
-        self.fc2 = Linear(hidden, width, rngs=rngs)
+        self.fc2 = linear(hidden, width, std, rngs=rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:
         return self.fc2(self.act(self.fc1(x)))
 
 
 class Block(nnx.Module):
-    """timm's pre-norm transformer block: x + attn(norm1(x)), then x + mlp(norm2(x)) (no layer scale)."""
+    """timm's pre-norm transformer block: x + attn(norm1(x)), then x + mlp(norm2(x)) (no layer scale).
+    Its Linear weights start N(0, std), as the timm model that holds it initialises them."""
 
-    def __init__(self, width: int, heads: int, mlp_ratio: float, act: Callable, eps: float, *, rngs: nnx.Rngs):
+    def __init__(
+        self, width: int, heads: int, mlp_ratio: float, act: Callable, eps: float, std: float, *, rngs: nnx.Rngs
+    ):
         self.norm1 = LayerNorm(width, eps=eps, rngs=rngs)
-        self.attn = Attention(width, heads, rngs=rngs)
+        self.attn = Attention(width, heads, std, rngs=rngs)
         self.norm2 = LayerNorm(width, eps=eps, rngs=rngs)
-        self.mlp = Mlp(width, int(width * mlp_ratio), act, rngs=rngs)
+        self.mlp = Mlp(width, int(width * mlp_ratio), act, std, rngs=rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:
         """x (B, N, W) -> (B, N, W)."""
@@ -83,14 +92,15 @@ class PatchEmbed(nnx.Module):
 
 
 class VisionTransformer(nnx.Module):
-    """timm's VisionTransformer without its head: CLS token, learned positions, pre-norm blocks, final norm."""
+    """timm's VisionTransformer without its head: CLS token, learned positions, pre-norm blocks, final norm,
+    initialised as timm does (CLS N(0, 1e-6), positions and Linear weights N(0, 0.02), the patch conv torch's)."""
 
     def __init__(self, image_size: int, patch: int, width: int, depth: int, heads: int, *, rngs: nnx.Rngs):
         n = (image_size // patch) ** 2
         self.cls_token = nnx.Param(1e-6 * jax.random.normal(rngs.params(), (1, 1, width)))
-        self.pos_embed = nnx.Param(0.02 * jax.random.normal(rngs.params(), (1, 1 + n, width)))
+        self.pos_embed = nnx.Param(INIT_STD * jax.random.normal(rngs.params(), (1, 1 + n, width)))
         self.patch_embed = PatchEmbed(patch, width, rngs=rngs)
-        self.blocks = nnx.Sequential(*(Block(width, heads, 4.0, gelu, EPS, rngs=rngs) for _ in range(depth)))
+        self.blocks = nnx.Sequential(*(Block(width, heads, 4.0, gelu, EPS, INIT_STD, rngs=rngs) for _ in range(depth)))
         self.norm = LayerNorm(width, eps=EPS, rngs=rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:
