@@ -49,12 +49,15 @@ def voices() -> dict[str, np.ndarray]:
 def pair() -> tuple[torch.nn.Module, Ecapa]:
     """A torch encoder with random BatchNorm statistics and its jax twin holding the same weights."""
     torch.manual_seed(0)
-    twin = torch_ecapa.Ecapa("ecapa_test", dim=DIM, sample_rate=RATE, frontend="fbank80", spec_augment=False)
+    kw = dict(dim=DIM, sample_rate=RATE, frontend="fbank80", spec_augment=False)
+    twin = torch_ecapa.Ecapa("ecapa_test", **kw)
     for m in twin.modules():
         if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
             m.weight.data.uniform_(0.5, 2), m.bias.data.uniform_(-1, 1)
             m.running_mean.uniform_(-1, 1), m.running_var.uniform_(0.5, 2)
-    enc = Ecapa("ecapa_test", dim=DIM, sample_rate=RATE, frontend="fbank80", spec_augment=False, rngs=nnx.Rngs(1))
+    # Built abstract (nnx.eval_shape: no random initialisers, each of which compiles anew per shape) and filled by
+    # the conversion; only the unused SpecAugment RNG stream stays abstract.
+    enc = nnx.eval_shape(lambda: Ecapa("ecapa_test", **kw, rngs=nnx.Rngs(1)))
     to_nnx({k: v.numpy() for k, v in twin.state_dict().items()}, enc)
     return twin, enc
 
