@@ -16,6 +16,8 @@ import torch
 import encoders
 from encoders.checkpoints import iresnet as checkpoint
 from encoders.torch.iresnet import VARIANTS
+from research.checkpoint_files import CheckpointError
+from research.torch.weights import load_backbone
 
 PUBLISHED = {"iresnet18": 24_025_600, "iresnet50": 43_590_848, "iresnet100": 65_156_160}
 WIDTHS = (64, 128, 256, 512)
@@ -83,28 +85,41 @@ def tame(module: torch.nn.Module) -> None:
                 tensor.data.uniform_(low, high)
 
 
-def test_full_size_forward_loads_a_saved_file_and_trains_all_but_the_fixed_scale(tmp_path):
-    """iresnet18 at 112 x 112 (the one full-size forward): a backbone saved as insightface saves it loads through
-    the adapter into another encoder and gives the same outputs; pooled is the backbone's embedding of the face
-    normalised as insightface does; a loss reaches every parameter but the fixed features scale."""
+def test_full_size_forward_loads_a_saved_file(tmp_path):
+    """iresnet18 at 112 x 112 (the one full-size forward): a backbone saved as insightface saves it (here from a
+    DistributedDataParallel wrapper) loads into another encoder (research/torch/weights.py: read, adapt, check,
+    load) and gives the same outputs; pooled is the backbone's embedding of the face normalised as insightface
+    does."""
     torch.manual_seed(0)
     source = encoders.build("torch", "iresnet", variant="iresnet18", dim=512, image_size=112)
     tame(source)
-    torch.save(source.backbone.state_dict(), tmp_path / "backbone.pth")
+    torch.save({f"module.{k}": v for k, v in source.backbone.state_dict().items()}, tmp_path / "backbone.pth")
     enc = encoders.build("torch", "iresnet", variant="iresnet18", dim=512, image_size=112)
-    published = torch.load(tmp_path / "backbone.pth", weights_only=True)
-    adapted, _ = checkpoint.adapt({k: v.numpy() for k, v in published.items()}, {})
-    enc.backbone.load_state_dict({k: torch.from_numpy(v) for k, v in adapted.items()}, strict=True)
+    assert load_backbone(enc, "iresnet", tmp_path / "backbone.pth") == [
+        "stripped the DistributedDataParallel prefix 'module.' from every key"
+    ]
     enc.proj.load_state_dict(source.proj.state_dict())
     enc.pos.data.copy_(source.pos)
     face = torch.rand(2, 3, 112, 112, generator=torch.Generator().manual_seed(0))
-    out = enc.eval()({"face": face})
     with torch.no_grad():
+        out = enc.eval()({"face": face})
         expected = source.eval()({"face": face})
         embedding = source.backbone(2 * face - 1)
     assert out.tokens.shape == (2, 1 + 49, 512) and out.mask.shape == (2, 50) and out.mask.all()
     for x, y in ((out.tokens, expected.tokens), (out.pooled, expected.pooled), (out.pooled, embedding)):
         torch.testing.assert_close(x, y, rtol=0, atol=1e-5 * float(y.abs().max()))
+    with torch.device("meta"):  # another embedding size: the loader names the first layer that does not fit
+        other = encoders.build("torch", "iresnet", variant="iresnet18", dim=128, image_size=112)
+    with pytest.raises(CheckpointError, match=r"fc\.weight has shape \(512, 25088\) where .* has \(128, 25088\)"):
+        load_backbone(other, "iresnet", tmp_path / "backbone.pth")
+
+
+def test_training_reaches_every_parameter_but_the_fixed_scale():
+    """Train mode (batch statistics, features' BatchNorm1d included), 32 x 32 faces: a loss on tokens and pooled
+    gives every parameter a nonzero gradient, except the features scale, which stays fixed at 1."""
+    torch.manual_seed(0)
+    enc = encoders.build("torch", "iresnet", variant="iresnet18", dim=16, image_size=32).train()
+    out = enc({"face": torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))})
     (out.tokens.square().mean() + out.pooled.square().mean()).backward()
     no_grad = [k for k, p in enc.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
-    assert no_grad == ["backbone.features.weight"]
+    assert no_grad == ["backbone.features.weight"] and (enc.backbone.features.weight == 1).all()

@@ -1,5 +1,5 @@
 """The jax ResNet (encoders/jax/resnet.py) against torchvision and the torch twin: parameter counts at full size; a
-torchvision .pth file loaded into the jax backbone (adapter + convert.to_nnx) gives torchvision's features; on
+torchvision .pth file loaded into the jax backbone (research/jax/weights.py) gives torchvision's features; on
 weights converted from the torch encoder (64 x 64 faces, a 2 x 2 last map) equal outputs in eval mode and after
 one train-mode step equal outputs and BatchNorm running statistics."""
 
@@ -12,7 +12,8 @@ from flax import nnx
 
 import encoders
 from encoders.jax.convert import to_nnx, to_torch
-from tests.encoders.test_resnet_torch import load_published, randomise_batchnorm, saved_reference
+from research.jax.weights import load_backbone
+from tests.encoders.test_resnet_torch import randomise_batchnorm, saved_reference
 
 B, IMAGE, DIM = 4, 64, 16
 MEAN, STD = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
@@ -46,23 +47,6 @@ def pooled_features(backbone: nnx.Module, face: np.ndarray) -> jax.Array:
     return backbone(x.astype(np.float32)).mean((1, 2))
 
 
-def test_a_torchvision_file_loads_into_the_jax_backbone(tmp_path):
-    """resnet18: torchvision's own .pth through the adapter into `backbone` (convert.to_nnx, strict)."""
-    ref = saved_reference("resnet18", tmp_path / "resnet18.pth")
-    enc = nnx.eval_shape(
-        lambda: encoders.build("jax", "resnet", variant="resnet18", dim=DIM, image_size=IMAGE, rngs=nnx.Rngs(0))
-    )
-    state, _ = load_published(tmp_path / "resnet18.pth")
-    to_nnx(state, enc.backbone)
-    enc.backbone.eval()
-    face = faces(2, IMAGE)
-    with torch.no_grad():
-        expected = ref(torchvision.transforms.functional.normalize(torch.from_numpy(face), MEAN, STD).float()).numpy()
-    np.testing.assert_allclose(
-        pooled_features(enc.backbone, face), expected, rtol=0, atol=1e-5 * np.abs(expected).max()
-    )
-
-
 def build_pair(variant: str) -> tuple[torch.nn.Module, nnx.Module]:
     """A torch encoder with random BatchNorm statistics and its jax twin holding the same weights."""
     torch.manual_seed(0)
@@ -72,6 +56,23 @@ def build_pair(variant: str) -> tuple[torch.nn.Module, nnx.Module]:
     enc = nnx.eval_shape(lambda: encoders.build("jax", "resnet", **spec, rngs=nnx.Rngs(0)))
     to_nnx({k: v.numpy() for k, v in ref.state_dict().items()}, enc)
     return ref, enc
+
+
+def test_a_torchvision_file_loads_into_the_jax_backbone(tmp_path):
+    """resnet18: torchvision's own .pth into the jax encoder's backbone (research/jax/weights.py: read, adapt, check
+    strictly, convert.to_nnx) gives torchvision's features."""
+    ref = saved_reference("resnet18", tmp_path / "resnet18.pth")
+    _, enc = build_pair("resnet18")  # other weights, replaced below
+    assert load_backbone(enc, "resnet", tmp_path / "resnet18.pth") == [
+        "dropped the ImageNet classifier fc.weight, fc.bias"
+    ]
+    enc.eval()
+    face = faces(2, IMAGE)
+    with torch.no_grad():
+        expected = ref(torchvision.transforms.functional.normalize(torch.from_numpy(face), MEAN, STD).float()).numpy()
+    np.testing.assert_allclose(
+        pooled_features(enc.backbone, face), expected, rtol=0, atol=1e-5 * np.abs(expected).max()
+    )
 
 
 forward = nnx.jit(lambda encoder, batch: encoder(batch))

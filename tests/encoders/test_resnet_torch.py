@@ -8,6 +8,7 @@ import torchvision
 
 import encoders
 from encoders.checkpoints import resnet as checkpoint
+from research.torch.weights import load_backbone
 
 # torchvision's model cards (docs.pytorch.org/vision/stable/models, "Params"), with the ImageNet classifier fc.
 PUBLISHED = {"resnet18": 11_689_512, "resnet50": 25_557_032}
@@ -67,19 +68,13 @@ def saved_reference(variant: str, path) -> torch.nn.Module:
     return ref.eval()
 
 
-def load_published(path) -> tuple[dict[str, np.ndarray], list[str]]:
-    state = torch.load(path, weights_only=True)
-    return checkpoint.adapt({k: v.numpy() for k, v in state.items()}, {})
-
-
 # resnet50 at 64 x 64 (a 2 x 2 last map, batch 2); resnet18 at full size, 224 x 224 (the one full-size forward,
 # batch 1).
 @pytest.mark.parametrize("variant, image", [("resnet18", 224), ("resnet50", 64)])
 def test_features_equal_torchvision_after_loading_its_file(variant, image, tmp_path):
     ref = saved_reference(variant, tmp_path / f"{variant}.pth")
     enc = encoders.build("torch", "resnet", variant=variant, dim=32, image_size=image).eval()
-    state, notes = load_published(tmp_path / f"{variant}.pth")
-    enc.backbone.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()}, strict=True)
+    notes = load_backbone(enc, "resnet", tmp_path / f"{variant}.pth")  # read, adapt, check strictly, load
     assert notes == ["dropped the ImageNet classifier fc.weight, fc.bias"]
     face = torch.rand(2, 3, image, image, generator=torch.Generator().manual_seed(1))[: 1 if image == 224 else 2]
     normalised = torchvision.transforms.functional.normalize(face, [0.485, 0.456, 0.406], [0.229, 0.224, 0.225])

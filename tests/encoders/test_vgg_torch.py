@@ -3,6 +3,7 @@ torchvision model's after loading the .pth file it saves, through the adapter th
 
 import functools
 import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ import torchvision
 
 import encoders
 from encoders.checkpoints import vgg as checkpoint
+from research.torch.weights import load_backbone
 
 # torchvision's model card (docs.pytorch.org/vision/stable/models, "Params"), with the ImageNet classifier fc8.
 PUBLISHED = 138_357_544
@@ -46,17 +48,15 @@ def test_adapter_drops_fc8_only():
 @functools.cache
 def loaded_pair() -> tuple[torch.nn.Module, torch.nn.Module, list[str]]:
     """A random torchvision VGG16 saved as torchvision publishes it (torch.save of its state dict), an encoder
-    (dim 32, 32 x 32 faces) whose backbone loaded that file through the adapter, and the adapter's notes. Both in eval
-    mode; the reference's classifier.6 is then replaced by nn.Identity, so it returns fc7's features. Full-size
-    weights (fc6 alone has 103 M): cached, test_vgg_jax.py uses them too."""
+    (dim 32, 32 x 32 faces) whose backbone loaded that file (research/torch/weights.py), and the loader's notes.
+    Both in eval mode; the reference's classifier.6 is then replaced by nn.Identity, so it returns fc7's features.
+    Full-size weights (fc6 alone has 103 M): cached, test_vgg_jax.py uses them too."""
     torch.manual_seed(0)
     ref = torchvision.models.vgg16(weights=None)
     enc = encoders.build("torch", "vgg", variant="vgg16", dim=32, image_size=32)
     with tempfile.TemporaryDirectory() as tmp:
-        torch.save(ref.state_dict(), f"{tmp}/vgg16.pth")
-        published = torch.load(f"{tmp}/vgg16.pth", weights_only=True)
-    state, notes = checkpoint.adapt({k: v.numpy() for k, v in published.items()}, {})
-    enc.backbone.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()}, strict=True)
+        torch.save(ref.state_dict(), Path(tmp) / "vgg16.pth")
+        notes = load_backbone(enc, "vgg", Path(tmp) / "vgg16.pth")  # read, adapt, check strictly, load
     ref.classifier[6] = torch.nn.Identity()
     return ref.eval(), enc.eval(), notes
 
