@@ -12,8 +12,8 @@ import torch
 from speechbrain.lobes.models.ECAPA_TDNN import ECAPA_TDNN
 from speechbrain.nnet.CNN import Conv1d as SpeechBrainConv1d
 
-from encoders.checkpoints.ecapa import adapt
 from encoders.torch.ecapa import Ecapa
+from research.torch.weights import load_backbone
 
 RATE = 16000
 # Parameters of WeSpeaker's models, from the pretrained-model tables of its README files
@@ -62,10 +62,11 @@ def test_a_wespeaker_file_loads_without_its_classifier(tmp_path):
     enc = Ecapa("ecapa_test", dim=32, sample_rate=RATE, frontend="fbank80", spec_augment=False)
     saved = enc.backbone.state_dict() | {"projection.weight": torch.randn(10, 32)}
     torch.save(saved, tmp_path / "avg_model.pt")
-    state = {k: v.numpy() for k, v in torch.load(tmp_path / "avg_model.pt", weights_only=True).items()}
-    adapted, notes = adapt(state, {})
+    loaded = Ecapa("ecapa_test", dim=32, sample_rate=RATE, frontend="fbank80", spec_augment=False)
+    notes = load_backbone(loaded, "ecapa", tmp_path / "avg_model.pt")
     assert notes == ["dropped WeSpeaker's training classifier projection.weight"]
-    enc.backbone.load_state_dict({k: torch.from_numpy(v) for k, v in adapted.items()}, strict=True)
+    for key, value in enc.backbone.state_dict().items():
+        assert torch.equal(loaded.backbone.state_dict()[key], value), key
 
 
 def randomise_batchnorm(module: torch.nn.Module) -> None:
@@ -97,11 +98,9 @@ def test_speechbrain_ecapa_loads_and_its_frame_layers_agree(tmp_path):
         if isinstance(m, SpeechBrainConv1d):
             m.padding_mode = "constant"  # zeros
     torch.save(ref.state_dict(), tmp_path / "embedding_model.ckpt")
-    state = {k: v.numpy() for k, v in torch.load(tmp_path / "embedding_model.ckpt", weights_only=True).items()}
-    adapted, notes = adapt(state, {})
-    assert len(notes) == 3 and "mfa.norm" in notes[2] and "asp.tdnn.norm" in notes[1]
     enc = Ecapa("ecapa_c1024", dim=192, sample_rate=RATE, frontend="fbank80", spec_augment=False).eval()
-    enc.backbone.load_state_dict({k: torch.from_numpy(v) for k, v in adapted.items()}, strict=True)
+    notes = load_backbone(enc, "ecapa", tmp_path / "embedding_model.ckpt")  # strict: every key, every shape
+    assert len(notes) == 3 and "mfa.norm" in notes[2] and "asp.tdnn.norm" in notes[1]
 
     expected = {}
     for name, module in [*((f"layer{i + 1}", ref.blocks[i]) for i in range(4)), ("conv", ref.mfa.conv)]:

@@ -9,8 +9,8 @@ saved file (the model's state dict, without a DataParallel prefix, with the trai
 
 import torch
 
-from encoders.checkpoints.resnet_speaker import adapt
 from encoders.torch.resnet_speaker import ResnetSpeaker
+from research.torch.weights import load_backbone
 
 RATE = 16000
 # ResNet34-TSTP-emb256: 6.63M parameters, WeSpeaker's pretrained-model tables (examples/voxceleb/v2/README.md,
@@ -54,10 +54,11 @@ def test_a_wespeaker_file_loads_without_its_classifier(tmp_path):
     torch.manual_seed(0)
     enc = ResnetSpeaker("resnet_speaker_test", dim=32, sample_rate=RATE, frontend="fbank80", spec_augment=False)
     torch.save(enc.backbone.state_dict() | {"projection.weight": torch.randn(10, 32)}, tmp_path / "avg_model.pt")
-    state = {k: v.numpy() for k, v in torch.load(tmp_path / "avg_model.pt", weights_only=True).items()}
-    adapted, notes = adapt(state, {})
+    loaded = ResnetSpeaker("resnet_speaker_test", dim=32, sample_rate=RATE, frontend="fbank80", spec_augment=False)
+    notes = load_backbone(loaded, "resnet_speaker", tmp_path / "avg_model.pt")
     assert notes == ["dropped WeSpeaker's training classifier projection.weight"]
-    enc.backbone.load_state_dict({k: torch.from_numpy(v) for k, v in adapted.items()}, strict=True)
+    for key, value in enc.backbone.state_dict().items():
+        assert torch.equal(loaded.backbone.state_dict()[key], value), key
 
 
 def test_valid_outputs_do_not_depend_on_padding_at_full_size():
