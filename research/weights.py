@@ -27,7 +27,8 @@ def published_state(path: Path, module: str, shapes: Shapes, read: Callable) -> 
     try:
         raw = read(path)
     except Exception as err:  # any reader's failure: the file is not a checkpoint it can read
-        raise CheckpointError(f"{path}: not a readable checkpoint ({type(err).__name__}: {err})") from None
+        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        raise CheckpointError(f"{path}: not a readable checkpoint ({type(err).__name__}: {first})") from None
     state, notes = checkpoints.adapt(module, raw, shapes)
     untracked = [k for k in shapes if k not in state and k.endswith("num_batches_tracked")]
     if untracked:  # BatchNorm's step counter, which some published files leave out; unused in eval and training
