@@ -10,13 +10,13 @@ import pytest
 import timm
 import torch
 from flax import nnx
-from safetensors.numpy import load_file
 from safetensors.torch import save_file
 
-from encoders.checkpoints.mobilevit import adapt
 from encoders.jax import mobilevit as jax_mobilevit
 from encoders.jax.convert import to_nnx, to_torch, variables
 from encoders.torch import mobilevit as torch_mobilevit
+from research.jax.weights import load_backbone as jax_load_backbone
+from research.torch.weights import load_backbone as torch_load_backbone
 
 IMAGE, DIM, RTOL = 48, 32, 1e-5  # tolerance relative to the largest output (random BatchNorm makes it large)
 
@@ -51,19 +51,24 @@ def randomise_batchnorm(module: torch.nn.Module) -> None:
                 tensor.data.uniform_(low, high)
 
 
-def build_pair(path) -> tuple[torch.nn.Module, nnx.Module]:
-    """A random timm MobileViT-XXS with random BatchNorm statistics, saved with its head as a published file and
-    loaded into the torch encoder; the jax twin gets the torch encoder's whole state dict."""
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory) -> tuple[torch.nn.Module, nnx.Module]:
+    """A random timm MobileViT-XXS with random BatchNorm statistics, saved with its head as a published file;
+    the file loaded into the torch encoder and into its jax twin (research/{torch,jax}/weights.py), which holds
+    the torch encoder's other weights (the projection) converted. (A train step updates both alike, so the
+    tests may share them in any order.)"""
+    path = tmp_path_factory.mktemp("mobilevit") / "model.safetensors"
     torch.manual_seed(0)
     published = timm.create_model("mobilevit_xxs", pretrained=False)
     randomise_batchnorm(published)
     save_file(published.state_dict(), str(path))
     ref = torch_mobilevit.Mobilevit("mobilevit_xxs", dim=DIM, image_size=IMAGE)
-    shapes = {k: tuple(v.shape) for k, v in ref.backbone.state_dict().items()}
-    state, _ = adapt(load_file(str(path)), shapes)
-    ref.backbone.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()}, strict=True)
     enc = nnx.eval_shape(lambda: jax_mobilevit.Mobilevit("mobilevit_xxs", dim=DIM, image_size=IMAGE, rngs=nnx.Rngs(0)))
-    to_nnx({k: v.numpy() for k, v in ref.state_dict().items()}, enc)
+    to_nnx({k: v.numpy() for k, v in ref.state_dict().items()}, enc)  # before the file: random weights
+    for load_backbone, encoder in ((torch_load_backbone, ref), (jax_load_backbone, enc)):
+        assert load_backbone(encoder, "mobilevit", path) == [
+            "dropped the ImageNet classifier head.fc.weight, head.fc.bias"
+        ]
     return ref, enc
 
 
@@ -78,17 +83,9 @@ def assert_same_outputs(out, expected) -> None:
         np.testing.assert_allclose(np.asarray(x), y.numpy(), rtol=0, atol=RTOL * float(y.abs().max()))
 
 
-def test_published_file_and_eval_outputs_equal_torch(tmp_path):
-    """The published file converts into the jax backbone as it is (the same arrays as the torch encoder's), and
-    eval-mode outputs equal torch's; tokens are the 2 x 2 positions of the last map after the summary."""
-    ref, enc = build_pair(tmp_path / "model.safetensors")
-    state, _ = adapt(load_file(str(tmp_path / "model.safetensors")), {})  # no target key: the head is dropped
-    backbone = nnx.eval_shape(lambda: jax_mobilevit.Mobilevit("mobilevit_xxs", 8, IMAGE, rngs=nnx.Rngs(0)).backbone)
-    to_nnx(state, backbone)
-    loaded, expected_state = to_torch(backbone), to_torch(enc.backbone)
-    assert loaded.keys() == expected_state.keys()
-    for key, value in loaded.items():
-        np.testing.assert_array_equal(value, expected_state[key], err_msg=key)
+def test_published_file_gives_eval_outputs_equal_torch(pair):
+    """Eval mode; tokens are the 2 x 2 positions of the last map after the summary."""
+    ref, enc = pair
     with torch.no_grad():
         expected = ref.eval()({"face": FACE})
     enc.eval()
@@ -97,8 +94,8 @@ def test_published_file_and_eval_outputs_equal_torch(tmp_path):
     assert_same_outputs(out, expected)
 
 
-def test_one_train_step_gives_equal_outputs_and_running_statistics(tmp_path):
-    ref, enc = build_pair(tmp_path / "model.safetensors")
+def test_one_train_step_gives_equal_outputs_and_running_statistics(pair):
+    ref, enc = pair
     with torch.no_grad():
         expected = ref.train()({"face": FACE})
     enc.train()
@@ -107,4 +104,4 @@ def test_one_train_step_gives_equal_outputs_and_running_statistics(tmp_path):
     assert after.keys() == ref_after.keys()
     for key, value in ref_after.items():
         np.testing.assert_allclose(after[key], value, rtol=0, atol=1e-5, err_msg=key)
-    assert all(after[k] == 1 for k in ref_after if k.endswith("num_batches_tracked"))
+    assert all(after[k] == ref_after[k] > 0 for k in ref_after if k.endswith("num_batches_tracked"))

@@ -8,11 +8,11 @@ statistics) saved with safetensors, timm's own format; nothing is downloaded. On
 import pytest
 import timm
 import torch
-from safetensors.numpy import load_file
 from safetensors.torch import save_file
 
 from encoders.checkpoints.mobilevit import adapt
 from encoders.torch.mobilevit import VARIANTS, Mobilevit
+from research.torch.weights import load_backbone
 
 # Parameters with the 1000-class ImageNet head, from timm's ImageNet results table (param_count of
 # mobilevit_{xxs,xs,s}.cvnets_in1k; the paper, Mehta & Rastegari 2022, reports 1.3M / 2.3M / 5.6M).
@@ -63,10 +63,8 @@ def test_published_file_loads_and_equals_timm_at_full_size(tmp_path):
     randomise_batchnorm(ref)
     save_file(ref.state_dict(), str(tmp_path / "model.safetensors"))
     enc = Mobilevit("mobilevit_xxs", dim=32, image_size=256).eval()
-    shapes = {k: tuple(v.shape) for k, v in enc.backbone.state_dict().items()}
-    state, notes = adapt(load_file(str(tmp_path / "model.safetensors")), shapes)
+    notes = load_backbone(enc, "mobilevit", tmp_path / "model.safetensors")
     assert notes == ["dropped the ImageNet classifier head.fc.weight, head.fc.bias"]
-    enc.backbone.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()}, strict=True)
     face = torch.rand(1, 3, 256, 256, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         out = enc({"face": face})

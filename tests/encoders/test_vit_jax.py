@@ -10,14 +10,13 @@ import pytest
 import timm
 import torch
 from flax import nnx
-from safetensors.numpy import load_file
 from safetensors.torch import save_file
 from timm.models.vision_transformer import checkpoint_filter_fn
 
-from encoders.checkpoints.vit import adapt
 from encoders.jax import vit as jax_vit
 from encoders.jax.convert import to_nnx, variables
 from encoders.torch import vit as torch_vit
+from research.jax.weights import load_backbone
 
 TEST_VARIANT = "vit_s16_2blocks"  # test only: ViT-S/16 with 2 of its 12 blocks
 IMAGE, DIM, ATOL = 48, 32, 1e-5
@@ -37,8 +36,7 @@ def test_full_size_counts_and_keys_equal_torch(variant):
     assert set(variables(enc)) == set(ref.state_dict())
 
 
-@pytest.fixture(scope="module")
-def pair():
+def build_pair() -> tuple[torch.nn.Module, nnx.Module]:
     """A random torch encoder (2 blocks, 48 px) and its jax twin holding the converted weights."""
     with pytest.MonkeyPatch.context() as mp:
         for module in (torch_vit, jax_vit):
@@ -54,8 +52,8 @@ FACE = torch.rand(2, 3, IMAGE, IMAGE, generator=torch.Generator().manual_seed(1)
 forward = nnx.jit(lambda encoder, batch: encoder(batch))
 
 
-def test_outputs_equal_torch(pair):
-    ref, enc = pair
+def test_outputs_equal_torch():
+    ref, enc = build_pair()
     with torch.no_grad():
         expected = ref({"face": FACE})
     out = forward(enc, {"face": FACE.numpy()})
@@ -66,21 +64,20 @@ def test_outputs_equal_torch(pair):
 
 
 def test_published_file_loads_into_the_jax_backbone(tmp_path):
-    """A timm file at 224 px (2 blocks, with its head) -> adapter -> convert.to_nnx into the jax backbone:
-    its features equal timm's own model at 48 px loaded through timm's checkpoint_filter_fn."""
+    """A timm file at 224 px (2 blocks, with its head) into the jax encoder's backbone (research/jax/weights.py:
+    read, adapt, check strictly, convert.to_nnx): its features equal timm's own model at 48 px loaded through
+    timm's checkpoint_filter_fn."""
     torch.manual_seed(2)
     published = timm.create_model("vit_small_patch16_224", pretrained=False, depth=2)
     save_file(published.state_dict(), str(tmp_path / "model.safetensors"))
-    backbone = nnx.eval_shape(lambda: jax_vit.VisionTransformer(IMAGE, 16, 384, 2, 6, rngs=nnx.Rngs(0)))
+    _, enc = build_pair()  # other weights, replaced below
+    notes = load_backbone(enc, "vit", tmp_path / "model.safetensors")
+    assert notes[0] == "dropped the ImageNet classifier head.weight, head.bias" and len(notes) == 2
     small = timm.create_model("vit_small_patch16_224", pretrained=False, num_classes=0, depth=2, img_size=IMAGE)
-    target = {k: tuple(v.shape) for k, v in small.state_dict().items()}
-    state, notes = adapt(load_file(str(tmp_path / "model.safetensors")), target)
-    assert len(notes) == 2
-    to_nnx(state, backbone)
     filtered = checkpoint_filter_fn(published.state_dict(), small)
     small.eval().load_state_dict({k: v for k, v in filtered.items() if not k.startswith("head.")}, strict=True)
     x = (FACE - 0.5) / 0.5
     with torch.no_grad():
         expected = small.forward_features(x)  # (2, 10, 384)
-    got = nnx.jit(lambda m, x: m(x))(backbone, np.transpose(x.numpy(), (0, 2, 3, 1)))
+    got = nnx.jit(lambda m, x: m(x))(enc.backbone, np.transpose(x.numpy(), (0, 2, 3, 1)))
     np.testing.assert_allclose(np.asarray(got), expected.numpy(), rtol=0, atol=ATOL * float(expected.abs().max()))

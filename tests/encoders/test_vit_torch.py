@@ -9,12 +9,12 @@ import pytest
 import timm
 import torch
 import torch.nn.functional as F
-from safetensors.numpy import load_file
 from safetensors.torch import save_file
 from timm.models.vision_transformer import checkpoint_filter_fn
 
 from encoders.checkpoints.vit import adapt, bicubic
 from encoders.torch.vit import MEAN, STD, VARIANTS, Vit
+from research.torch.weights import load_backbone
 
 # Parameters with the 1000-class ImageNet head, from timm's ImageNet results table (param_count; the
 # Hugging Face model cards of vit_small_patch16_224.augreg_in21k_ft_in1k / vit_base_patch16_224.augreg2_in21k_ft_in1k
@@ -60,18 +60,10 @@ def published(tmp_path_factory):
     return ref, path
 
 
-def load(enc: Vit, path) -> list[str]:
-    """The published file -> the encoder's backbone, strictly (the lead's research/torch/weights.py does this)."""
-    shapes = {k: tuple(v.shape) for k, v in enc.backbone.state_dict().items()}
-    state, notes = adapt(load_file(str(path)), shapes)
-    enc.backbone.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()}, strict=True)
-    return notes
-
-
 def test_published_file_loads_and_equals_timm_at_full_size(published):
     ref, path = published
     enc = Vit("vit_s16", dim=32, image_size=224).eval()
-    assert load(enc, path) == ["dropped the ImageNet classifier head.weight, head.bias"]
+    assert load_backbone(enc, "vit", path) == ["dropped the ImageNet classifier head.weight, head.bias"]
     face = torch.rand(1, 3, 224, 224, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         out = enc({"face": face})
@@ -89,7 +81,7 @@ def test_published_file_resampled_to_a_small_grid_equals_timms_loader(published)
     (resample_abs_pos_embed: CLS kept, bicubic with antialiasing), and so do the features."""
     ref, path = published
     enc = Vit("vit_s16", dim=32, image_size=SMALL).eval()
-    notes = load(enc, path)
+    notes = load_backbone(enc, "vit", path)
     assert (
         notes[1]
         == "resampled pos_embed (1, 197, 384) -> (1, 17, 384) (bicubic with antialiasing, as timm; CLS position kept)"
