@@ -36,7 +36,14 @@ _BERT = (
     "SelfAttention",
     "SelfOutput",
 )
+
+
 # Names defined on one side only, each with the reason.
+def _methods(*classes: str) -> set[str]:
+    """A class with its __init__ and __call__, as the twin walk names them."""
+    return {f"{c}{m}" for c in classes for m in ("", ".__init__", ".__call__")}
+
+
 ONE_SIDED_NAMES: dict[str, set[str]] = {
     # torchaudio provides the window, the filterbank and the masking that jax's front end writes out.
     "encoders/jax/frontend.py": {"hann_window", "linspace", "mask_along_axis", "mel_filterbank"},
@@ -45,6 +52,15 @@ ONE_SIDED_NAMES: dict[str, set[str]] = {
     "encoders/torch/text_hf.py": {"TextHf.train"},
     "encoders/jax/text_hf.py": {f"Bert{part}{method}" for part in _BERT for method in ("", ".__init__", ".__call__")}
     | {"frozen", "load_pretrained"},
+    # timm and torchvision give torch the published backbones; jax writes them out with the same parameter names.
+    "encoders/jax/vit.py": _methods("Attention", "Mlp", "Block", "PatchEmbed", "VisionTransformer") | {"linear"},
+    "encoders/jax/mobilevit.py": _methods("ConvNormAct", "BottleneckBlock", "MobileVitBlock", "ByobNet") | {"conv"},
+    "encoders/jax/resnet.py": _methods("BasicBlock", "Bottleneck", "ResNet") | {"conv", "downsample"},
+    "encoders/jax/vgg.py": _methods("VGG") | {"initialised"},
+    # optax scales the encoders' updates through a mask of the parameter tree; torch gives them their own groups.
+    "research/jax/trainer.py": {"make_train_step", "train_state", "in_encoders"},
+    # A published checkpoint is a torch file (safetensors or a weights_only pickle): jax reads it with torch's reader.
+    "research/torch/weights.py": {"read"},
     # torch all-gathers the batch across ranks by hand; jax's shard_map gathers inside block_loss.
     "losses/torch/sharded.py": {"gather_batch"},
     "losses/jax/sharded.py": {"ShardedHead.block_loss"},
@@ -62,7 +78,6 @@ ONE_SIDED_NAMES: dict[str, set[str]] = {
     # the global batch (rank_batch), jax lays the whole batch over the mesh; torch's ranks load the data in
     # turn (load_splits) and its epoch-loop step closes over the eager train_step (make_step).
     "research/torch/trainer.py": {"train_step", "rank_batch", "load_splits", "make_step"},
-    "research/jax/trainer.py": {"make_train_step", "train_state"},
     # torch's process group: a World per rank and explicit collectives; jax's mesh spans every device of every
     # host, and XLA inserts the collectives (make_mesh, place lay arrays out on it).
     "research/torch/distributed.py": {"World", "World.is_main", "barrier", "broadcast", "close", "describe"}

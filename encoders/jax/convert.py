@@ -98,6 +98,19 @@ def to_torch(module: nnx.Module) -> dict[str, np.ndarray]:
     }
 
 
+def torch_shapes(module: nnx.Module) -> dict[str, tuple[int, ...]]:
+    """{torch key: shape in torch's layout} of `module`'s converted variables, without touching their values
+    (so an abstract module from nnx.eval_shape works too)."""
+    leaves = _leaf_names(module)
+    shapes = {}
+    for key, variable in variables(module).items():
+        shape = tuple(variable.get_value().shape)
+        if leaves[id(variable)] == "kernel" and len(shape) >= 2:  # to_torch_layout's transposes
+            shape = (shape[-1], shape[-2], *shape[:-2]) if len(shape) > 2 else shape[::-1]
+        shapes[key] = shape
+    return shapes
+
+
 def _leaf_names(module: nnx.Module) -> dict[int, str]:
     """id(variable) -> its NNX leaf name (`kernel`, `scale`, ...), which decides its layout."""
     return {id(node): str(path[-1]) for path, node in nnx.iter_graph(module) if isinstance(node, CONVERTED)}

@@ -15,7 +15,7 @@ from research.weights import published_state
 
 def load_backbone(encoder: nnx.Module, module: str, path: Path) -> list[str]:
     """Load the published file at `path` into `encoder.backbone` (strictly); what the adapter did, as notes."""
-    shapes = {k: v.shape for k, v in convert.to_torch(encoder.backbone).items()}
+    shapes = convert.torch_shapes(encoder.backbone)
     state, notes = published_state(path, module, shapes, read)
     convert.to_nnx(state, encoder.backbone)
     return notes

@@ -8,7 +8,7 @@ from flax import nnx
 from torch import nn
 
 from encoders.jax import layers
-from encoders.jax.convert import to_nnx, to_torch, torch_key
+from encoders.jax.convert import to_nnx, to_torch, torch_key, torch_shapes
 
 
 class TorchNet(nn.Module):
@@ -100,3 +100,9 @@ def test_key_rules():
     assert torch_key("blocks.1.scale") == "blocks.1.weight"
     assert torch_key("embed.embedding") == "embed.weight"
     assert torch_key("stem.1.running_var") == "stem.1.running_var"
+
+
+def test_torch_shapes_are_the_torch_modules_shapes_also_for_an_abstract_module():
+    want = {k: tuple(v.shape) for k, v in TorchNet().state_dict().items()}
+    assert torch_shapes(JaxNet(rngs=nnx.Rngs(0))) == want
+    assert torch_shapes(nnx.eval_shape(lambda: JaxNet(rngs=nnx.Rngs(0)))) == want
