@@ -2,6 +2,7 @@
 torchvision model's after loading the .pth file it saves, through the adapter that drops classifier.6."""
 
 import functools
+from collections.abc import Iterator
 import tempfile
 from pathlib import Path
 
@@ -66,8 +67,14 @@ def faces() -> torch.Tensor:
     return torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
 
 
-def test_features_equal_torchvision_after_loading_its_file():
-    ref, enc, notes = loaded_pair()
+@pytest.fixture(scope="module")
+def pair() -> Iterator[tuple[torch.nn.Module, torch.nn.Module, list[str]]]:
+    yield loaded_pair()
+    loaded_pair.cache_clear()  # the suite does not keep the 1 GB of weights (test_vgg_jax.py runs first)
+
+
+def test_features_equal_torchvision_after_loading_its_file(pair):
+    ref, enc, notes = pair
     assert notes == ["dropped the ImageNet classifier classifier.6.weight, classifier.6.bias"]
     normalised = torchvision.transforms.functional.normalize(faces(), [0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
     with torch.no_grad():
