@@ -2,8 +2,8 @@
 torchvision model's after loading the .pth file it saves, through the adapter that drops classifier.6."""
 
 import functools
-from collections.abc import Iterator
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
