@@ -168,6 +168,7 @@ class LossConfig:
         scale: float = 64.0
         margin: float = 0.5
         easy_margin: bool = False
+        detach_margin: bool = False  # insightface's Dec 2022 form: the margin's value, the gradient of s cos theta
 
     @dataclass
     class MaskProxy:  # Lian et al. 2021; multinomial = MMP

@@ -20,6 +20,7 @@ CASES = [  # (head, options, sample rates): every head unsampled, one sampled ca
     ("cosface", {}, (1.0,)),
     ("arcface", {}, (1.0, 0.5)),
     ("arcface", {"easy_margin": True, "label_smoothing": 0.1, "class_weights": WEIGHTS}, (1.0,)),
+    ("arcface", {"detach_margin": True}, (1.0, 0.5)),  # the option lives in margin_logits (block_logits)
     ("sphereface", {"lambda_base": 0.0, "lambda_min": 0.0}, (1.0, 0.5)),  # the full margin, lambda = 0
     ("sphereface", {"scale": 30.0}, (1.0,)),
     ("sphereface_r", {}, (1.0,)),

@@ -25,6 +25,7 @@ CASES = [
     ("cosface", {}),
     ("arcface", {}),
     ("arcface", {"easy_margin": True, "label_smoothing": 0.1, "class_weights": WEIGHTS}),
+    ("arcface", {"detach_margin": True}),  # the option lives in margin_logits, so block_logits applies it
     ("sphereface", {}),
     ("sphereface", {"lambda_base": 0.0, "lambda_min": 0.0}),  # the full margin, lambda = 0
     ("sphereface", {"scale": 30.0}),
