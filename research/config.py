@@ -68,6 +68,46 @@ class PerturbConfig:
 
 
 @dataclass
+class AugmentConfig:
+    """Training-time augmentation in the input pipeline (research/data/augment.py; docs/data.md "Augmentation"),
+    a pure function of (run.seed, epoch, sample index); off while every probability is 0 (the default)."""
+
+    # Voice: one draw per sample picks additive noise (noise_prob), reverberation (reverb_prob) or neither, so the
+    # two sum to at most 1; WeSpeaker's aug_prob 0.6 with one of the two at random is noise_prob = reverb_prob = 0.3.
+    noise_prob: float = 0.0
+    reverb_prob: float = 0.0
+    musan: str = ""  # MUSAN folder: noise/, music/, speech/ (**/*.wav each); a category is noise, music or babble
+    rirs: str = ""  # RIRS_NOISES folder: impulse responses simulated_rirs/**/*.wav (WeSpeaker's reverb set)
+    # SNR ranges in dB (Kaldi's VoxCeleb recipe, egs/voxceleb/v2/run.sh; Snyder et al. 2018): noise 0-15, music
+    # 5-15, babble 13-20 of 3-7 summed speech files.
+    noise_snr_min: float = 0.0
+    noise_snr_max: float = 15.0
+    music_snr_min: float = 5.0
+    music_snr_max: float = 15.0
+    babble_snr_min: float = 13.0
+    babble_snr_max: float = 20.0
+    babble_speakers_min: int = 3
+    babble_speakers_max: int = 7
+    gain_prob: float = 0.0
+    gain_db_min: float = -12.0  # audiomentations Gain's default range
+    gain_db_max: float = 12.0
+    # Speed perturbation (WeSpeaker, Ko et al. 2015): factor 0.9 or 1.1 with this probability (WeSpeaker's uniform
+    # choice of 1.0 / 0.9 / 1.1 is 2/3), by resampling; data.speed_perturb_labels makes the copies new classes.
+    speed_prob: float = 0.0
+    # Face (torchvision's definitions): horizontal flip, RandomResizedCrop, ColorJitter of brightness, contrast and
+    # saturation; face_policy = trivial: one TrivialAugment op (Mueller & Hutter 2021) per sample, as well.
+    flip_prob: float = 0.0
+    crop_prob: float = 0.0
+    crop_scale_min: float = 0.08  # area fraction (torchvision's default range)
+    crop_scale_max: float = 1.0
+    crop_ratio_min: float = 0.75  # aspect ratio (torchvision's default range)
+    crop_ratio_max: float = 4 / 3
+    jitter_prob: float = 0.0
+    jitter: float = 0.4  # brightness / contrast / saturation factors in [1 - jitter, 1 + jitter] (SimCLR, MoCo v2)
+    face_policy: Literal["none", "trivial"] = "none"
+
+
+@dataclass
 class DataConfig:
     dataset: str = "synthetic"  # "synthetic" or the path of a manifest (.csv / .jsonl)
     root: str = ".cache/datasets"  # where generated datasets are written and cached
@@ -89,6 +129,10 @@ class DataConfig:
     pk_samples: int = 4
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
     perturb: PerturbConfig = field(default_factory=PerturbConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    # Speed-perturbed copies (data.augment.speed_prob) are new identities, as in WeSpeaker: C training classes
+    # become 3 C ((class, speed) pairs); val / test are never perturbed and keep classes 0..C-1.
+    speed_perturb_labels: bool = False
 
 
 @dataclass

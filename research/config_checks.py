@@ -12,6 +12,7 @@ from research.config import (
     BACKBONES,
     PAIR_LOSSES,
     SPHEREFACE2_MARGINS,
+    AugmentConfig,
     Config,
     ConfigError,
     FaceEncoder,
@@ -63,9 +64,42 @@ def validate(cfg: Config) -> None:
         (cfg.data.perturb.copies >= 1, "data.perturb.copies must be at least 1"),
         (cfg.data.perturb.face_eps >= 0 and cfg.data.perturb.voice_eps >= 0, "data.perturb eps must be >= 0"),
     ]
-    for ok, message in checks + _pair_checks(cfg):
+    for ok, message in checks + _pair_checks(cfg) + _augment_checks(cfg):
         if not ok:
             raise ConfigError(message)
+
+
+def _range(cfg: AugmentConfig, name: str) -> tuple[float, float]:
+    """(name_min, name_max) of data.augment."""
+    return getattr(cfg, f"{name}_min"), getattr(cfg, f"{name}_max")
+
+
+def _augment_checks(cfg: Config) -> list[tuple[bool, str]]:
+    """data.augment (research/data/augment.py): probabilities, ranges, the folders it needs; speed copies as classes.
+    Whether the folders hold readable files is research/validate.py's."""
+    a, d = cfg.data.augment, cfg.data
+    probs = {k: getattr(a, k) for k in ("noise_prob", "reverb_prob", "gain_prob", "speed_prob", "flip_prob")}
+    probs |= {"crop_prob": a.crop_prob, "jitter_prob": a.jitter_prob}
+    checks = [(0.0 <= v <= 1.0, f"data.augment.{k} must be in [0, 1], got {v}") for k, v in probs.items()]
+    ranges = {k: _range(a, k) for k in ("noise_snr", "music_snr", "babble_snr", "gain_db", "babble_speakers")}
+    ranges |= {k: _range(a, k) for k in ("crop_scale", "crop_ratio")}
+    checks += [
+        (all(map(math.isfinite, v)) and v[0] <= v[1], f"data.augment.{k}_min must be finite and <= {k}_max, got {v}")
+        for k, v in ranges.items()
+    ]
+    return checks + [
+        (a.noise_prob + a.reverb_prob <= 1.0, "data.augment.noise_prob + data.augment.reverb_prob must be at most 1"),
+        (a.noise_prob == 0 or a.musan != "", "data.augment.noise_prob > 0 needs data.augment.musan (the MUSAN folder)"),
+        (a.reverb_prob == 0 or a.rirs != "", "data.augment.reverb_prob > 0 needs data.augment.rirs (RIRS_NOISES)"),
+        (a.babble_speakers_min >= 1, "data.augment.babble_speakers_min must be at least 1"),
+        (0 < a.crop_scale_min and a.crop_scale_max <= 1, "data.augment.crop_scale_min, _max must be in (0, 1]"),
+        (a.crop_ratio_min > 0, "data.augment.crop_ratio_min must be positive"),
+        (0 <= a.jitter <= 1, "data.augment.jitter must be in [0, 1]"),
+        (
+            not d.speed_perturb_labels or (a.speed_prob > 0 and d.target == "identity"),
+            "data.speed_perturb_labels needs data.augment.speed_prob > 0 and data.target=identity",
+        ),
+    ]
 
 
 def _weights_checks(cfg: Config) -> list[tuple[bool, str]]:

@@ -3,8 +3,9 @@
 With data.cache (the default) every file is decoded once, eagerly, when the data is loaded, so a bad
 file fails before training; the decoded arrays stay in memory. Without it, or from packed shards, the
 input pipeline (research/data/pipeline.py) decodes a sample when it reads it; batches always come
-through that pipeline. Batch order and voice crops are a pure function of (seed, epoch),
-which is what makes a resumed run see exactly the batches it would have seen.
+through that pipeline. Batch order, voice crops and the training split's augmentation (data.augment,
+research/data/augment.py) are a pure function of (seed, epoch, sample), which is what makes a resumed run see
+exactly the batches it would have seen.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from research.config import MODALITIES, DataConfig
-from research.data import manifest, pack, synthetic
+from research.data import augment, manifest, pack, synthetic
 from research.data.decode import Decoded, decode_row
 from research.data.manifest import SPLITS, DataError, Meta, Row
 from research.data.pipeline import SampleSet, Trials
@@ -55,6 +56,9 @@ def load(cfg: DataConfig) -> Splits:
     labels = {r.id: _labels(path, r, index, cfg.split == "open") for r in rows}
     if all(labels[r.id][cfg.target] < 0 for r in rows if split_of[r.id] == "train"):
         raise DataError(f"manifest {path}: no training sample has a known '{cfg.target}' (data.target)")
+    plan = augment.plan(cfg, len(classes["identity"]))  # the training split's augmentation (None: off)
+    if cfg.speed_perturb_labels:  # speed copies are new identities, c + k C; val / test keep 0 .. C-1
+        classes["identity"] = augment.speed_classes(classes["identity"])
     streamed = not cfg.cache or pack.is_packed(path)  # else decode it all now, into memory
     samples, problems = ([], []) if streamed else _decode_all(path, rows, cfg)
     if problems:
@@ -68,7 +72,7 @@ def load(cfg: DataConfig) -> Splits:
         else:
             arrays = _cached([s for s in samples if split_of[s.row.id] == split], cfg, tokenizer)
         trials = _trials(path, meta, arrays["ids"], {r.id for r in rows})
-        sets[split] = _sample_set(split, arrays, labels, list(classes), trials, cfg)
+        sets[split] = _sample_set(split, arrays, labels, list(classes), trials, cfg, plan if split == "train" else None)
     return Splits(**sets, classes=classes, skipped=len(problems), vocab_size=tokenizer.vocab_size)
 
 
@@ -153,7 +157,13 @@ def _decode_all(path: Path, rows: list[Row], cfg: DataConfig) -> tuple[list[Deco
 
 
 def _sample_set(
-    split: str, arrays: dict, labels: dict[str, dict], names: list[str], trials: dict[str, Trials], cfg: DataConfig
+    split: str,
+    arrays: dict,
+    labels: dict[str, dict],
+    names: list[str],
+    trials: dict[str, Trials],
+    cfg: DataConfig,
+    plan: augment.Plan | None,
 ) -> SampleSet:
     """One split's SampleSet from its samples' arrays (_cached or _streamed), labels and official trials."""
     label = {name: np.array([labels[i][name] for i in arrays["ids"]], dtype=np.int64) for name in names}
@@ -166,6 +176,7 @@ def _sample_set(
         workers=cfg.workers,
         perturb=cfg.perturb if split == "train" else None,
         pk=(cfg.pk_identities, cfg.pk_samples) if split == "train" and cfg.sampler == "pk" else None,
+        augment=plan,
     )
 
 

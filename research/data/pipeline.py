@@ -2,8 +2,10 @@
 
     order (permutation of (seed, epoch), or P x K batches with data.sampler = pk; one shard per rank)
       -> Read      decode one sample from its source (files, packed shards or the in-memory cache)
+      -> Recording training augmentation of the whole sample: voice speed, face ops (data.augment; augment.py)
       -> Tokenise  transcript -> token ids and mask (the cache holds them tokenised already)
       -> Crop      voice cut to S samples at an offset fixed by (seed, epoch, sample), zero-padded
+      -> Clip      training augmentation of the cropped voice: noise or reverberation, gain (data.augment)
       -> workers   (data.workers > 0: the steps above run in Grain's worker processes, CHUNK records at a time)
       -> Check     a bad file raises DataError, or is dropped and counted (data.on_error = skip)
       -> batch     stacked, with labels and presence flags looked up by sample index
@@ -27,9 +29,9 @@ import numpy as np
 from absl import flags
 
 from research.config import MODALITIES, PerturbConfig
-from research.data import perturb, sampler
+from research.data import augment, perturb, sampler
 from research.data.manifest import DataError
-from research.data.sources import Stream
+from research.data.sources import MemorySource, Stream
 from research.data.text import Tokenizer
 
 log = logging.getLogger(__name__)
@@ -44,20 +46,6 @@ if not flags.FLAGS.is_parsed():
 OPTIONS = grain.experimental.DatasetOptions(min_shm_size=1 << 24)
 _LOCAL = threading.local()
 CHUNK = 16  # consecutive records read and sent by a worker at a time: one transfer per chunk, not per record
-
-
-class MemorySource:
-    """The in-memory cache (data.cache): a SampleSet decoded and tokenised once, read by index."""
-
-    def __init__(self, data: SampleSet) -> None:
-        self.data = data
-
-    def __len__(self) -> int:
-        return len(self.data)
-
-    def __getitem__(self, i: int) -> dict:
-        d = self.data
-        return {"face": d.face[i], "voice": d.voice[i], "text_ids": d.text_ids[i], "text_mask": d.text_mask[i]}
 
 
 @dataclass
@@ -77,6 +65,7 @@ class SampleSet:
     workers: int = 0  # data.workers: processes that read samples
     perturb: PerturbConfig | None = None  # data.perturb, set on the training split (research/data/perturb.py)
     pk: tuple[int, int] | None = None  # data.sampler = pk: (P, K), set on the training split (research/data/sampler.py)
+    augment: augment.Plan | None = None  # data.augment, set on the training split when on (research/data/augment.py)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -169,6 +158,7 @@ class Collate:
 
     def __init__(self, data: SampleSet) -> None:
         self.present, self.label = data.present, data.label
+        self.speed_classes = data.augment.classes if data.augment is not None else 0  # data.speed_perturb_labels
 
     def __call__(self, records: Sequence[dict]) -> dict[str, np.ndarray]:
         idx = np.array([r["index"] for r in records], dtype=np.int64)  # (B,)
@@ -181,6 +171,8 @@ class Collate:
         }
         batch |= {f"{m}_present": self.present[m][idx] for m in MODALITIES}
         batch |= {name: values[idx] for name, values in self.label.items()}
+        if self.speed_classes and "speed" in records[0]:  # speed copies are new classes (augment.relabel)
+            augment.relabel(batch, np.array([r["speed"] for r in records]), self.speed_classes)
         return batch
 
 
@@ -274,7 +266,7 @@ def batches(
 ) -> Batches:
     """The batches of `data` for one epoch; train=True crops voices at random, else at the start."""
     stream = data.stream
-    source = MemorySource(data) if stream is None else stream.source
+    source = MemorySource(data.face, data.voice, data.text_ids, data.text_mask) if stream is None else stream.source
     fractions = crop_fractions(len(data), seed, epoch) if train else None
     if shuffle and data.pk is not None:  # data.sampler = pk: identity-balanced batches (research/data/sampler.py)
         global_batches = len(data) // (batch_size * world)
@@ -283,11 +275,17 @@ def batches(
     else:
         indices = order(len(data), shuffle=shuffle, seed=seed, epoch=epoch, rank=rank, world=world)
     ds = grain.MapDataset.source(indices).map(Read(source))
+    plan = data.augment if train else None  # None: off, and no transform added (the batches of no augmentation)
+    if plan is not None:
+        ds = ds.map(augment.Recording(plan, seed, epoch, data.present["face"]))
     if train and data.perturb is not None and perturb.enabled(data.perturb):  # the defence of data.perturb
         ds = ds.map(perturb.Perturb(data.perturb, seed, perturb.copy_of(len(data), data.perturb.copies, seed, epoch)))
     if stream is not None:
         ds = ds.map(Tokenise(stream.tokenizer, stream.text_len))
-    ds = ds.map(Crop(fractions, data.voice_samples)).batch(CHUNK, batch_fn=list).to_iter_dataset()
+    ds = ds.map(Crop(fractions, data.voice_samples))
+    if plan is not None:
+        ds = ds.map(augment.Clip(plan, seed, epoch))
+    ds = ds.batch(CHUNK, batch_fn=list).to_iter_dataset()
     ds = grain.experimental.WithOptionsIterDataset(ds, OPTIONS)  # before the workers: they read it
     if workers > 0:
         ds = ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=workers))

@@ -1,6 +1,6 @@
-"""The input pipeline's source that decodes a sample's files when it reads it (FileSource; research/data/decode.py
-decode_row). The pipeline's other sources: the in-memory cache of a split decoded once
-(research/data/pipeline.py MemorySource) and packed shards (research/data/pack.py PackedSource)."""
+"""The input pipeline's sources: one that decodes a sample's files when it reads it (FileSource; research/data/decode.py
+decode_row) and the in-memory cache of a split decoded once (MemorySource). The third reads packed shards
+(research/data/pack.py PackedSource)."""
 
 from __future__ import annotations
 
@@ -35,6 +35,20 @@ class FileSource:
             "voice": np.zeros(0, np.float32) if s.voice is None else s.voice,  # (n,) float32, any length
             "text": s.text,  # None = missing
         }
+
+
+class MemorySource:
+    """The in-memory cache (data.cache): a split's samples decoded and tokenised once, read by index."""
+
+    def __init__(self, face: np.ndarray, voice: list[np.ndarray], text_ids: np.ndarray, text_mask: np.ndarray) -> None:
+        self.face, self.voice, self.text_ids, self.text_mask = face, voice, text_ids, text_mask
+
+    def __len__(self) -> int:
+        return len(self.voice)
+
+    def __getitem__(self, i: int) -> dict:
+        ids, mask = self.text_ids[i], self.text_mask[i]
+        return {"face": self.face[i], "voice": self.voice[i], "text_ids": ids, "text_mask": mask}
 
 
 @dataclass(frozen=True)
