@@ -56,6 +56,20 @@ def publish(path: Path, write: Callable[[Path], None]) -> None:
     _fsync(path.parent)
 
 
+def settle(path: Path, keep: str) -> None:
+    """After `publish` (run.keep): the previous copy goes at once unless every checkpoint is kept."""
+    if keep != "all":
+        previous(path).unlink(missing_ok=True)
+
+
+def prune(run_dir: Path, keep: str) -> None:
+    """At the end of a finished run (run.keep): best = the best model only, none = no checkpoint at all."""
+    names = {"all": (), "best": ("last",), "none": ("last", "best")}[keep]
+    for name in names:
+        for path in (run_dir / f"{name}.safetensors", previous(run_dir / f"{name}.safetensors")):
+            path.unlink(missing_ok=True)
+
+
 def content_hash(arrays: dict[str, bytes]) -> str:
     """sha256 over the sorted keys and raw bytes of a checkpoint's arrays (stored in its header)."""
     h = hashlib.sha256()

@@ -289,7 +289,12 @@ class RunConfig:
     project: str = "fusion-research"
     group: str = ""
     tags: tuple[str, ...] = ()
-    progress: bool = True
+    progress: bool = True  # a progress bar per epoch (false, as sweeps set it: the epoch lines only)
+    log_every: int = 50  # every this many steps, log the step's loss, lr, gradient norm and samples/s (0: never)
+    # Checkpoints kept once the run has finished: all = best and last (each with its previous copy), best = the
+    # best model only, none = nothing (docs/training.md "Checkpoints"); while training, every write keeps the
+    # previous copy until the new file is complete.
+    keep: Literal["all", "best", "none"] = "all"
     stop_after_epoch: int = 0  # > 0: stop after this epoch as if interrupted (tests resume)
     checkpoint_every: int = 0  # > 0: also a mid-epoch `last` checkpoint every this many steps (exact resume)
     resume: bool = True  # continue from out/name/last.safetensors when it exists

@@ -65,7 +65,7 @@ class Tracker:
 
     def __init__(self, cfg: Config, run_dir: Path, name: str):
         self.lock = rundir.claim(run_dir)
-        self.path = run_dir / "record.json"
+        self.path, self.epochs = run_dir / "record.json", cfg.optim.epochs
         previous = json.loads(self.path.read_text()) if self.path.exists() and cfg.run.resume else {}
         self.record: dict[str, Any] = {
             "name": name,
@@ -73,6 +73,7 @@ class Tracker:
             "error": None,
             "config": to_dict(cfg),
             "history": previous.get("history", []),
+            "steps": previous.get("steps", []),
             "summary": {},
             **environment(),
             "started_at": previous.get("started_at", _now()),
@@ -100,7 +101,7 @@ class Tracker:
             resume="allow" if resumed else None,
             group=cfg.run.group or None,
             tags=list(cfg.run.tags),
-            config=to_dict(cfg),
+            config=logged_config(cfg),
             dir=str(run_dir),
         )
         if mode == "online":
@@ -124,11 +125,20 @@ class Tracker:
             return None
 
     def log(self, metrics: dict[str, float], epoch: int) -> None:
-        """Append one epoch's metrics to the history (dropping a replayed epoch) and log them."""
+        """Append one epoch's metrics to the history (dropping a replayed epoch), log them, print them in a line."""
         history = [h for h in self.record["history"] if h["epoch"] < epoch]
         self.record["history"] = history + [{"epoch": epoch, **metrics}]
         self.write()
         self._wandb(lambda run: run.log({"epoch": epoch, **metrics}))
+        print(f"epoch {epoch}/{self.epochs}  " + "  ".join(f"{k} {v:.4g}" for k, v in metrics.items()), flush=True)
+
+    def log_step(self, metrics: dict[str, float], step: int, epoch: int) -> None:
+        """One training step's measurements (research/training.py StepLog): to W&B now, to the record's `steps`
+        at its next write (an epoch's end, a mid-epoch checkpoint); the first step logged after a resume drops
+        the steps logged from it on before (they are replayed)."""
+        steps = [s for s in self.record["steps"] if s["step"] < step]
+        self.record["steps"] = steps + [{"step": step, "epoch": epoch, **metrics}]
+        self._wandb(lambda run: run.log({"train/step": step, **metrics}))
 
     def truncate(self, epoch: int) -> None:
         """Forget history after `epoch` (a resume restarts from the checkpoint of that epoch)."""
@@ -171,6 +181,16 @@ class Tracker:
         tmp.replace(self.path)
 
 
+def logged_config(cfg: Config) -> dict[str, Any]:
+    """The config as W&B shows it: without the sections of the losses the run does not use (the record keeps the
+    whole config, from which a run is rebuilt)."""
+    config = to_dict(cfg)
+    used = {cfg.loss.name} | ({"cross_modal", "softmax"} if cfg.model.task == "match" else set())
+    sections = {k for k, v in config["loss"].items() if isinstance(v, dict)}
+    config["loss"] = {k: v for k, v in config["loss"].items() if k not in sections - used}
+    return config
+
+
 def is_writer(process: int) -> bool:
     """The one rule of a run of several processes (torchrun's ranks, jax's hosts): only process 0 writes the
     run directory (record, checkpoints) and tracks (W&B)."""
@@ -189,6 +209,12 @@ class Silent:
         self.record: dict = {}
 
     def log(self, metrics: dict, epoch: int) -> None:
+        pass
+
+    def log_step(self, metrics: dict, step: int, epoch: int) -> None:
+        pass
+
+    def write(self) -> None:
         pass
 
     def truncate(self, epoch: int) -> None:

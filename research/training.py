@@ -88,17 +88,21 @@ def resume_point(progress: dict) -> tuple[dict | None, dict]:
     return begin, {k: progress[k] for k in ("epoch", "best", "best_epoch", "selection")} | {"step": 0}
 
 
-def train_epoch(step, data: SampleSet, cfg: Config, epoch: int, *, size: int, shard: dict, last: Path, save, begin):
+def train_epoch(
+    step, data: SampleSet, cfg: Config, epoch: int, *, size: int, shard: dict, last: Path, save, begin, tracker
+):
     """One pass over the training set; returns the mean loss over the global batches. Raises NonFiniteLoss
     before a bad step.
 
     `step(batch, number)` trains on one NumPy batch (`number`: the run's steps before it) and returns the
-    global batch's loss. Batches have `size` rows, `shard` ({"rank", "world"} or {}) picks this rank's.
-    `begin` is a mid-epoch checkpoint's meta (or None): the epoch's iterator continues from its "pipeline"
-    state after "step" steps, with the loss sum so far. Every run.checkpoint_every steps (not at the epoch's
-    end, whose checkpoint follows the validation) `save(step, pipeline state, loss sum)` is called."""
+    step's measurements {"loss" (the global batch's), "grad_norm", "lr"}. Batches have `size` rows, `shard`
+    ({"rank", "world"} or {}) picks this rank's. `begin` is a mid-epoch checkpoint's meta (or None): the epoch's
+    iterator continues from its "pipeline" state after "step" steps, with the loss sum so far. Every
+    run.checkpoint_every steps (not at the epoch's end, whose checkpoint follows the validation) `save(step,
+    pipeline state, loss sum)` is called; every run.log_every steps the tracker logs the step (`StepLog`)."""
     done, total = (begin["step"], begin["loss_sum"]) if begin else (0, 0.0)
     steps, every = steps_per_epoch(data, cfg), cfg.run.checkpoint_every
+    step_log = StepLog(tracker, cfg, epoch)
     kw = {"shuffle": True, "seed": cfg.run.seed, "epoch": epoch, "train": True, **shard}
     with data.batches(size, **kw) as batches:
         if begin:
@@ -113,17 +117,39 @@ def train_epoch(step, data: SampleSet, cfg: Config, epoch: int, *, size: int, sh
             leave=False,
         )
         for number, batch in enumerate(bar, start=done + 1):  # number: steps done once this one is
-            loss = step(batch, (epoch - 1) * steps + number - 1)
+            measured = step(batch, (epoch - 1) * steps + number - 1)
+            loss = measured["loss"]
             if not math.isfinite(loss):
                 raise NonFiniteLoss(
                     f"non-finite loss ({loss}) at epoch {epoch}, step {number - 1}: stopped before updating the "
                     f"weights; the last good checkpoint is {last if last.exists() else 'none yet'}"
                 )
             total += loss
+            step_log((epoch - 1) * steps + number, measured)
             bar.set_postfix(loss=f"{total / number:.4f}")
             if every > 0 and number % every == 0 and number < steps:
+                tracker.write()  # the steps logged so far, before the checkpoint that resumes after them
                 save(number, batches.get_state(), total)
     return total / number
+
+
+class StepLog:
+    """Every run.log_every steps (of the run), the step's loss, learning rate and gradient norm, and the training
+    samples/s since the last log (global batches, data loading included), to the tracker (0: off)."""
+
+    def __init__(self, tracker: Tracker, cfg: Config, epoch: int):
+        self.tracker, self.every, self.batch, self.epoch = tracker, cfg.run.log_every, cfg.data.batch_size, epoch
+        self.since, self.count = time.perf_counter(), 0
+
+    def __call__(self, step: int, measured: dict[str, float]) -> None:
+        self.count += 1
+        if self.every <= 0 or step % self.every:
+            return
+        rate = self.count * self.batch / (time.perf_counter() - self.since)
+        keys = {"loss": "train/step_loss", "lr": "train/lr", "grad_norm": "train/grad_norm"}
+        metrics = {keys[k]: float(v) for k, v in measured.items() if k in keys} | {"train/samples_per_s": rate}
+        self.tracker.log_step(metrics, step, self.epoch)
+        self.since, self.count = time.perf_counter(), 0
 
 
 def end_epoch(progress: dict, epoch: int, val: dict, metrics: dict, tracker: Tracker, save_best, save_last) -> None:

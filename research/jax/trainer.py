@@ -179,19 +179,21 @@ def train_and_evaluate(cfg: Config, run_dir: Path, name: str) -> dict:
         checkpoint.save(
             path, state if resumable else {"params": state["params"], "variables": state["variables"]}, meta
         )
+        if jax.process_index() == 0:
+            checkpoint_files.settle(path, cfg.run.keep)
 
     def save(step: int, pipeline: dict, loss_sum: float) -> None:
         """A mid-epoch `last`: progress["epoch"] is still the last completed epoch."""
         write(last, progress | {"step": step, "pipeline": pipeline, "loss_sum": loss_sum}, resumable=True)
 
-    def step(batch: dict, number: int) -> float:
+    def step(batch: dict, number: int) -> dict[str, float]:
         """One update on a global batch laid over the mesh, the run's step `number` seeding its randomness;
-        the batch's loss."""
+        the step's measurements (loss, gradient norm, learning rate)."""
         nonlocal state
         state, measured = train_step(state, to_device(batch, mesh), number)
-        return float(measured["loss"])
+        return {k: float(v) for k, v in measured.items()}
 
-    epoch_kw = {"size": cfg.data.batch_size, "shard": {}, "last": last, "save": save}
+    epoch_kw = {"size": cfg.data.batch_size, "shard": {}, "last": last, "save": save, "tracker": tracker}
     with finishing(tracker, name):
         for epoch in range(progress["epoch"] + 1, cfg.optim.epochs + 1):
             train_loss = train_epoch(step, splits.train, cfg, epoch, begin=begin, **epoch_kw)
@@ -206,4 +208,5 @@ def train_and_evaluate(cfg: Config, run_dir: Path, name: str) -> dict:
     load_weights(model, best_path)
     summary = final_report(backend, model, splits, cfg, mesh, run_dir / "eval", tracker.record["history"])
     tracker.images(images(run_dir / "eval"))
+    checkpoint_files.prune(run_dir, cfg.run.keep)
     return finish(tracker, summary, parameter_report(model), progress, splits, started)

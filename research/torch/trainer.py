@@ -112,12 +112,14 @@ def train_step(model, optimizer, scheduler, batch: dict[str, torch.Tensor], cfg:
 
 def make_step(model, optimizer, scheduler, cfg: Config, world: distributed.World):
     """The epoch loop's step (research/training.py train_epoch): one update on this rank's part of a global
-    batch, returning the global batch's loss, alike on every rank (this rank's when it is not finite). Its
+    batch, returning its measurements with the global batch's loss, alike on every rank (this rank's when it is
+    not finite; the gradient norm is the global batch's, the learning rate the first group's). Its
     `number` (the run's step) is jax's; torch's scheduler counts the steps itself."""
 
-    def step(batch: dict, number: int) -> float:
-        loss = train_step(model, optimizer, scheduler, to_device(batch, world.device), cfg)["loss"]
-        return distributed.mean(loss, world) if math.isfinite(loss) else loss
+    def step(batch: dict, number: int) -> dict[str, float]:
+        measured = train_step(model, optimizer, scheduler, to_device(batch, world.device), cfg)
+        loss = measured["loss"]
+        return measured | {"loss": distributed.mean(loss, world) if math.isfinite(loss) else loss}
 
     return step
 
@@ -202,6 +204,7 @@ def train_and_evaluate(cfg: Config, run_dir: Path, name: str) -> dict:
         model_state, optim_state = sharding.full_state(model, optimizer if resumable else None, world)
         if world.is_main:
             checkpoint.save(path, model_state, meta, optim_state, scheduler if resumable else None)
+            checkpoint_files.settle(path, cfg.run.keep)
 
     def save(step: int, pipeline: dict, loss_sum: float) -> None:
         """A mid-epoch `last`: progress["epoch"] is still the last completed epoch."""
@@ -211,6 +214,7 @@ def train_and_evaluate(cfg: Config, run_dir: Path, name: str) -> dict:
     trained = torch.compile(trained) if cfg.run.compile else trained
     step = make_step(trained, optimizer, scheduler, cfg, world)
     epoch_kw = {"size": size, "shard": {"rank": world.rank, "world": world.size}, "last": last, "save": save}
+    epoch_kw |= {"tracker": tracker}
     try:
         with finishing(tracker, name):
             for epoch in range(progress["epoch"] + 1, cfg.optim.epochs + 1):
@@ -232,4 +236,5 @@ def train_and_evaluate(cfg: Config, run_dir: Path, name: str) -> dict:
     load_weights(model, best_path)
     summary = final_report(backend, model, splits, cfg, device, run_dir / "eval", tracker.record["history"])
     tracker.images(images(run_dir / "eval"))
+    checkpoint_files.prune(run_dir, cfg.run.keep)
     return finish(tracker, summary, parameter_report(model), progress, splits, started)

@@ -42,6 +42,7 @@ def args(out: Path, data_root: Path, name: str) -> list[str]:
         "--optim.epochs=1",
         "--eval.plots=false",
         "--eval.trials=200",
+        "--run.log_every=1",
     ]
 
 
@@ -89,4 +90,8 @@ def test_a_run_killed_mid_epoch_resumes_to_the_uninterrupted_metrics(tmp_path, d
             assert ha[key] == hb[key], (key, ha, hb)
     for key in ("test/acc", "test/loss", "val/acc"):
         assert a["summary"][key] == b["summary"][key], key
+    # The steps logged before the kill (written with its checkpoint) and after the resume: every step once, alike.
+    measured = ("step", "epoch", "train/step_loss", "train/lr", "train/grad_norm")
+    assert [[s[k] for k in measured] for s in a["steps"]] == [[s[k] for k in measured] for s in b["steps"]]
+    assert [s["step"] for s in b["steps"]] == list(range(1, STEPS + 1))
     assert checkpoint.read_meta(last)["step"] == 0  # the end-of-epoch checkpoint replaced the mid-epoch one
