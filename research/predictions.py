@@ -4,6 +4,10 @@
 from __future__ import annotations
 
 import numpy as np
+from scipy.special import logsumexp
+
+from research.config import Config
+from research.data.augment import SPEEDS
 
 
 def dropped(batch: dict[str, np.ndarray], drop: str) -> dict[str, np.ndarray]:
@@ -31,8 +35,18 @@ class Predictions:
             if value.ndim == 1:
                 self.parts.setdefault(key, []).append(value)
 
-    def arrays(self) -> dict:
-        """Per-sample arrays of the split, and its loss."""
+    def arrays(self, copies: int = 1) -> dict:
+        """Per-sample arrays of the split, and its loss. With `copies` > 1 (data.speed_perturb_labels: class c + k C
+        is class c at speed k) the log-probabilities of a class's copies are summed into the class's, (N, k C) ->
+        (N, C), so that evaluation scores the C classes the validation and test labels name."""
         preds = {k: np.concatenate(v) for k, v in self.parts.items()}
         preds["loss"] = np.float64(sum(self.losses) / max(sum(self.weights), 1))
+        if copies > 1 and "log_probs" in preds:
+            n, classes = preds["log_probs"].shape
+            preds["log_probs"] = logsumexp(preds["log_probs"].reshape(n, copies, classes // copies), axis=1)
         return preds
+
+
+def class_copies(cfg: Config) -> int:
+    """How many classes each training class became (data.speed_perturb_labels: one per speed), else 1."""
+    return len(SPEEDS) if cfg.data.speed_perturb_labels else 1

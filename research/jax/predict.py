@@ -21,7 +21,7 @@ from research.config import Config
 from research.data.loader import SampleSet
 from research.jax.distributed import place
 from research.jax.model import FusionModel
-from research.predictions import Predictions, dropped
+from research.predictions import Predictions, class_copies, dropped
 
 
 def replicate(tree, mesh: Mesh):
@@ -91,4 +91,4 @@ def predict(model: FusionModel, data: SampleSet, cfg: Config, mesh: Mesh, drop: 
             k for k in out if k in ("log_probs", "embedding") or k.removesuffix("_embedding") in cfg.model.modalities
         ]
         predictions.add(batch, loss, {k: out[k][:n].astype(np.float32) for k in kept})
-    return predictions.arrays()
+    return predictions.arrays(class_copies(cfg))

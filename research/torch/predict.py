@@ -8,7 +8,7 @@ import torch
 
 from research.config import Config
 from research.data.loader import SampleSet
-from research.predictions import Predictions, dropped
+from research.predictions import Predictions, class_copies, dropped
 from research.torch.model import FusionModel
 
 
@@ -63,4 +63,4 @@ def predict(
         arrays = {k: out[k] for k in ("log_probs", "embedding") if k in out}  # no log_probs without a classifier
         arrays |= {f"{s}_embedding": v for s, v in out["streams"].items() if s in cfg.model.modalities}
         predictions.add(batch, out["loss"].item(), {k: v.float().cpu().numpy() for k, v in arrays.items()})
-    return predictions.arrays()
+    return predictions.arrays(class_copies(cfg))
