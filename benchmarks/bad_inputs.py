@@ -2,6 +2,7 @@
 
     python benchmarks/bad_inputs.py                 # prints the table and writes it into docs/robustness.md
     python benchmarks/bad_inputs.py --no-write
+    python benchmarks/bad_inputs.py --no-write --only Latin-1   # the cases whose name contains this text
 
 Each case runs `experiments/run.py` (or `prepare.py check`, or a decode) in its own process on a tiny copy of
 the embedded dataset, and records the exit status, the first `error:` / `warning:` line (or the last line
@@ -228,13 +229,14 @@ class NotWandb(http.server.BaseHTTPRequestHandler):
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--no-write", action="store_true", help="print the table only")
+    parser.add_argument("--only", default="", help="only the cases whose name has this text (implies --no-write)")
     args = parser.parse_args()
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), NotWandb)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     rows, tracebacks, wrong = ["| input | exit | what it said | traceback |", "| --- | --- | --- | --- |"], 0, 0
     with tempfile.TemporaryDirectory() as name:
         tmp = Path(name)
-        found = cases(tmp, server.server_port)
+        found = [case for case in cases(tmp, server.server_port) if args.only in case.name]
         for case in found:
             if case.damage:
                 damage(case, tmp)
@@ -248,7 +250,7 @@ def main() -> int:
         f"{len(found)} inputs; {wrong} with another exit status than expected; {tracebacks} tracebacks for user errors"
     )
     print(summary)
-    if not args.no_write:
+    if not (args.no_write or args.only):  # a partial table never replaces the documented one
         table = "\n".join([BEGIN, *rows, "", summary + ".", END])
         text = DOC.read_text()
         text = re.sub(f"{BEGIN}.*{END}", lambda _: table, text, flags=re.S) if BEGIN in text else f"{text}\n{table}\n"

@@ -9,7 +9,7 @@ research/jax/trainer.py builds). The data order is the same by construction (bat
 dropout and SpecAugment masks differ by design (torch's RNG vs jax keys of (seed, step)): `--no-noise`
 turns both off (model.dropout=0, model.spec_augment=false) in both backends. Prints, per seed, both test
 accuracies and both per-epoch training losses (from each run's record.json).
-Runs go to runs/same_init/ (a rerun of a finished run only re-evaluates it).
+Runs go to runs/same_init/, or to --out (a rerun of a finished run only re-evaluates it).
 """
 
 from __future__ import annotations
@@ -63,25 +63,26 @@ def jax_run(overrides: list[str], name: str, state: dict[str, np.ndarray]) -> No
         trainer.build_model = build
 
 
-def record(name: str) -> dict:
-    return json.loads((ROOT / OUT / name / "record.json").read_text())
+def record(out: str, name: str) -> dict:
+    return json.loads((ROOT / out / name / "record.json").read_text())
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--no-noise", action="store_true", help="dropout 0 and no SpecAugment, in both backends")
+    parser.add_argument("--out", default=OUT, help="the runs' folder (run.out)")
     args, extra = parser.parse_known_args()
     noise = ["--model.dropout=0", "--model.spec_augment=false"] if args.no_noise else []
     suffix = "-nonoise" if args.no_noise else ""
     rows = []
     for seed in args.seeds:
-        overrides = [*extra, *noise, f"--seed={seed}", f"--run.out={OUT}", "--run.wandb=disabled"]
+        overrides = [*extra, *noise, f"--seed={seed}", f"--run.out={args.out}", "--run.wandb=disabled"]
         overrides += ["--run.progress=false"]
         names = {b: f"{b}-s{seed}{suffix}" for b in ("torch", "jax")}
         torch_run(overrides, names["torch"])
         jax_run(overrides, names["jax"], torch_initial_state(overrides))
-        rows.append((seed, {b: record(n) for b, n in names.items()}))
+        rows.append((seed, {b: record(args.out, n) for b, n in names.items()}))
     print(f"\nsame initial weights (torch's), noise {'off' if args.no_noise else 'on'}, {' '.join(extra)}")
     for seed, records in rows:
         for backend, rec in records.items():

@@ -1,15 +1,23 @@
 """Training throughput of each fusion type in jax on this machine, next to torch's in the same run.
 
     python benchmarks/jax/throughput.py [--steps 10] [--batch 32] [--bf16] [--no-torch] [--fusions early ...]
-                                        [--variants cross_attn]
+                                        [--model default|large] [--variants cross_attn] [--json FILE]
 
-For every fusion module it builds the default model (face_cnn + voice_ecapa + text_tiny at dim 64),
+For every fusion module it builds the default model (face_cnn + voice_ecapa + text_tiny at dim 64; with
+`--model large` the published backbones at their real sizes, cross-attention fusion by default: iresnet50 on
+112 x 112 faces, ecapa_c512 on 2 s voices at 16 kHz through the fbank80 front end, text_hf (MiniLM), dim 256,
+4 heads, 2 fusion layers; benchmarks/throughput_table.py MODELS),
 compiles the trainer's jitted step (research/jax/trainer.py: forward, loss, gradient, clipping, AdamW)
 and times it on real batches of the embedded dataset, after two warm-up steps. It prints the table of
 benchmarks/torch/throughput.py (FLOPs from XLA's cost analysis of the step, which counts every operation,
 where torch's counter counts matmuls and convolutions only), then runs benchmarks/torch/throughput.py
 in a subprocess with the same arguments and prints the jax/torch step-time ratio per fusion type and the
-compile time of each jax step, separately.
+compile time of each jax step, separately. On a GPU or TPU the table adds the MFU (XLA's FLOP/s over the
+chip's dense bf16 peak from benchmarks/throughput_table.py's table, meant for `--bf16`) and the peak device
+memory (memory_stats()["peak_bytes_in_use"]: the process's peak so far, so the largest of the fusions timed up
+to that line), and torch runs on the GPU (`--device cuda`) while this process holds its memory: jax's default
+preallocation leaves torch a quarter of the card (benchmarks/gpu.py runs the two apart). `--json FILE` writes
+the measurements as benchmarks/torch/throughput.py does ({"fusions": {fusion: {"jit": ...}}, ...}).
 
 `--variants FUSION` also times the same train step written three ways on that fusion's model (same
 batches, same optimizer): plain `nnx.jit` over (model, nnx.Optimizer) as Flax's guide writes it, the
@@ -39,8 +47,7 @@ from flax import nnx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root
 
-from benchmarks.throughput_table import HEADER, row  # noqa: E402
-from research.config import Config  # noqa: E402
+from benchmarks.throughput_table import MODELS, bf16_peak, config, header, row  # noqa: E402
 from research.data.loader import load  # noqa: E402
 from research.jax import trainer  # noqa: E402
 from research.jax.distributed import make_mesh  # noqa: E402
@@ -64,11 +71,8 @@ def matmul_flops(n: int = 2048, repeats: int = 10) -> float:
 
 
 def setup(fusion: str, args):
-    """(config, batches on the mesh, the default model with this fusion, optimizer, mesh)."""
-    cfg = Config()
-    cfg.model.fusion = fusion
-    cfg.data.batch_size = args.batch
-    cfg.optim.bf16 = args.bf16
+    """(config, batches on the mesh, the model `args.model` with this fusion, optimizer, mesh)."""
+    cfg = config(args.model, fusion, args.batch, args.bf16)
     splits = load(cfg.data)
     model = build_model(cfg, len(splits.classes[cfg.data.target]), splits.vocab_size, None, rngs=nnx.Rngs(0))
     tx = trainer.make_optimizer(trainer.warmup_cosine(cfg.optim.lr, 10, 1000), cfg)
@@ -97,6 +101,9 @@ def measure(fusion: str, args) -> dict[str, float]:
         float(measured["loss"])  # the trainer reads the loss every step
     seconds = (time.perf_counter() - start) / args.steps
     speed = {"samples/s": args.batch / seconds, "step_ms": 1e3 * seconds, "flop/s": flops / seconds}
+    device = jax.devices()[0]
+    if device.platform != "cpu":
+        speed["peak_bytes"] = device.memory_stats()["peak_bytes_in_use"]
     return speed | {"compile_s": compile_s}
 
 
@@ -166,29 +173,54 @@ def torch_results(args) -> dict[str, dict[str, float]]:
     with tempfile.TemporaryDirectory() as folder:
         out = Path(folder) / "torch.json"
         command = [sys.executable, str(Path(__file__).parents[1] / "torch" / "throughput.py"), "--json", str(out)]
-        command += ["--steps", str(args.steps), "--batch", str(args.batch), "--device", "cpu"]
+        command += ["--steps", str(args.steps), "--batch", str(args.batch), "--model", args.model]
+        command += [
+            "--fusions",
+            ",".join(args.fusions),
+            "--device",
+            "cuda" if jax.default_backend() == "gpu" else "cpu",
+        ]
         command += ["--bf16"] if args.bf16 else []
         subprocess.run(command, check=True)
         return json.loads(out.read_text())["fusions"]
 
 
-def main() -> None:
+def parse(argv: list[str] | None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--bf16", action="store_true")
     parser.add_argument("--no-torch", action="store_true", help="skip the torch run and the ratios")
-    parser.add_argument("--fusions", nargs="*", default=list(FUSIONS), choices=FUSIONS, help="none: only --variants")
+    parser.add_argument(
+        "--model", default="default", choices=MODELS, help="large: the published backbones; tiny: for smoke tests"
+    )
+    parser.add_argument("--fusions", nargs="*", choices=FUSIONS, help="none: only --variants; default: every "
+                        "fusion for the default model, cross_attn for large")  # fmt: skip
     parser.add_argument("--variants", metavar="FUSION", choices=FUSIONS, help="nnx.jit vs the fast paths on it")
-    args = parser.parse_args()
+    parser.add_argument("--json", type=Path, help="also write the measurements to this file")
+    args = parser.parse_args(argv)
+    if args.fusions is None:
+        args.fusions = list(FUSIONS) if args.model == "default" else ["cross_attn"]
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse(argv)
     peak = matmul_flops()
-    print(f"jax {jax.__version__}, devices {jax.devices()}, batch {args.batch}, bf16 {args.bf16}")
-    print(f"fp32 matmul 2048^3: {peak / 1e9:.1f} GFLOP/s\n")
-    print(HEADER)
+    device = jax.devices()[0]
+    card_peak = bf16_peak(device.device_kind)
+    print(f"jax {jax.__version__}, devices {jax.devices()}, model {args.model}, batch {args.batch}, bf16 {args.bf16}")
+    bf16 = f", dense bf16 peak {card_peak / 1e12:.0f} TFLOP/s" if card_peak else ""
+    print(f"fp32 matmul 2048^3: {peak / 1e9:.1f} GFLOP/s{bf16}\n")
+    print(header(device.platform != "cpu"))
     results = {}
     for fusion in args.fusions:
         results[fusion] = measure(fusion, args)
-        print(row(fusion, results[fusion], peak))
+        print(row(fusion, results[fusion], peak, card_peak), flush=True)
+    if args.json:
+        summary = {"peak_flop/s": peak, "device": device.device_kind, "bf16_peak_flop/s": card_peak}
+        fusions = {fusion: {"jit": result} for fusion, result in results.items()}
+        args.json.write_text(json.dumps(summary | {"model": args.model, "fusions": fusions}, indent=1))
     if args.variants:
         print(f"\nthe train step three ways ({args.variants}; medians of {args.steps} steps):")
         print(f"{'step':<21} {'step ms':>8} {'returns after ms':>17} {'overhead ms':>12} {'first call s':>13}")
@@ -198,9 +230,9 @@ def main() -> None:
             overhead = r["step_ms"] - computation
             print(f"{name:<21} {r['step_ms']:>8.1f} {r['call_ms']:>17.1f} {overhead:>12.1f} {r['first_s']:>13.1f}")
         print(f"{'compiled computation':<21} {computation:>8.1f}   (the split + jax.jit step, blocked on)")
-    if args.no_torch:
+    if args.no_torch or not args.fusions:
         return
-    print("\ntorch (benchmarks/torch/throughput.py, same arguments, CPU):")
+    print(f"\ntorch (benchmarks/torch/throughput.py, same arguments, {jax.default_backend()}):")
     theirs = torch_results(args)
     print(f"\n{'fusion':<11} {'jax ms':>8} {'torch ms':>9} {'jax/torch':>10} {'jax compile s':>14}")
     for fusion in args.fusions:

@@ -32,6 +32,7 @@ def main() -> None:
     weights = None if weights is None else torch.from_numpy(weights)
     model = build_model(cfg, classes, splits.vocab_size, weights)
     np.savez(out, **{k: v.numpy() for k, v in model.state_dict().items()})
+    print(f"{out}: {len(model.state_dict())} tensors")
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@
         [--million 1000000] [--million-batch 64] [--million-repeats 1] [--world 2] [--max-mb 6000]
         [--measure all]
     pip install pytorch-metric-learning    # the yardstick (or: pip install -e ".[bench]")
+    python benchmarks/torch/margin_heads.py --yardsticks "" ...   # without it: the "x pml" columns are nan
 
 Every case runs in a fresh subprocess (this file with --case), so one case's allocations cannot inflate the
 next one's peak. A case builds the head from its default keywords, draws an embedding batch (B, D) that
@@ -215,14 +216,15 @@ def table(runner: Runner, args, flops: float) -> None:
         f"{'head':<14}{'classes':>9}{'ms/step':>10}{'x pml arc':>10}{'x pml cos':>10}{'x limit':>9}",
         "  peak RSS MB (+case)",
     )
+    names = [*filter(None, args.yardsticks.split(",")), *args.heads.split(",")]
     for classes in map(int, args.classes.split(",")):
-        rows = {
-            name: runner.case(name, classes, args.batch, args.repeats) for name in (*YARDSTICKS, *args.heads.split(","))
-        }
+        rows = {name: runner.case(name, classes, args.batch, args.repeats) for name in names}
         limit = limit_ms(args.batch, args.dim, classes, flops)
         print(f"{'matmul limit':<14}{classes:>9}{limit:>10.1f}")
+        nan = {"ms": math.nan}  # a yardstick left out
         for name, r in rows.items():
-            arc, cos = r["ms"] / rows["pml_arcface"]["ms"], r["ms"] / rows["pml_cosface"]["ms"]
+            arc = r["ms"] / rows.get("pml_arcface", nan)["ms"]
+            cos = r["ms"] / rows.get("pml_cosface", nan)["ms"]
             extra = f"  (+{r['increase_mb']:.0f})" if "increase_mb" in r else ""
             print(
                 f"{name:<14}{classes:>9}{r['ms']:>10.1f}{arc:>10.2f}{cos:>10.2f}{r['ms'] / limit:>9.1f}   "
@@ -246,8 +248,8 @@ def million(runner: Runner, args, flops: float) -> None:
         f"{'head':<14}{f'{small} ms':>10}{'x arc':>6}{'MB':>7}{f'{big} ms':>11}{'x arc':>6}{'x lim':>6}{'MB':>7}"
         f" {'':<13}{'sharded ms':>11}{'x lim':>6}{'MB/rank':>8}{'MB ratio':>9}{'x time':>7}"
     )
-    pml = {}
-    for name in (*YARDSTICKS, *args.heads.split(",")):
+    pml = {"small": math.nan, "big": math.nan}  # pml_arcface's, when it is measured (it comes first)
+    for name in [*filter(None, args.yardsticks.split(",")), *args.heads.split(",")]:
         at_small = runner.case(name, small, batch, repeats)
         predicted = at_small["peak_mb"] + 9 * at_small["increase_mb"]  # baseline + 10x the increase
         if (name in measure or "all" in measure) and predicted <= args.max_mb:
@@ -255,7 +257,8 @@ def million(runner: Runner, args, flops: float) -> None:
         else:
             whole = {"ms": 10 * at_small["ms"], "increase_mb": 10 * at_small["increase_mb"]}
             how = "extrapolated"
-        pml = pml or {"small": at_small["ms"], "big": whole["ms"]}  # pml_arcface comes first
+        if name == "pml_arcface":
+            pml = {"small": at_small["ms"], "big": whole["ms"]}
         line = f"{name:<14}{at_small['ms']:>10.0f}{at_small['ms'] / pml['small']:>6.2f}{at_small['increase_mb']:>7.0f}"
         line += f"{whole['ms']:>11.0f}{whole['ms'] / pml['big']:>6.2f}{whole['ms'] / full:>6.1f}"
         line += f"{whole['increase_mb']:>7.0f} {how:<13}"
@@ -279,6 +282,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--classes", default="1000,10000,100000")
     parser.add_argument("--heads", default=",".join(HEADS))
+    parser.add_argument("--yardsticks", default=",".join(YARDSTICKS), help='"": none (no pytorch-metric-learning)')
     parser.add_argument("--dim", type=int, default=512)
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=5)

@@ -7,7 +7,7 @@ samples per identity): batches already in memory (the yardstick), the pipeline o
 (data.cache, the default), the pipeline decoding loose files in --workers processes (data.cache=false),
 and packed ArrayRecord shards (prepare.py pack) read in --workers processes. A step's time includes the
 wait for its batch; the spawned workers' start-up (time to the first batch) is printed apart. Then the
-samples/s of decoding in one process and through the pipeline with 1 and 2 workers (in all and per
+samples/s of decoding in one process and through the pipeline with 1 to --workers workers (in all and per
 worker), without a model. The issue's goal: a step fed by 2 workers within 1.1x of the in-memory step.
 --threads sets the training process's torch threads (0: torch's default); on a CPU shared with other jobs
 use 1: OpenMP threads spin-waiting for a descheduled sibling make a 2-thread step many times slower there.
@@ -130,7 +130,7 @@ def main() -> None:
         for i in range(n):
             source[i]
         print(f"{name:<34} {n / (time.perf_counter() - start):>10.0f}", flush=True)
-    for workers in (1, 2):
+    for workers in range(1, args.workers + 1):  # --workers 0: none (no processes at all)
         files.train.workers = workers
         with files.train.batches(args.batch, **EPOCH) as batches:
             samples, name = rate(batches, args.batch), f"pipeline, files, {workers} worker(s)"

@@ -1,13 +1,19 @@
 """Training throughput of each fusion type on this machine: eager, torch.compile (run.compile) and DDP.
 
     python benchmarks/torch/throughput.py [--steps 10] [--batch 32] [--device cpu] [--bf16] [--json FILE]
-                                          [--fusions early,stack,...] [--compile] [--ddp 2] [--threads 0]
+                                          [--model default|large] [--fusions early,stack,...] [--compile]
+                                          [--ddp 2] [--threads 0]
 
-For every fusion module it builds the default model (face_cnn + voice_ecapa + text_tiny at dim 64),
-times full training steps (forward, backward, AdamW) on real batches of the embedded dataset, counts the
+For every fusion module it builds the default model (face_cnn + voice_ecapa + text_tiny at dim 64; with
+`--model large` the published backbones at their real sizes, cross-attention fusion by default: iresnet50 on
+112 x 112 faces, ecapa_c512 on 2 s voices at 16 kHz through the fbank80 front end, text_hf (MiniLM), dim 256,
+4 heads, 2 fusion layers; benchmarks/throughput_table.py MODELS), times full training steps (forward,
+backward, AdamW) on real batches of the embedded dataset, counts the
 FLOPs of one step with torch's FLOP counter (matmuls and convolutions, forward and backward), and prints
 samples/s, achieved GFLOP/s and the ratio to the peak-like FLOP/s of a large fp32 matmul measured in the
-same run. All figures are measured; nothing is assumed about the hardware.
+same run. All figures are measured; nothing is assumed about the hardware, except on a GPU: there the table
+adds the MFU (the counted FLOP/s over the card's dense bf16 peak from benchmarks/throughput_table.py's table,
+meant for `--bf16`) and the peak GPU memory of the fusion's run (torch.cuda.max_memory_allocated).
 
 --compile: the same steps through torch.compile(model) (what run.compile does; inductor needs a C++
 compiler on the CPU); the first step's time, which includes compiling forward and backward, is printed
@@ -39,8 +45,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root
 
-from benchmarks.throughput_table import HEADER, row  # noqa: E402
-from research.config import Config  # noqa: E402
+from benchmarks.throughput_table import MODELS, bf16_peak, config, header, row  # noqa: E402
 from research.data.loader import load  # noqa: E402
 from research.torch import distributed  # noqa: E402
 from research.torch.model import build_model  # noqa: E402
@@ -70,11 +75,8 @@ def sync(device: torch.device) -> None:
 
 
 def setup(fusion: str, args, device: torch.device, rank: int = 0, world: int = 1):
-    """The default model with `fusion`, its optimizer, and this rank's full batches (B / world samples)."""
-    cfg = Config()
-    cfg.model.fusion = fusion
-    cfg.data.batch_size = args.batch
-    cfg.optim.bf16 = args.bf16
+    """The model `args.model` with `fusion`, its optimizer, and this rank's full batches (B / world samples)."""
+    cfg = config(args.model, fusion, args.batch, args.bf16)
     splits = load(cfg.data)
     torch.manual_seed(0)  # the same initial weights on every rank
     model = build_model(cfg, len(splits.classes[cfg.data.target]), splits.vocab_size, None).to(device).train()
@@ -114,12 +116,21 @@ def timed(step, batches, steps: int, device: torch.device) -> tuple[float, float
 
 
 def measure(fusion: str, args, device: torch.device) -> dict[str, float]:
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
     model, optimizer, batches = setup(fusion, args, device)
     step = stepper(model, optimizer, args, device)
     with FlopCounterMode(display=False) as counter:
         step(batches[0])
     _, seconds = timed(step, batches, args.steps, device)
-    return {"samples/s": args.batch / seconds, "step_ms": 1e3 * seconds, "flop/s": counter.get_total_flops() / seconds}
+    result = {
+        "samples/s": args.batch / seconds,
+        "step_ms": 1e3 * seconds,
+        "flop/s": counter.get_total_flops() / seconds,
+    }
+    if device.type == "cuda":
+        result["peak_bytes"] = torch.cuda.max_memory_allocated(device)
+    return result
 
 
 def measure_compiled(fusion: str, args, device: torch.device) -> dict[str, float]:
@@ -147,6 +158,7 @@ def measure_ddp(fusion: str, args) -> dict[str, float]:
     env = os.environ | {"WORLD_SIZE": str(args.ddp), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
     env |= {"OMP_NUM_THREADS": str(threads), "FUSION_DIST_TIMEOUT_S": os.environ.get("FUSION_DIST_TIMEOUT_S", "600")}
     command = [sys.executable, __file__, f"--rank-of={fusion}", f"--steps={args.steps}", f"--batch={args.batch}"]
+    command += [f"--model={args.model}"]
     command += ["--bf16"] if args.bf16 else []
     procs = [
         subprocess.Popen(command, env=env | {"RANK": str(r), "LOCAL_RANK": str(r)}, stdout=subprocess.PIPE, text=True)
@@ -165,19 +177,62 @@ def measure_ddp(fusion: str, args) -> dict[str, float]:
     return {"step_ms": 1e3 * seconds, "samples/s": args.batch / seconds, "threads_per_rank": threads}
 
 
-def main() -> None:
+def ddp_table(results: dict, fusions: list[str], args) -> None:
+    """DDP's step time of each fusion next to the 1-process one, and the scaling efficiency."""
+    print(f"\nDDP: global batch {args.batch} on {args.ddp} gloo processes ({args.batch // args.ddp} per rank)")
+    print(f"{'fusion':<11} {'1-proc ms':>10} {f'{args.ddp}-proc ms':>10} {'samples/s':>10} {'efficiency':>11}")
+    for fusion in fusions:
+        eager, ddp = results[fusion]["eager"], measure_ddp(fusion, args)
+        results[fusion]["ddp"] = ddp
+        efficiency = ddp["samples/s"] / (args.ddp * eager["samples/s"])
+        print(
+            f"{fusion:<11} {eager['step_ms']:>10.1f} {ddp['step_ms']:>10.1f} {ddp['samples/s']:>10.1f} "
+            f"{efficiency:>11.2f}",
+            flush=True,
+        )
+    ceiling = min(1.0, os.cpu_count() / (args.ddp * torch.get_num_threads()))
+    print(
+        f"efficiency = {args.ddp}-process samples/s / ({args.ddp} x 1-process samples/s). The 1-process run uses "
+        f"{torch.get_num_threads()} threads, each rank {ddp['threads_per_rank']}, on {os.cpu_count()} cores: "
+        f"on an idle machine the ranks share the 1-process run's cores and {ceiling:.2f} is the ceiling; on one "
+        "loaded by other jobs each process gets its own share of the CPU, so N processes get more of it than "
+        "1 and the figure can pass that ceiling. Neither is a measure of DDP on N devices"
+    )
+
+
+def compile_table(results: dict, fusions: list[str], args, device: torch.device) -> None:
+    """torch.compile's step time of each fusion next to eager's, and its first (compiling) step."""
+    print(f"\n{'fusion':<11} {'eager ms':>9} {'compiled ms':>12} {'speed-up':>9} {'first step s':>13}")
+    for fusion in fusions:
+        eager, compiled = results[fusion]["eager"], measure_compiled(fusion, args, device)
+        results[fusion]["compiled"] = compiled
+        print(
+            f"{fusion:<11} {eager['step_ms']:>9.1f} {compiled['step_ms']:>12.1f} "
+            f"{eager['step_ms'] / compiled['step_ms']:>8.2f}x {compiled['first_step_s']:>13.1f}",
+            flush=True,
+        )
+
+
+def parse(argv: list[str] | None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--bf16", action="store_true")
     parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
-    parser.add_argument("--fusions", default=",".join(FUSIONS))
+    parser.add_argument(
+        "--model", default="default", choices=MODELS, help="large: the published backbones; tiny: for smoke tests"
+    )
+    parser.add_argument("--fusions", help="default: every fusion for the default model, cross_attn for large")
     parser.add_argument("--compile", action="store_true", help="also time torch.compile(model) (run.compile)")
     parser.add_argument("--ddp", type=int, default=0, help="also time DDP on this many gloo processes (CPU)")
     parser.add_argument("--json", type=Path, help="also write the measurements to this file")
     parser.add_argument("--rank-of", help="internal: run one DDP rank of this fusion and print its JSON")
-    args = parser.parse_args()
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.rank_of:
@@ -186,47 +241,26 @@ def main() -> None:
     device = torch.device(args.device)
     if args.ddp and device.type != "cpu":
         raise SystemExit("--ddp runs gloo ranks on the CPU; on GPUs use torchrun (docs/scaling.md)")
-    fusions = args.fusions.split(",")
+    fusions = (args.fusions or (",".join(FUSIONS) if args.model == "default" else "cross_attn")).split(",")
     peak = matmul_flops(device)
-    print(f"device {device}, torch threads {torch.get_num_threads()}, batch {args.batch}, bf16 {args.bf16}")
-    print(f"fp32 matmul 2048^3: {peak / 1e9:.1f} GFLOP/s\n")
-    print(HEADER)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    card_peak = bf16_peak(name)
+    print(f"device {device} ({name}), torch threads {torch.get_num_threads()}, model {args.model}, batch {args.batch}, "
+          f"bf16 {args.bf16}")  # fmt: skip
+    bf16 = f", dense bf16 peak {card_peak / 1e12:.0f} TFLOP/s" if card_peak else ""
+    print(f"fp32 matmul 2048^3: {peak / 1e9:.1f} GFLOP/s{bf16}\n")
+    print(header(device.type == "cuda"))
     results = {}
     for fusion in fusions:
         results[fusion] = {"eager": measure(fusion, args, device)}
-        print(row(fusion, results[fusion]["eager"], peak), flush=True)
+        print(row(fusion, results[fusion]["eager"], peak, card_peak), flush=True)
     if args.ddp:
-        print(f"\nDDP: global batch {args.batch} on {args.ddp} gloo processes ({args.batch // args.ddp} per rank)")
-        print(f"{'fusion':<11} {'1-proc ms':>10} {f'{args.ddp}-proc ms':>10} {'samples/s':>10} {'efficiency':>11}")
-        for fusion in fusions:
-            eager, ddp = results[fusion]["eager"], measure_ddp(fusion, args)
-            results[fusion]["ddp"] = ddp
-            efficiency = ddp["samples/s"] / (args.ddp * eager["samples/s"])
-            print(
-                f"{fusion:<11} {eager['step_ms']:>10.1f} {ddp['step_ms']:>10.1f} {ddp['samples/s']:>10.1f} "
-                f"{efficiency:>11.2f}",
-                flush=True,
-            )
-        ceiling = min(1.0, os.cpu_count() / (args.ddp * torch.get_num_threads()))
-        print(
-            f"efficiency = {args.ddp}-process samples/s / ({args.ddp} x 1-process samples/s). The 1-process run uses "
-            f"{torch.get_num_threads()} threads, each rank {ddp['threads_per_rank']}, on {os.cpu_count()} cores: "
-            f"on an idle machine the ranks share the 1-process run's cores and {ceiling:.2f} is the ceiling; on one "
-            "loaded by other jobs each process gets its own share of the CPU, so N processes get more of it than "
-            "1 and the figure can pass that ceiling. Neither is a measure of DDP on N devices"
-        )
+        ddp_table(results, fusions, args)
     if args.compile:
-        print(f"\n{'fusion':<11} {'eager ms':>9} {'compiled ms':>12} {'speed-up':>9} {'first step s':>13}")
-        for fusion in fusions:
-            eager, compiled = results[fusion]["eager"], measure_compiled(fusion, args, device)
-            results[fusion]["compiled"] = compiled
-            print(
-                f"{fusion:<11} {eager['step_ms']:>9.1f} {compiled['step_ms']:>12.1f} "
-                f"{eager['step_ms'] / compiled['step_ms']:>8.2f}x {compiled['first_step_s']:>13.1f}",
-                flush=True,
-            )
+        compile_table(results, fusions, args, device)
     if args.json:
-        args.json.write_text(json.dumps({"peak_flop/s": peak, "fusions": results}, indent=1))
+        summary = {"peak_flop/s": peak, "device": name, "bf16_peak_flop/s": card_peak, "model": args.model}
+        args.json.write_text(json.dumps(summary | {"fusions": results}, indent=1))
 
 
 if __name__ == "__main__":
