@@ -187,6 +187,7 @@ class EvalConfig:
     as_norm: bool = False  # adaptive score normalisation with a cohort of training identities
     as_norm_top_k: int = 20
     plots: bool = True  # PNG plots in the run directory (and W&B media)
+    voice_seconds: float = 0.0  # 0 = every voice whole (batched by length); > 0 = cropped to this from its start
 
 
 @dataclass

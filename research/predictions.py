@@ -36,15 +36,29 @@ class Predictions:
                 self.parts.setdefault(key, []).append(value)
 
     def arrays(self, copies: int = 1) -> dict:
-        """Per-sample arrays of the split, and its loss. With `copies` > 1 (data.speed_perturb_labels: class c + k C
-        is class c at speed k) the log-probabilities of a class's copies are summed into the class's, (N, k C) ->
-        (N, C), so that evaluation scores the C classes the validation and test labels name."""
+        """Per-sample arrays of the split in sample order, and its loss. Batches read in another order (whole voices
+        are read longest first) carry each sample's `index`: the rows are put back in its order and it is dropped.
+        With `copies` > 1 (data.speed_perturb_labels: class c + k C is class c at speed k) the log-probabilities of a
+        class's copies are summed into the class's, (N, k C) -> (N, C), so that evaluation scores the C classes the
+        validation and test labels name."""
         preds = {k: np.concatenate(v) for k, v in self.parts.items()}
+        if "index" in preds:
+            order = np.argsort(preds.pop("index"), kind="stable")
+            preds = {k: v[order] for k, v in preds.items()}
         preds["loss"] = np.float64(sum(self.losses) / max(sum(self.weights), 1))
         if copies > 1 and "log_probs" in preds:
             n, classes = preds["log_probs"].shape
             preds["log_probs"] = logsumexp(preds["log_probs"].reshape(n, copies, classes // copies), axis=1)
         return preds
+
+
+def eval_batches(cfg: Config, **shard) -> dict:
+    """The keywords of `SampleSet.batches` for evaluation: index order, no augmentation, voices whole
+    (eval.voice_seconds = 0) or cropped from their start to eval.voice_seconds; `shard` = rank, world."""
+    if cfg.eval.voice_seconds < 0:
+        raise ValueError(f"eval.voice_seconds must be 0 (whole voices) or positive, got {cfg.eval.voice_seconds}")
+    samples = round(cfg.eval.voice_seconds * cfg.data.sample_rate)
+    return {"shuffle": False, "seed": cfg.run.seed, "epoch": 0, "train": False, "voice_samples": samples, **shard}
 
 
 def class_copies(cfg: Config) -> int:

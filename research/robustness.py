@@ -67,16 +67,14 @@ class Attacked:
         self.spent: dict[str, list[np.ndarray]] = {}
 
     def batches(self, batch_size: int, **kw):
-        start = 0
         with self.data.batches(batch_size, **kw) as batches:
             for batch in batches:
-                rows = slice(start, start + len(batch["target"]))  # shuffle=False: samples in index order
-                start = rows.stop
+                rows = batch["index"]  # evaluation batches name their samples (whole voices come longest first)
                 objective = {k: v[rows] for k, v in self.reference.items()}
                 adv = self.backend.adversarial(
                     self.model, batch, self.modality, self.attack, objective, self.device, batch_size
                 )
-                for key, value in budget(batch[self.modality], adv).items():
+                for key, value in (budget(batch[self.modality], adv) | {"index": rows}).items():
                     self.spent.setdefault(key, []).append(value)
                 yield batch | {self.modality: adv}
 
@@ -104,4 +102,6 @@ def attack_split(
         reference = {"references": clean[partner]}
     attacked = Attacked(backend, model, data, device, modality, attack, reference)
     preds = backend.predict(model, attacked, cfg, device)
-    return preds, {k: np.concatenate(v) for k, v in attacked.spent.items()} | goal
+    spent = {k: np.concatenate(v) for k, v in attacked.spent.items()}
+    order = np.argsort(spent.pop("index"), kind="stable")  # batch order -> sample order, as the predictions
+    return preds, {k: v[order] for k, v in spent.items()} | goal

@@ -172,6 +172,7 @@ def _sample_set(
         **arrays,
         label=label,
         voice_samples=round(cfg.voice_seconds * cfg.sample_rate),
+        sample_rate=cfg.sample_rate,
         trials=trials,
         workers=cfg.workers,
         perturb=cfg.perturb if split == "train" else None,

@@ -4,7 +4,8 @@
       -> Read      decode one sample from its source (files, packed shards or the in-memory cache)
       -> Recording training augmentation of the whole sample: voice speed, face ops (data.augment; augment.py)
       -> Tokenise  transcript -> token ids and mask (the cache holds them tokenised already)
-      -> Crop      voice cut to S samples at an offset fixed by (seed, epoch, sample), zero-padded
+      -> Crop      voice cut to S samples at an offset fixed by (seed, epoch, sample), zero-padded (crop.py;
+                   evaluation keeps voices whole by default, padded per batch: eval.voice_seconds)
       -> Clip      training augmentation of the cropped voice: noise or reverberation, gain (data.augment)
       -> workers   (data.workers > 0: the steps above run in Grain's worker processes, CHUNK records at a time)
       -> Check     a bad file raises DataError, or is dropped and counted (data.on_error = skip)
@@ -30,6 +31,7 @@ from absl import flags
 
 from research.config import MODALITIES, PerturbConfig
 from research.data import augment, perturb, sampler
+from research.data.crop import Crop, longest_first, padded
 from research.data.manifest import DataError
 from research.data.sources import MemorySource, Stream
 from research.data.text import Tokenizer
@@ -59,13 +61,14 @@ class SampleSet:
     text_mask: np.ndarray | None  # (N, L) bool
     present: dict[str, np.ndarray]  # modality -> (N,) bool
     label: dict[str, np.ndarray]  # identity, age, gender, group, subject, attributes, target -> (N,) int64
-    voice_samples: int  # S: voices are cropped or zero-padded to this many samples
+    voice_samples: int  # S: voices are cropped or zero-padded to this many samples (evaluation: see `batches`)
     trials: dict[str, Trials] = field(default_factory=dict)  # official trial lists whose samples are all here
     stream: Stream | None = None  # data.cache = false: samples are decoded when the pipeline reads them
     workers: int = 0  # data.workers: processes that read samples
     perturb: PerturbConfig | None = None  # data.perturb, set on the training split (research/data/perturb.py)
     pk: tuple[int, int] | None = None  # data.sampler = pk: (P, K), set on the training split (research/data/sampler.py)
     augment: augment.Plan | None = None  # data.augment, set on the training split when on (research/data/augment.py)
+    sample_rate: int = 16000  # data.sample_rate: whole voices are padded to buckets of seconds (research/data/crop.py)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -74,13 +77,13 @@ class SampleSet:
         """Class indices (N,) int64 of one label; -1 = unknown (identity: unseen in training)."""
         return self.label[name]
 
-    def batches(
-        self, batch_size: int, *, shuffle: bool, seed: int, epoch: int, train: bool, rank: int = 0, world: int = 1
-    ) -> Batches:
+    def batches(self, batch_size: int, *, shuffle: bool, seed: int, epoch: int, train: bool, **kw) -> Batches:
         """Batches in an order fixed by (seed, epoch); train=True crops voices at random, else at the start.
-        Read through this input pipeline (`batches` below); rank / world pick one rank's shard."""
-        kw = {"shuffle": shuffle, "seed": seed, "epoch": epoch, "train": train, "rank": rank, "world": world}
-        return batches(self, batch_size, workers=self.workers, **kw)
+        Read through this input pipeline (`batches` below: rank / world pick one rank's shard, voice_samples
+        = 0 evaluates whole voices)."""
+        return batches(
+            self, batch_size, shuffle=shuffle, seed=seed, epoch=epoch, train=train, workers=self.workers, **kw
+        )
 
 
 class Read(grain.transforms.Map):
@@ -113,24 +116,6 @@ def _tokenizer(path: str) -> Tokenizer:
     return loaded[path]
 
 
-class Crop(grain.transforms.Map):
-    """Cut the voice to `samples` at floor(u * room), u = `fractions[index]` (None: at the start)."""
-
-    def __init__(self, fractions: np.ndarray | None, samples: int) -> None:
-        self.fractions, self.samples = fractions, samples
-
-    def map(self, record: dict) -> dict:
-        if "error" in record:
-            return record
-        wave = record.pop("voice")
-        room = max(len(wave) - self.samples, 0) + 1
-        start = 0 if self.fractions is None else int(np.floor(self.fractions[record["index"]] * room))
-        clip = wave[start : start + self.samples]
-        voice = np.zeros(self.samples, np.float32)  # (S,)
-        voice[: len(clip)] = clip
-        return record | {"voice": voice, "voice_len": np.int64(len(clip))}
-
-
 class Unchunk(grain.experimental.FlatMapTransform):
     max_fan_out = CHUNK
 
@@ -154,23 +139,29 @@ class Check(grain.transforms.Filter):
 
 
 class Collate:
-    """Stack records into the loader's batch dict; presence and labels come from the split by sample index."""
+    """Stack records into the loader's batch dict; presence and labels come from the split by sample index.
+    Evaluation batches (train=False) also carry each sample's `index` into the split, and whole voices are
+    zero-padded to the batch's bucket (research/data/crop.py)."""
 
-    def __init__(self, data: SampleSet) -> None:
-        self.present, self.label = data.present, data.label
+    def __init__(self, data: SampleSet, train: bool, whole_voices: bool) -> None:
+        self.present, self.label, self.train, self.whole = data.present, data.label, train, whole_voices
+        self.rate = data.sample_rate
         self.speed_classes = data.augment.classes if data.augment is not None else 0  # data.speed_perturb_labels
 
     def __call__(self, records: Sequence[dict]) -> dict[str, np.ndarray]:
         idx = np.array([r["index"] for r in records], dtype=np.int64)  # (B,)
+        voices = [r["voice"] for r in records]
         batch = {
             "face": np.stack([r["face"] for r in records]).astype(np.float32) / 255.0,  # (B, 3, H, W)
-            "voice": np.stack([r["voice"] for r in records]),  # (B, S)
+            "voice": padded(voices, self.rate) if self.whole else np.stack(voices),  # (B, S)
             "voice_len": np.array([r["voice_len"] for r in records], dtype=np.int64),
             "text_ids": np.stack([r["text_ids"] for r in records]),  # (B, L)
             "text_mask": np.stack([r["text_mask"] for r in records]),
         }
         batch |= {f"{m}_present": self.present[m][idx] for m in MODALITIES}
         batch |= {name: values[idx] for name, values in self.label.items()}
+        if not self.train:
+            batch["index"] = idx
         if self.speed_classes and "speed" in records[0]:  # speed copies are new classes (augment.relabel)
             augment.relabel(batch, np.array([r["speed"] for r in records]), self.speed_classes)
         return batch
@@ -263,8 +254,11 @@ def batches(
     workers: int = 0,
     rank: int = 0,
     world: int = 1,
+    voice_samples: int | None = None,
 ) -> Batches:
-    """The batches of `data` for one epoch; train=True crops voices at random, else at the start."""
+    """The batches of `data` for one epoch; train=True crops voices at random, else at the start, to
+    `voice_samples` (None: data.voice_samples). voice_samples = 0 (evaluation) keeps voices whole, read longest
+    first within the rank's shard when their lengths are known (cached), each batch padded to its bucket."""
     stream = data.stream
     source = MemorySource(data.face, data.voice, data.text_ids, data.text_mask) if stream is None else stream.source
     fractions = crop_fractions(len(data), seed, epoch) if train else None
@@ -274,6 +268,9 @@ def batches(
         indices = sampler.pk_order(data.labels("target"), *data.pk, global_batches, **shard)
     else:
         indices = order(len(data), shuffle=shuffle, seed=seed, epoch=epoch, rank=rank, world=world)
+    samples = data.voice_samples if voice_samples is None else voice_samples
+    if samples == 0 and data.voice is not None:
+        indices = longest_first(indices, np.array([len(v) for v in data.voice]))
     ds = grain.MapDataset.source(indices).map(Read(source))
     plan = data.augment if train else None  # None: off, and no transform added (the batches of no augmentation)
     if plan is not None:
@@ -282,7 +279,7 @@ def batches(
         ds = ds.map(perturb.Perturb(data.perturb, seed, perturb.copy_of(len(data), data.perturb.copies, seed, epoch)))
     if stream is not None:
         ds = ds.map(Tokenise(stream.tokenizer, stream.text_len))
-    ds = ds.map(Crop(fractions, data.voice_samples))
+    ds = ds.map(Crop(fractions, samples))
     if plan is not None:
         ds = ds.map(augment.Clip(plan, seed, epoch))
     ds = ds.batch(CHUNK, batch_fn=list).to_iter_dataset()
@@ -291,5 +288,5 @@ def batches(
         ds = ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=workers))
     ds = grain.experimental.FlatMapIterDataset(ds, Unchunk())
     check = Check("raise" if stream is None else stream.on_error)
-    ds = ds.filter(check).batch(batch_size, batch_fn=Collate(data))
+    ds = ds.filter(check).batch(batch_size, batch_fn=Collate(data, train, whole_voices=samples == 0))
     return Batches(ds, check, len(indices))

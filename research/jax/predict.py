@@ -21,7 +21,7 @@ from research.config import Config
 from research.data.loader import SampleSet
 from research.jax.distributed import place
 from research.jax.model import FusionModel
-from research.predictions import Predictions, class_copies, dropped
+from research.predictions import Predictions, class_copies, dropped, eval_batches
 
 
 def replicate(tree, mesh: Mesh):
@@ -77,12 +77,14 @@ def predict(model: FusionModel, data: SampleSet, cfg: Config, mesh: Mesh, drop: 
     {m}_embedding, and the loss.
 
     `drop` names a modality to remove at test time (its presence flags are set to False).
+    Voices are whole (eval.voice_seconds = 0) or cropped from their start (research/predictions.py eval_batches):
+    one compiled forward pass per padded voice length (research/data/crop.py bucket).
     """
     model.eval()
     graphdef, state = nnx.split(model)
     state = replicate(state, mesh)
     predictions = Predictions()
-    for batch in data.batches(cfg.data.batch_size, shuffle=False, seed=cfg.run.seed, epoch=0, train=False):
+    for batch in data.batches(cfg.data.batch_size, **eval_batches(cfg)):
         batch = dropped(batch, drop)
         n = len(batch["target"])
         out = to_numpy(forward(graphdef, state, to_device(pad(batch, cfg.data.batch_size), mesh)))

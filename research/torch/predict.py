@@ -8,7 +8,7 @@ import torch
 
 from research.config import Config
 from research.data.loader import SampleSet
-from research.predictions import Predictions, class_copies, dropped
+from research.predictions import Predictions, class_copies, dropped, eval_batches
 from research.torch.model import FusionModel
 
 
@@ -52,11 +52,11 @@ def predict(
 
     `drop` names a modality to remove at test time (its presence flags are set to False). `rank` / `world`
     predict one rank's shard (samples rank, rank + world, ...; distributed.gather_predictions joins them).
+    Voices are whole (eval.voice_seconds = 0) or cropped from their start (research/predictions.py eval_batches).
     """
     model.eval()
     predictions = Predictions()
-    kw = {"shuffle": False, "seed": cfg.run.seed, "epoch": 0, "train": False, "rank": rank, "world": world}
-    for batch in data.batches(cfg.data.batch_size, **kw):
+    for batch in data.batches(cfg.data.batch_size, **eval_batches(cfg, rank=rank, world=world)):
         batch = dropped(batch, drop)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.optim.bf16):
             out = model(to_device(batch, device))

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from research.evaluation import evaluate
+from research.predictions import eval_batches
 from research.restore import restore
 from research.robustness import target_classes
 from research.torch.attack import fgsm, pgd
@@ -129,7 +130,7 @@ def test_voice_snr_is_the_energy_ratio(run, run_dir, tmp_path):
     rows = attack(run_dir, tmp_path, "--attack", "fgsm", "--modality", "voice", "--eps", "0.01")
     snrs = []
     with torch.no_grad():
-        for b in run.splits.test.batches(run.cfg.data.batch_size, shuffle=False, seed=0, epoch=0, train=False):
+        for b in run.splits.test.batches(run.cfg.data.batch_size, **eval_batches(run.cfg)):  # as evaluated
             tensors = to_device(b, run.device)
             adv = fgsm(run.model, tensors, "voice", eps=0.01, labels=tensors["target"]).numpy().astype(np.float64)
             x = b["voice"].astype(np.float64)
