@@ -59,12 +59,19 @@ def gradient(fn, module: nnx.Module, backward: bool):
     return functools.partial(step, params, rest)  # arguments, not constants that XLA would fold
 
 
+@nnx.jit
+def encode_and_fuse(model, batch: dict[str, jax.Array], present: dict[str, jax.Array]):
+    """The encoders' outputs and the fusion's streams, jitted: compiling the forward once is faster than
+    running it op by op."""
+    outputs = {m: model.encoders[m](batch) for m in sorted(model.encoders)}
+    return outputs, model.fusion(outputs, present)
+
+
 def components(model, batch: dict[str, jax.Array]) -> dict:
     """{name: (jitted function, its argument)}; the fusion and the heads get the encoders' and the fusion's
     outputs, computed once, as arguments (not as constants, which XLA would fold at compile time)."""
     present = {m: batch[f"{m}_present"] for m in sorted(model.encoders)}
-    outputs = {m: model.encoders[m](batch) for m in sorted(model.encoders)}
-    streams = model.fusion(outputs, present)
+    outputs, streams = encode_and_fuse(model, batch, present)
     names = {"face": "face_cnn", "voice": "voice_ecapa", "text": "text_tiny"}
     parts = {names[m]: (gradient(lambda e, b: e(b), model.encoders[m], True), batch) for m in sorted(model.encoders)}
     frontend = model.encoders["voice"].frontend
