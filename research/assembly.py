@@ -96,3 +96,30 @@ def encoder_sources(cfg: Config) -> list[tuple[Path, Config, list[str]]]:
             taken[m] = run
         sources.append((run, source, shared))
     return sources
+
+
+# Fields that do not change which model a config builds: how it is initialised and trained (model.init_model).
+NOT_ARCHITECTURE = {"face_weights", "voice_weights", "text_path", "freeze_text", "dropout", "spec_augment"}
+NOT_ARCHITECTURE |= {"init_from", "freeze_encoders", "init_model"}
+
+
+def model_source(cfg: Config) -> Path:
+    """model.init_model: the checkpoint of that run whose whole model starts this one, its averaged one when it
+    has one (eval.average_last), else its best. Its config must build the same model: a field of model.* (but
+    initialisation and training ones), the loss head or the data fields that shape the model that differs is a
+    one-line error naming it."""
+    run = Path(cfg.model.init_model)
+    source = from_dict(json.loads((run / "record.json").read_text())["config"])
+    fields = [(f"model.{f.name}", "model", f.name) for f in dataclasses.fields(source.model)]
+    fields = [field for field in fields if field[2] not in NOT_ARCHITECTURE] + [("loss.name", "loss", "name")]
+    fields += [(f"data.{f}", "data", f) for f in ("target", "image_size", "sample_rate", "text_len", "tokenizer")]
+    fields += [("data.speed_perturb_labels", "data", "speed_perturb_labels")]  # 3 C classes
+    differ = [
+        f"{key}={getattr(getattr(source, part), name)!r} there, {getattr(getattr(cfg, part), name)!r} here"
+        for key, part, name in fields
+        if getattr(getattr(source, part), name) != getattr(getattr(cfg, part), name)
+    ]
+    if differ:
+        raise ValueError(f"model.init_model: run {run} built another model: {'; '.join(differ)}")
+    averaged = run / "averaged.safetensors"
+    return averaged if averaged.exists() else run / "best.safetensors"

@@ -63,8 +63,12 @@ def settle(path: Path, keep: str) -> None:
 
 
 def prune(run_dir: Path, keep: str) -> None:
-    """At the end of a finished run (run.keep): best = the best model only, none = no checkpoint at all."""
-    names = {"all": (), "best": ("last",), "none": ("last", "best")}[keep]
+    """At the end of a finished run (run.keep): best = the evaluated model only (best, or averaged with
+    eval.average_last; the epochs' files go), none = no checkpoint at all."""
+    epochs = [
+        p.name.removesuffix(".safetensors") for p in run_dir.glob("epoch_*.safetensors") if ".previous" not in p.name
+    ]
+    names = {"all": [], "best": ["last", *epochs], "none": ["last", "best", "averaged", *epochs]}[keep]
     for name in names:
         for path in (run_dir / f"{name}.safetensors", previous(run_dir / f"{name}.safetensors")):
             path.unlink(missing_ok=True)

@@ -167,6 +167,9 @@ class ModelConfig:
     # two unimodal runs); freeze_encoders = train only fusion and heads on them (docs/training.md).
     init_from: tuple[str, ...] = ()
     freeze_encoders: bool = False
+    # A run directory whose whole model (encoders, fusion, heads) starts this one: its averaged checkpoint when it
+    # has one, else its best; the two configs must build the same model (a second stage, e.g. --config lm:RUN).
+    init_model: str = ""
 
 
 @dataclass
@@ -179,6 +182,7 @@ class OptimConfig:
     bf16: bool = False  # bf16 autocast of the forward pass
     encoder_lr_scale: float = 1.0  # learning rate of the encoders relative to optim.lr (fine-tuning pretrained ones)
     accumulate: int = 1  # micro-batches per update: the same update as one batch, 1/k of the activations
+    ema: float = 0.0  # > 0: an exponential moving average of the weights with this decay (e.g. 0.999) is validated
 
 
 @dataclass
@@ -188,6 +192,7 @@ class EvalConfig:
     as_norm_top_k: int = 20
     plots: bool = True  # PNG plots in the run directory (and W&B media)
     voice_seconds: float = 0.0  # 0 = every voice whole (batched by length); > 0 = cropped to this from its start
+    average_last: int = 0  # > 0: the end-of-run report evaluates the mean of the last k epochs' weights
 
 
 @dataclass

@@ -64,7 +64,7 @@ def validate(cfg: Config) -> None:
         (cfg.data.perturb.copies >= 1, "data.perturb.copies must be at least 1"),
         (cfg.data.perturb.face_eps >= 0 and cfg.data.perturb.voice_eps >= 0, "data.perturb eps must be >= 0"),
     ]
-    for ok, message in checks + _pair_checks(cfg) + _augment_checks(cfg):
+    for ok, message in checks + _pair_checks(cfg) + _augment_checks(cfg) + _stage_checks(cfg):
         if not ok:
             raise ConfigError(message)
 
@@ -99,6 +99,16 @@ def _augment_checks(cfg: Config) -> list[tuple[bool, str]]:
             not d.speed_perturb_labels or (a.speed_prob > 0 and d.target == "identity"),
             "data.speed_perturb_labels needs data.augment.speed_prob > 0 and data.target=identity",
         ),
+    ]
+
+
+def _stage_checks(cfg: Config) -> list[tuple[bool, str]]:
+    """The weight average (optim.ema), the epochs averaged (eval.average_last) and a whole model to start from."""
+    o, m = cfg.optim, cfg.model
+    return [
+        (0.0 <= o.ema < 1.0, f"optim.ema must be in [0, 1) (0: off), got {o.ema}"),
+        (cfg.eval.average_last >= 0, f"eval.average_last must be >= 0 (0: off), got {cfg.eval.average_last}"),
+        (not (m.init_model and m.init_from), "model.init_model (the whole model) and model.init_from (encoders): one"),
     ]
 
 

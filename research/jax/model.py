@@ -14,7 +14,16 @@ import fusion
 import losses
 from encoders.jax.text_hf import frozen
 from losses.jax.contrastive import Contrastive
-from research.assembly import encoder_kwargs, encoder_sources, fusion_kwargs, head_kwargs, heads_of, loss_kwargs
+from research.assembly import (
+    encoder_kwargs,
+    encoder_sources,
+    fusion_kwargs,
+    head_kwargs,
+    heads_of,
+    loss_kwargs,
+    model_source,
+)
+from research.checkpoint_files import one_line
 from research.config import Config
 from research.data.loader import load
 from research.jax import checkpoint
@@ -134,6 +143,8 @@ def build_model(
     model = FusionModel(encs, fuse, heads, kind, matcher, cfg.loss.identity_weight)
     if cfg.model.init_from:
         init_encoders(model, cfg)
+    if cfg.model.init_model:
+        init_model(model, cfg)
     if cfg.optim.bf16:
         autocast(model)
     return model
@@ -160,6 +171,16 @@ def variables(model: nnx.Module) -> nnx.State:
     """Every variable that is neither a parameter nor an RNG stream: BatchNorm statistics, Buffers, counters.
     With the parameters, all a checkpoint holds of a model."""
     return nnx.split(model, nnx.Param, nnx.RngState, ...)[3]
+
+
+def init_model(model: FusionModel, cfg: Config) -> None:
+    """model.init_model: every weight (encoders, fusion, heads) from that run's averaged or best checkpoint
+    (research/assembly.py model_source), strictly; a checkpoint that does not fit is a one-line error."""
+    path = model_source(cfg)
+    try:
+        load_weights(model, path)
+    except (RuntimeError, KeyError, ValueError) as err:
+        raise ValueError(f"model.init_model: {path} does not fit this model: {one_line(err)}") from None
 
 
 def load_weights(model: FusionModel, path: Path) -> dict:

@@ -29,10 +29,10 @@ import optax
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from research import checkpoint_files
+from research import averaging, checkpoint_files
 from research.config import Config
 from research.data.loader import Splits, load
-from research.jax import backend, checkpoint, distributed, sharding
+from research.jax import backend, checkpoint, distributed, ema, sharding
 from research.jax.model import FusionModel, build_model, load_weights, parameter_report, variables
 from research.jax.predict import predict, to_device
 from research.jax.weights import load_backbone
@@ -98,8 +98,9 @@ def train_state(model: nnx.Module, tx: optax.GradientTransformation) -> tuple[nn
 
 def make_train_step(graphdef: nnx.GraphDef, rngs: nnx.State, tx, schedule, cfg: Config, mesh: Mesh, shardings=None):
     """The jitted step `(state, batch, step) -> (state, measurements)`: forward, loss, gradient,
-    clipping, AdamW. A non-finite loss leaves the state as it was (the loop then stops the run).
-    The new state is laid out as `shardings` (state_shardings; None: replicated)."""
+    clipping, AdamW, and the weight average when the state has one ("ema", optim.ema). A non-finite loss
+    leaves the state as it was (the loop then stops the run). The new state is laid out as `shardings`
+    (state_shardings; None: replicated)."""
     seed = jax.random.key(cfg.run.seed)
 
     def train_step(state: dict, batch: dict[str, jax.Array], step: jax.Array) -> tuple[dict, dict]:
@@ -116,6 +117,8 @@ def make_train_step(graphdef: nnx.GraphDef, rngs: nnx.State, tx, schedule, cfg: 
         (loss, stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
         updates, optim = tx.update(grads, state["optim"], state["params"])
         new = {"params": optax.apply_updates(state["params"], updates), "variables": stats, "optim": optim}
+        if "ema" in state:
+            new["ema"] = ema.update(state["ema"], new, cfg.optim.ema)
         new = jax.tree.map(lambda a, b: jnp.where(jnp.isfinite(loss), a, b), new, state)
         return new, {"loss": loss, "grad_norm": optax.tree.norm(grads), "lr": schedule(step)}
 
@@ -167,6 +170,8 @@ def train_and_evaluate(cfg: Config, run_dir: Path, name: str) -> dict:
     schedule = warmup_cosine(cfg.optim.lr, round(cfg.optim.warmup_epochs * steps), cfg.optim.epochs * steps)
     tx = make_optimizer(schedule, cfg)
     graphdef, rng_state, state = train_state(model, tx)
+    if cfg.optim.ema:  # the weight average: validated, kept as best and averaged over epochs
+        state["ema"] = ema.make(state, cfg.optim.ema)
     shardings = sharding.state_shardings(state, mesh, cfg)
     train_step = make_train_step(graphdef, rng_state, tx, schedule, cfg, mesh, shardings)
     tracker = distributed.main_tracker(cfg, run_dir, name)
@@ -175,10 +180,9 @@ def train_and_evaluate(cfg: Config, run_dir: Path, name: str) -> dict:
     state = distributed.place(state, shardings)
 
     def write(path: Path, meta: dict, resumable: bool) -> None:
-        """Process 0 writes a checkpoint (research/jax/checkpoint.py); the best one holds the model only."""
-        checkpoint.save(
-            path, state if resumable else {"params": state["params"], "variables": state["variables"]}, meta
-        )
+        """Process 0 writes a checkpoint (research/jax/checkpoint.py): the whole train state (`last`), or the
+        evaluated weights only."""
+        checkpoint.save(path, state if resumable else ema.evaluated(state), meta)
         if jax.process_index() == 0:
             checkpoint_files.settle(path, cfg.run.keep)
 
@@ -198,14 +202,16 @@ def train_and_evaluate(cfg: Config, run_dir: Path, name: str) -> dict:
         for epoch in range(progress["epoch"] + 1, cfg.optim.epochs + 1):
             train_loss = train_epoch(step, splits.train, cfg, epoch, begin=begin, **epoch_kw)
             begin = None
-            nnx.update(model, state["params"], state["variables"])
+            nnx.update(model, ema.evaluated(state)["params"], ema.evaluated(state)["variables"])
             val = validate(model, splits, cfg, mesh)
             metrics = {"train/loss": train_loss, "lr": float(schedule(epoch * steps))}
+            keep = partial(write, meta={"epoch": epoch}, resumable=False)
+            averaging.keep_epoch(run_dir, epoch, cfg.eval.average_last, keep, jax.process_index() == 0)
             save_best = partial(write, best_path, resumable=False)
             end_epoch(progress, epoch, val, metrics, tracker, save_best, partial(write, last, resumable=True))
             if stop_here(epoch, cfg, tracker):
                 return {"status": "interrupted", "epoch": epoch}
-    load_weights(model, best_path)
+    load_weights(model, averaging.final_weights(run_dir, cfg.eval.average_last, progress))
     summary = final_report(backend, model, splits, cfg, mesh, run_dir / "eval", tracker.record["history"])
     tracker.images(images(run_dir / "eval"))
     checkpoint_files.prune(run_dir, cfg.run.keep)

@@ -19,13 +19,17 @@ from safetensors.torch import save_file
 from research.checkpoint_files import CheckpointError, content_hash, publish, readable
 
 
-def save(path: Path, model_state: dict, meta: dict[str, Any], optim_state: dict | None = None, scheduler=None) -> None:
+def save(
+    path: Path, model_state: dict, meta: dict[str, Any], optim_state: dict | None = None, scheduler=None, ema=None
+) -> None:
     """Write `path` (.safetensors) atomically, keeping the checkpoint it replaces (checkpoint_files.py).
 
     `model_state` / `optim_state` are `state_dict()`s (distributed.full_state under sharded centres); with an
-    optimizer state the scheduler's and the torch RNG states are saved too (a `last` to resume from)."""
+    optimizer state the scheduler's and the torch RNG states are saved too (a `last` to resume from), and
+    `ema`, the weight average's state dict (optim.ema), under `ema/`."""
     # clone(): safetensors refuses tensors that share storage (tied weights).
     tensors = {f"model/{k}": v.detach().clone() for k, v in model_state.items()}
+    tensors |= {f"ema/{k}": v.detach().clone() for k, v in (ema or {}).items()}
     extra: dict[str, Any] = {"meta": meta}
     if optim_state is not None:
         plain_state = {}
@@ -45,14 +49,18 @@ def save(path: Path, model_state: dict, meta: dict[str, Any], optim_state: dict 
     publish(path, lambda tmp: save_file(tensors, str(tmp), metadata=header))
 
 
-def load(path: Path, model: torch.nn.Module, optimizer=None, scheduler=None, own=None) -> dict[str, Any]:
-    """Restore what `save` wrote into the given objects; return the meta dict. Falls back to the previous
-    checkpoint when `path` is missing, truncated or corrupt (CheckpointError when neither is good).
+def load(path: Path, model: torch.nn.Module, optimizer=None, scheduler=None, own=None, ema=None) -> dict[str, Any]:
+    """Restore what `save` wrote into the given objects (`ema`: the weight average's model); return the meta
+    dict. Falls back to the previous checkpoint when `path` is missing, truncated or corrupt (CheckpointError
+    when neither is good).
 
     `own(model_state, optim_state) -> (model_state, optim_state)` picks this rank's part of the saved
     states (distributed.own_state: the blocks of sharded centres)."""
     tensors, extra = readable(path, _read)
     model_state = {k.removeprefix("model/"): v for k, v in tensors.items() if k.startswith("model/")}
+    if ema is not None:
+        ema_state = {k.removeprefix("ema/"): v for k, v in tensors.items() if k.startswith("ema/")}
+        ema.load_state_dict(own(ema_state, None)[0] if own is not None else ema_state)
     optim_state = None
     if optimizer is not None:
         state: dict[int, dict[str, Any]] = {}

@@ -13,7 +13,16 @@ import encoders
 import fusion
 import losses
 from losses.torch.contrastive import Contrastive
-from research.assembly import encoder_kwargs, encoder_sources, fusion_kwargs, head_kwargs, heads_of, loss_kwargs
+from research.assembly import (
+    encoder_kwargs,
+    encoder_sources,
+    fusion_kwargs,
+    head_kwargs,
+    heads_of,
+    loss_kwargs,
+    model_source,
+)
+from research.checkpoint_files import one_line
 from research.config import Config
 from research.data.loader import load
 from research.torch import checkpoint
@@ -129,6 +138,8 @@ def build_model(cfg: Config, classes: int, vocab_size: int, class_weights: torch
     model = FusionModel(encs, fuse, heads, kind, matcher, cfg.loss.identity_weight)
     if cfg.model.init_from:
         init_encoders(model, cfg)
+    if cfg.model.init_model:
+        init_model(model, cfg)
     return model
 
 
@@ -145,6 +156,16 @@ def init_encoders(model: FusionModel, cfg: Config) -> None:
         model.encoders.requires_grad_(False)
         model.frozen_encoders = True
         model.train(model.training)
+
+
+def init_model(model: FusionModel, cfg: Config) -> None:
+    """model.init_model: every weight (encoders, fusion, heads) from that run's averaged or best checkpoint
+    (research/assembly.py model_source), strictly; a checkpoint that does not fit is a one-line error."""
+    path = model_source(cfg)
+    try:
+        load_weights(model, path)
+    except (RuntimeError, KeyError, ValueError) as err:
+        raise ValueError(f"model.init_model: {path} does not fit this model: {one_line(err)}") from None
 
 
 def load_weights(model: FusionModel, path: Path) -> dict:

@@ -23,12 +23,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from research import checkpoint_files
+from research import averaging, checkpoint_files
 from research.config import Config
 from research.data.loader import Splits, load
 from research.plots import images
 from research.report import final_report
-from research.torch import backend, checkpoint, distributed, sharding
+from research.torch import backend, checkpoint, distributed, ema, sharding
 from research.torch.model import FusionModel, build_model, load_weights, parameter_report
 from research.torch.predict import predict, to_device
 from research.torch.weights import load_backbone
@@ -110,15 +110,18 @@ def train_step(model, optimizer, scheduler, batch: dict[str, torch.Tensor], cfg:
     return {"loss": value, "grad_norm": grad_norm.item(), "lr": lr}
 
 
-def make_step(model, optimizer, scheduler, cfg: Config, world: distributed.World):
+def make_step(model, optimizer, scheduler, cfg: Config, world: distributed.World, after=None):
     """The epoch loop's step (research/training.py train_epoch): one update on this rank's part of a global
     batch, returning its measurements with the global batch's loss, alike on every rank (this rank's when it is
     not finite; the gradient norm is the global batch's, the learning rate the first group's). Its
-    `number` (the run's step) is jax's; torch's scheduler counts the steps itself."""
+    `number` (the run's step) is jax's; torch's scheduler counts the steps itself. `after()` follows every
+    update (the weight average's, optim.ema)."""
 
     def step(batch: dict, number: int) -> dict[str, float]:
         measured = train_step(model, optimizer, scheduler, to_device(batch, world.device), cfg)
         loss = measured["loss"]
+        if after is not None and math.isfinite(loss):
+            after()
         return measured | {"loss": distributed.mean(loss, world) if math.isfinite(loss) else loss}
 
     return step
@@ -156,11 +159,13 @@ def build(cfg: Config, splits: Splits, world: distributed.World, sharded: bool) 
 def resume(cfg: Config, last: Path, trained: tuple, tracker, world: distributed.World, name: str):
     """(begin, progress) from the `last` checkpoint (research/training.py resume_point), its state loaded into
     `trained` (model, optimizer, scheduler; each rank its block of sharded centres), the record cut back to
-    its epoch; a fresh start without one. Every rank reads it: the run directory is on a shared file system."""
+    its epoch; a fresh start without one. Every rank reads it: the run directory is on a shared file system.
+    `trained` is (model, optimizer, scheduler, the weight average's model or None)."""
     if not (cfg.run.resume and checkpoint_files.exists(last)):
         return resume_point(fresh_progress())
-    model, optimizer, scheduler = trained
-    progress = checkpoint.load(last, model, optimizer, scheduler, own=partial(sharding.own_state, model, optimizer))
+    model, optimizer, scheduler, averaged = trained
+    own = partial(sharding.own_state, model, optimizer)
+    progress = checkpoint.load(last, model, optimizer, scheduler, own=own, ema=averaged)
     tracker.truncate(progress["epoch"])
     if world.is_main:
         print(f"resuming {name}: epoch {progress['epoch']} done, {progress['step']} steps into the next")
@@ -197,13 +202,18 @@ def train_and_evaluate(cfg: Config, run_dir: Path, name: str) -> dict:
     tracker = distributed.main_tracker(world, cfg, run_dir, name)
     tracker.record |= job
     last, best_path = run_dir / "last.safetensors", run_dir / "best.safetensors"
-    begin, progress = resume(cfg, last, (model, optimizer, scheduler), tracker, world, name)
+    averaged = ema.make(model, cfg.optim.ema)  # optim.ema: validated, kept as best and averaged over epochs
+    evaluated = ema.evaluated(model, averaged)
+    begin, progress = resume(cfg, last, (model, optimizer, scheduler, averaged), tracker, world, name)
 
     def write(path: Path, meta: dict, resumable: bool) -> None:
-        """Rank 0 writes a checkpoint as a one-process run has it (every rank sends its sharded centres)."""
-        model_state, optim_state = sharding.full_state(model, optimizer if resumable else None, world)
+        """Rank 0 writes a checkpoint as a one-process run has it (every rank sends its sharded centres): the
+        trained weights, optimizer and weight average (`last`), or the evaluated weights only."""
+        parts = (model, optimizer, scheduler) if resumable else (evaluated, None, None)
+        model_state, optim_state = sharding.full_state(parts[0], parts[1], world)
+        average = sharding.full_state(averaged, None, world)[0] if resumable and averaged is not None else None
         if world.is_main:
-            checkpoint.save(path, model_state, meta, optim_state, scheduler if resumable else None)
+            checkpoint.save(path, model_state, meta, optim_state, parts[2], average)
             checkpoint_files.settle(path, cfg.run.keep)
 
     def save(step: int, pipeline: dict, loss_sum: float) -> None:
@@ -212,7 +222,8 @@ def train_and_evaluate(cfg: Config, run_dir: Path, name: str) -> dict:
 
     trained = distributed.wrap(model, world, cfg.run.sync_bn)
     trained = torch.compile(trained) if cfg.run.compile else trained
-    step = make_step(trained, optimizer, scheduler, cfg, world)
+    after = None if averaged is None else partial(ema.update, averaged, model, cfg.optim.ema)
+    step = make_step(trained, optimizer, scheduler, cfg, world, after)
     epoch_kw = {"size": size, "shard": {"rank": world.rank, "world": world.size}, "last": last, "save": save}
     epoch_kw |= {"tracker": tracker}
     try:
@@ -221,8 +232,10 @@ def train_and_evaluate(cfg: Config, run_dir: Path, name: str) -> dict:
                 trained.train()
                 train_loss = train_epoch(step, splits.train, cfg, epoch, begin=begin, **epoch_kw)
                 begin = None
-                val = validate(model, splits, cfg, world, sharded)
+                val = validate(evaluated, splits, cfg, world, sharded)
                 metrics = {"train/loss": train_loss, "lr": scheduler.get_last_lr()[0]}
+                keep = partial(write, meta={"epoch": epoch}, resumable=False)
+                averaging.keep_epoch(run_dir, epoch, cfg.eval.average_last, keep, world.is_main)
                 save_best = partial(write, best_path, resumable=False)
                 end_epoch(progress, epoch, val, metrics, tracker, save_best, partial(write, last, resumable=True))
                 if stop_here(epoch, cfg, tracker):
@@ -233,7 +246,7 @@ def train_and_evaluate(cfg: Config, run_dir: Path, name: str) -> dict:
         return {"status": "worker"}
     if sharded:  # the checkpoint holds the whole centre matrix; rank 0 evaluates as one process
         model = build(cfg, splits, world, sharded=False)
-    load_weights(model, best_path)
+    load_weights(model, averaging.final_weights(run_dir, cfg.eval.average_last, progress))
     summary = final_report(backend, model, splits, cfg, device, run_dir / "eval", tracker.record["history"])
     tracker.images(images(run_dir / "eval"))
     checkpoint_files.prune(run_dir, cfg.run.keep)

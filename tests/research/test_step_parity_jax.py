@@ -2,6 +2,8 @@
 with encoders/jax/convert.py, dropout off): updated parameters, BatchNorm statistics and Adam moments;
 and the learning-rate schedules agree at every step."""
 
+import itertools
+
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -11,11 +13,13 @@ from flax import nnx
 
 from encoders.jax.convert import to_nnx, to_torch
 from research.data.loader import load
+from research.jax import ema as jax_ema
 from research.jax import trainer as jax_trainer
 from research.jax.distributed import make_mesh
 from research.jax.model import build_model as build_jax
 from research.jax.predict import replicate
 from research.jax.predict import to_device as jax_device
+from research.torch import ema as torch_ema
 from research.torch import trainer as torch_trainer
 from research.torch.model import build_model as build_torch
 from research.torch.predict import to_device as torch_device
@@ -101,3 +105,49 @@ def test_one_step_updates_parameters_and_moments_as_torch(tiny, encoder_lr_scale
         for name, slots in torch_moments.items():
             got, want = moments[name] / scale, slots[slot].numpy() / scale
             np.testing.assert_allclose(got, want, atol=1e-5, rtol=0, err_msg=f"{slot} {name}")
+
+
+def test_the_weight_average_after_a_few_steps_equals_torch(tiny):
+    # optim.ema: three AdamW steps on three batches in each backend from the same weights, the average (decay 0.5,
+    # so every step shows) updated after each; BatchNorm statistics averaged, its counter copied.
+    cfg = tiny("--fusion=late", "--modalities=face,text", "--model.dropout=0", "--optim.ema=0.5")
+    splits = load(cfg.data)
+    classes = len(splits.classes["identity"])
+    batches = list(itertools.islice(splits.train.batches(8, shuffle=True, seed=0, epoch=1, train=True), 3))
+
+    torch.manual_seed(0)
+    tmodel = build_torch(cfg, classes, splits.vocab_size, None).train()
+    jmodel = build_jax(cfg, classes, splits.vocab_size, None, rngs=nnx.Rngs(0))
+    to_nnx({k: v.numpy() for k, v in tmodel.state_dict().items()}, jmodel)
+    initial = {k: v.clone().numpy() for k, v in tmodel.state_dict().items()}
+    optimizer = torch_trainer.make_optimizer(tmodel, cfg)
+    scheduler = torch_trainer.warmup_cosine(optimizer, 2, 10)
+    average = torch_ema.make(tmodel, cfg.optim.ema)
+    for batch in batches:
+        torch_trainer.train_step(tmodel, optimizer, scheduler, torch_device(batch, torch.device("cpu")), cfg)
+        torch_ema.update(average, tmodel, cfg.optim.ema)
+
+    schedule = jax_trainer.warmup_cosine(cfg.optim.lr, 2, 10)
+    tx = jax_trainer.make_optimizer(schedule, cfg)
+    graphdef, rngs, state = jax_trainer.train_state(jmodel, tx)
+    state["ema"] = jax_ema.make(state, cfg.optim.ema)
+    mesh = make_mesh()
+    state = replicate(state, mesh)
+    step = jax_trainer.make_train_step(graphdef, rngs, tx, schedule, cfg, mesh)
+    for number, batch in enumerate(batches):
+        state, _ = step(state, jax_device(batch, mesh), number)
+
+    nnx.update(jmodel, state["ema"]["params"], state["ema"]["variables"])
+    got, want = to_torch(jmodel), average.state_dict()
+    assert got.keys() == want.keys()
+    counters = [k for k in want if k.endswith("num_batches_tracked")]
+    assert counters and all(int(want[k]) == 3 and int(got[k]) == 3 for k in counters)  # copied, not averaged
+    close = 0
+    for key, value in want.items():  # Adam's ill-conditioned weights (the one-step test above): to within lr a step
+        np.testing.assert_allclose(got[key], value.numpy(), atol=3 * cfg.optim.lr, rtol=0, err_msg=key)
+        close += int((np.abs(got[key] - value.numpy()) <= 1e-5).sum())
+    assert close > 0.999 * sum(v.numel() for v in want.values())
+    # The average is not the last weights, nor the first: 0.125 initial + 0.125, 0.25, 0.5 of the steps' weights.
+    trained = tmodel.state_dict()
+    assert max(float(np.abs(want[k].numpy() - trained[k].numpy()).max()) for k in want) > 1e-4
+    assert max(float(np.abs(want[k].numpy() - initial[k]).max()) for k in want) > 1e-4
