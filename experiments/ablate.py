@@ -205,6 +205,9 @@ def main(argv: list[str] | None = None) -> int:
         help="LaTeX float: table shrunk to \\columnwidth (default) or table* shrunk to \\textwidth",
     )
     parser.add_argument("--no-deltas", action="store_true", help="drop the Δ columns (LaTeX, Markdown)")
+    parser.add_argument(
+        "--metrics-only", action="store_true", help="row keys and metric columns only: no Seeds, Params or Δ columns"
+    )
     args = parser.parse_args(argv)
     for key, value in STUDIES.get(args.study, {}).items():
         setattr(args, key, getattr(args, key) or value)
@@ -238,8 +241,9 @@ def write_tables(args: argparse.Namespace) -> None:
         raise tables.TableError(f"no sweep file {', '.join(missing)}")
     order = study_order(sweep_files, keys)
     table = tables.build_table(records, keys, metrics, parse_selection(args.baseline), seeds, order)
-    table.params = bool(args.params)
-    table.deltas = not args.no_deltas
+    table.params = bool(args.params) and not args.metrics_only
+    table.deltas = not (args.no_deltas or args.metrics_only)
+    table.counts = not args.metrics_only
     if args.labels:
         table.names.update(read_labels(args.labels))
     name = args.name or args.study or args.group or runs.name

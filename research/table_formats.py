@@ -17,7 +17,8 @@ def notes(table: Table) -> list[str]:
     """The footnotes that say what the numbers and marks mean."""
     seeds = ", ".join(map(str, table.seeds))
     lines = [
-        f"Mean ± sample standard deviation over seeds {seeds}; Seeds = finished runs / expected runs.",
+        f"Mean ± sample standard deviation over seeds {seeds}"
+        + ("; Seeds = finished runs / expected runs." if table.counts else "."),
         "Bold: best, underlined: second best per column among complete rows (↑ higher / ↓ lower is better).",
     ]
     if table.baseline is not None:
@@ -58,7 +59,7 @@ def _body(table: Table, style: dict[str, str], digits: int) -> list[list[str]]:
     """Table cells as strings: keys, seeds, then per metric the value (and Δ with a baseline)."""
     body = []
     for i, row in enumerate(table.rows):
-        cells = [*table.display(row), f"{row.finished}/{len(table.seeds)}"]
+        cells = [*table.display(row)] + ([f"{row.finished}/{len(table.seeds)}"] if table.counts else [])
         cells += [style["dash"] if row.params is None else params_text(row.params)] if table.params else []
         for name, _ in table.metrics:
             c = row.cells[name]
@@ -79,7 +80,8 @@ def _body(table: Table, style: dict[str, str], digits: int) -> list[list[str]]:
 def _header(table: Table) -> list[str]:
     """Key names, Seeds, Params (when asked), metric names with their direction, Δ columns."""
     names = table.names
-    header = [names.column(k) for k in table.keys] + ["Seeds"] + (["Params"] if table.params else [])
+    header = [names.column(k) for k in table.keys] + (["Seeds"] if table.counts else [])
+    header += ["Params"] if table.params else []
     for name, goal in table.metrics:
         metric = table.header(name)
         header.append(f"{metric} {'↑' if goal == 'max' else '↓'}")

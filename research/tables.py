@@ -72,6 +72,7 @@ class Table:
     names: Names = field(default_factory=Names)
     params: bool = False  # render a parameter-count column
     deltas: bool = True  # render the Δ columns (with a baseline); without them the dagger marks the mean
+    counts: bool = True  # render the Seeds column (finished / expected); without it ‡ still marks a short row
 
     def display(self, row: Row) -> list[str]:
         """The row's values as the table prints them."""

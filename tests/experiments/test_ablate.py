@@ -153,6 +153,15 @@ def test_latex_width_and_no_deltas_options(study):
     assert tex.startswith("\\begin{table}[t]") and "$\\Delta$ test/acc" in tex and "\\columnwidth" in tex
 
 
+def test_metrics_only_keeps_the_row_keys_and_the_metric_columns(study):
+    folder, _ = study
+    args = ["--study", "fusion", "--runs", str(folder), "--metrics", "test/acc", "--metrics-only"]
+    assert ablate.main(args) == 0
+    assert "| Fusion | test/acc ↑ |" in (folder / "tables" / "fusion.md").read_text()
+    tex = (folder / "tables" / "fusion.tex").read_text()
+    assert "Seeds" not in tex and "Delta" not in tex and "Params" not in tex
+
+
 def test_the_loss_study_lists_heads_in_the_sweep_files_order_with_paper_names(tmp_path):
     folder = tmp_path / "loss"
     for loss in ["arcface", "cosface", "softmax", "sphereface", "sphereface2", "sphereface_r"]:  # alphabetical
