@@ -5,7 +5,8 @@ trained run (model.init_model) with a larger margin and longer voice crops at a 
     python experiments/run.py --config lm:runs/STAGE1 --run.name=STAGE1-lm
 
 `get_config(run)` is the run's own config (research/config.py from its record.json) with WeSpeaker's LM changes,
-read from wespeaker/examples/voxceleb/v2/conf/resnet.yaml (stage 1) against resnet_lm.yaml (LM):
+read from wespeaker/examples/voxceleb/v2/conf/resnet.yaml (stage 1, commit 0ae719f) against resnet_lm.yaml (LM,
+commit 357f828):
 
 - ArcFace margin: final_margin 0.2 -> initial_margin = final_margin 0.5 (fixed from the first LM epoch);
 - voice crops: num_frms 200 -> 600 frames of 10 ms, 2 s -> 6 s (data.voice_seconds = 6);
