@@ -12,6 +12,7 @@ from encoders.jax.convert import to_nnx, to_torch
 from encoders.jax.ecapa import Ecapa
 from encoders.torch import ecapa as torch_ecapa
 from research.jax.weights import load_backbone
+from tests.encoders.batchnorm_torch import randomise_batchnorm
 
 RATE, DIM, S = 16000, 32, 8000
 LENGTHS = [S, 5000, 2000, 300]  # unpadded, padded, shorter than one 25 ms window (no frame)
@@ -51,10 +52,7 @@ def pair() -> tuple[torch.nn.Module, Ecapa]:
     torch.manual_seed(0)
     kw = dict(dim=DIM, sample_rate=RATE, frontend="fbank80", spec_augment=False)
     twin = torch_ecapa.Ecapa("ecapa_test", **kw)
-    for m in twin.modules():
-        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-            m.weight.data.uniform_(0.5, 2), m.bias.data.uniform_(-1, 1)
-            m.running_mean.uniform_(-1, 1), m.running_var.uniform_(0.5, 2)
+    randomise_batchnorm(twin)
     # Built abstract (nnx.eval_shape: no random initialisers, each of which compiles anew per shape) and filled by
     # the conversion; only the unused SpecAugment RNG stream stays abstract.
     enc = nnx.eval_shape(lambda: Ecapa("ecapa_test", **kw, rngs=nnx.Rngs(1)))

@@ -14,6 +14,7 @@ from speechbrain.nnet.CNN import Conv1d as SpeechBrainConv1d
 
 from encoders.torch.ecapa import Ecapa
 from research.torch.weights import load_backbone
+from tests.encoders.batchnorm_torch import randomise_batchnorm
 
 RATE = 16000
 # Parameters of WeSpeaker's models, from the pretrained-model tables of its README files
@@ -67,19 +68,6 @@ def test_a_wespeaker_file_loads_without_its_classifier(tmp_path):
     assert notes == ["dropped WeSpeaker's training classifier projection.weight"]
     for key, value in enc.backbone.state_dict().items():
         assert torch.equal(loaded.backbone.state_dict()[key], value), key
-
-
-def randomise_batchnorm(module: torch.nn.Module) -> None:
-    """Random BatchNorm statistics and affine parameters (torch's initial ones make eval-mode BN the identity)."""
-    for m in module.modules():
-        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-            for tensor, low, high in (
-                (m.weight, 0.5, 2),
-                (m.bias, -1, 1),
-                (m.running_mean, -1, 1),
-                (m.running_var, 0.5, 2),
-            ):
-                tensor.data.uniform_(low, high)
 
 
 def test_speechbrain_ecapa_loads_and_its_frame_layers_agree(tmp_path):

@@ -15,6 +15,7 @@ from flax import nnx
 
 import encoders
 from encoders.jax.convert import to_nnx, to_torch
+from tests.encoders.batchnorm_torch import randomise_batchnorm
 
 B, IMAGE, SAMPLES, LEN, VOCAB, DIM = 4, 16, 4800, 6, 50, 16  # 0.3 s voices at 16 kHz
 VOICE_LEN = [SAMPLES, 3300, 300, 0]  # unpadded, padded, shorter than one 25 ms window (no frame), missing
@@ -58,20 +59,6 @@ def as_numpy(batch: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
 
 def torch_state(module: torch.nn.Module) -> dict[str, np.ndarray]:
     return {k: v.numpy() for k, v in module.state_dict().items()}
-
-
-def randomise_batchnorm(module: torch.nn.Module) -> None:
-    """Random BatchNorm affine parameters and running statistics (torch starts them at 1, 0, 0 and 1, which
-    makes eval-mode normalisation the identity and would hide a statistic or a parameter mixed up)."""
-    for m in module.modules():
-        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-            for tensor, low, high in (
-                (m.weight, 0.5, 2),
-                (m.bias, -1, 1),
-                (m.running_mean, -1, 1),
-                (m.running_var, 0.5, 2),
-            ):
-                tensor.data.uniform_(low, high)
 
 
 def build_pair(name: str, spec: dict) -> tuple[torch.nn.Module, nnx.Module]:

@@ -17,6 +17,7 @@ from encoders.jax.convert import to_nnx, to_torch, variables
 from encoders.torch import mobilevit as torch_mobilevit
 from research.jax.weights import load_backbone as jax_load_backbone
 from research.torch.weights import load_backbone as torch_load_backbone
+from tests.encoders.batchnorm_torch import randomise_batchnorm
 
 IMAGE, DIM, RTOL = 48, 32, 1e-5  # tolerance relative to the largest output (random BatchNorm makes it large)
 
@@ -36,19 +37,6 @@ def test_full_size_counts_and_shapes_equal_torch(variant):
     assert sum(int(np.prod(x.shape)) for x in params) == sum(p.numel() for p in ref.parameters())
     shapes = {key: torch_shape(var.get_value().shape) for key, var in variables(enc).items()}
     assert shapes == {key: tuple(value.shape) for key, value in ref.state_dict().items()}
-
-
-def randomise_batchnorm(module: torch.nn.Module) -> None:
-    """Random BatchNorm affine parameters and running statistics (torch starts them at 1, 0, 0, 1)."""
-    for m in module.modules():
-        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-            for tensor, low, high in (
-                (m.weight, 0.5, 2),
-                (m.bias, -1, 1),
-                (m.running_mean, -1, 1),
-                (m.running_var, 0.5, 2),
-            ):
-                tensor.data.uniform_(low, high)
 
 
 @pytest.fixture(scope="module")

@@ -13,6 +13,7 @@ from safetensors.torch import save_file
 from encoders.checkpoints.mobilevit import adapt
 from encoders.torch.mobilevit import VARIANTS, Mobilevit
 from research.torch.weights import load_backbone
+from tests.encoders.batchnorm_torch import randomise_batchnorm
 
 # Parameters with the 1000-class ImageNet head, from timm's ImageNet results table (param_count of
 # mobilevit_{xxs,xs,s}.cvnets_in1k; the paper, Mehta & Rastegari 2022, reports 1.3M / 2.3M / 5.6M).
@@ -21,19 +22,6 @@ PUBLISHED = {"mobilevit_xxs": 1.27e6, "mobilevit_xs": 2.32e6, "mobilevit_s": 5.5
 
 def count(module: torch.nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
-
-
-def randomise_batchnorm(module: torch.nn.Module) -> None:
-    """Random BatchNorm affine parameters and running statistics (torch starts them at 1, 0, 0, 1)."""
-    for m in module.modules():
-        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-            for tensor, low, high in (
-                (m.weight, 0.5, 2),
-                (m.bias, -1, 1),
-                (m.running_mean, -1, 1),
-                (m.running_var, 0.5, 2),
-            ):
-                tensor.data.uniform_(low, high)
 
 
 @pytest.mark.parametrize("variant", sorted(VARIANTS))

@@ -11,6 +11,7 @@ import torch
 
 from encoders.torch.resnet_speaker import ResnetSpeaker
 from research.torch.weights import load_backbone
+from tests.encoders.batchnorm_torch import randomise_batchnorm
 
 RATE = 16000
 # ResNet34-TSTP-emb256: 6.63M parameters, WeSpeaker's pretrained-model tables (examples/voxceleb/v2/README.md,
@@ -65,10 +66,7 @@ def test_valid_outputs_do_not_depend_on_padding_at_full_size():
     """Eval mode: a padded utterance gives the tokens and embedding it gives alone (80 ms tokens: ceil(T / 8))."""
     torch.manual_seed(0)
     enc = ResnetSpeaker("resnet34_speaker", dim=256, sample_rate=RATE, frontend="fbank80", spec_augment=False)
-    for m in enc.modules():
-        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-            m.weight.data.uniform_(0.5, 2), m.bias.data.uniform_(-1, 1)
-            m.running_mean.uniform_(-1, 1), m.running_var.uniform_(0.5, 2)
+    randomise_batchnorm(enc)
     enc.eval()
     lengths = torch.tensor([RATE, 9000])  # 98 and 55 frames -> 13 and 7 tokens
     g = torch.Generator().manual_seed(0)

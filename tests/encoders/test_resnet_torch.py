@@ -9,6 +9,7 @@ import torchvision
 import encoders
 from encoders.checkpoints import resnet as checkpoint
 from research.torch.weights import load_backbone
+from tests.encoders.batchnorm_torch import randomise_batchnorm
 
 # torchvision's model cards (docs.pytorch.org/vision/stable/models, "Params"), with the ImageNet classifier fc.
 PUBLISHED = {"resnet18": 11_689_512, "resnet50": 25_557_032}
@@ -43,26 +44,12 @@ def test_adapter_drops_the_classifier_only():
     assert checkpoint.adapt(adapted, {}) == (adapted, [])
 
 
-def randomise_batchnorm(module: torch.nn.Module) -> None:
-    """Random BatchNorm affine parameters and running statistics (torchvision starts them at 1, 0, 0, 1, which
-    would hide a statistic or a parameter mixed up)."""
-    for m in module.modules():
-        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-            for tensor, low, high in (
-                (m.weight, 0.5, 2),
-                (m.bias, -1, 1),
-                (m.running_mean, -1, 1),
-                (m.running_var, 1, 3),
-            ):
-                tensor.data.uniform_(low, high)
-
-
 def saved_reference(variant: str, path) -> torch.nn.Module:
     """A random torchvision ResNet saved as torchvision publishes it (torch.save of its state dict), in eval mode
     and with its classifier replaced by nn.Identity afterwards (so it returns its pooled features)."""
     torch.manual_seed(0)
     ref = getattr(torchvision.models, variant)(weights=None)
-    randomise_batchnorm(ref)
+    randomise_batchnorm(ref, var=(1, 3))
     torch.save(ref.state_dict(), path)
     ref.fc = torch.nn.Identity()
     return ref.eval()
