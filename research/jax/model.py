@@ -143,8 +143,6 @@ def build_model(
     model = FusionModel(encs, fuse, heads, kind, matcher, cfg.loss.identity_weight)
     if cfg.model.init_from:
         init_encoders(model, cfg)
-    if cfg.model.init_model:
-        init_model(model, cfg)
     if cfg.optim.bf16:
         autocast(model)
     return model
@@ -175,7 +173,8 @@ def variables(model: nnx.Module) -> nnx.State:
 
 def init_model(model: FusionModel, cfg: Config) -> None:
     """model.init_model: every weight (encoders, fusion, heads) from that run's averaged or best checkpoint
-    (research/assembly.py model_source), strictly; a checkpoint that does not fit is a one-line error."""
+    (research/assembly.py model_source), strictly; a checkpoint that does not fit is a one-line error. The trainer
+    calls it as training starts (not build_model: a restored run's own checkpoint needs no source run)."""
     path = model_source(cfg)
     try:
         load_weights(model, path)

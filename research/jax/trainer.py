@@ -33,7 +33,7 @@ from research import averaging, checkpoint_files
 from research.config import Config
 from research.data.loader import Splits, load
 from research.jax import backend, checkpoint, distributed, ema, sharding
-from research.jax.model import FusionModel, build_model, load_weights, parameter_report, variables
+from research.jax.model import FusionModel, build_model, init_model, load_weights, parameter_report, variables
 from research.jax.predict import predict, to_device
 from research.jax.weights import load_backbone
 from research.plots import images
@@ -135,6 +135,8 @@ def build(cfg: Config, splits: Splits, mesh: Mesh) -> FusionModel:
     rngs = nnx.Rngs(params=cfg.run.seed, dropout=cfg.run.seed, augment=cfg.run.seed)
     model = build_model(cfg, classes, splits.vocab_size, None if weights is None else jnp.asarray(weights), rngs=rngs)
     notes = load_pretrained(model.encoders, cfg, load_backbone)
+    if cfg.model.init_model:  # the whole model of an earlier run (a second stage)
+        init_model(model, cfg)
     if jax.process_index() == 0:
         print("".join(f"weights: {note}\n" for note in notes), end="")
     return model

@@ -138,8 +138,6 @@ def build_model(cfg: Config, classes: int, vocab_size: int, class_weights: torch
     model = FusionModel(encs, fuse, heads, kind, matcher, cfg.loss.identity_weight)
     if cfg.model.init_from:
         init_encoders(model, cfg)
-    if cfg.model.init_model:
-        init_model(model, cfg)
     return model
 
 
@@ -160,7 +158,8 @@ def init_encoders(model: FusionModel, cfg: Config) -> None:
 
 def init_model(model: FusionModel, cfg: Config) -> None:
     """model.init_model: every weight (encoders, fusion, heads) from that run's averaged or best checkpoint
-    (research/assembly.py model_source), strictly; a checkpoint that does not fit is a one-line error."""
+    (research/assembly.py model_source), strictly; a checkpoint that does not fit is a one-line error. The trainer
+    calls it as training starts (not build_model: a restored run's own checkpoint needs no source run)."""
     path = model_source(cfg)
     try:
         load_weights(model, path)

@@ -29,7 +29,7 @@ from research.data.loader import Splits, load
 from research.plots import images
 from research.report import final_report
 from research.torch import backend, checkpoint, distributed, ema, sharding
-from research.torch.model import FusionModel, build_model, load_weights, parameter_report
+from research.torch.model import FusionModel, build_model, init_model, load_weights, parameter_report
 from research.torch.predict import predict, to_device
 from research.torch.weights import load_backbone
 from research.training import (
@@ -149,6 +149,8 @@ def build(cfg: Config, splits: Splits, world: distributed.World, sharded: bool) 
     weights = class_weights(cfg, splits.train.labels("target"), classes)
     model = build_model(cfg, classes, splits.vocab_size, None if weights is None else torch.from_numpy(weights))
     notes = load_pretrained(model.encoders, cfg, load_backbone)
+    if cfg.model.init_model:  # the whole model of an earlier run (a second stage)
+        init_model(model, cfg)
     if world.is_main:
         print("".join(f"weights: {note}\n" for note in notes), end="")
     if sharded:

@@ -23,7 +23,7 @@ from research.config import Config
 from research.config_parse import apply_overrides
 from research.data.loader import load
 from research.jax import checkpoint, trainer
-from research.jax.model import build_model, variables
+from research.jax.model import build_model, init_model, variables
 
 REPO = Path(__file__).resolve().parents[2]
 # 32 training samples in batches of 12: two steps per epoch (the partial batch is dropped).
@@ -117,6 +117,7 @@ def test_a_second_stage_starts_from_the_whole_averaged_model(whole, data_root):
     cfg.eval.average_last = 0
     splits = load(cfg.data)
     model = build_model(cfg, len(splits.classes["identity"]), splits.vocab_size, None, rngs=nnx.Rngs(1))
+    init_model(model, cfg)  # as the trainer does when training starts
     weights = {"params": nnx.state(model, nnx.Param), "variables": variables(model)}
     loaded = {jax.tree_util.keystr(p): np.asarray(v) for p, v in jax.tree_util.tree_flatten_with_path(weights)[0]}
     averaged = load_file(whole / "averaged.safetensors")

@@ -25,7 +25,7 @@ from research.config import Config
 from research.config_parse import apply_overrides
 from research.data.loader import load
 from research.torch import checkpoint, ema, trainer
-from research.torch.model import build_model
+from research.torch.model import build_model, init_model
 
 ROOT = Path(__file__).resolve().parents[2]
 STAGES = ["--optim.ema=0.5", "--eval.average_last=2", "--optim.epochs=3"]  # decay 0.5: the average moves visibly
@@ -141,6 +141,7 @@ def test_init_model_starts_from_the_whole_averaged_model_and_refuses_another(who
     cfg = apply_overrides(Config(), args(whole.parent, data_root, "second") + [f"--model.init_model={whole}"])
     splits = load(cfg.data)
     model = build_model(cfg, len(splits.classes["identity"]), splits.vocab_size, None)
+    init_model(model, cfg)  # as the trainer does when training starts
     averaged = load_file(whole / "averaged.safetensors")
     state = model.state_dict()
     assert {f"model/{k}" for k in state} == averaged.keys()  # encoders, fusion and heads
@@ -149,7 +150,7 @@ def test_init_model_starts_from_the_whole_averaged_model_and_refuses_another(who
     other = apply_overrides(cfg, ["--fusion=late", "--model.dim=16"])
     differ = r"model.fusion='cross_attn' there, 'late' here; model.dim=32 there, 16 here$"
     with pytest.raises(ValueError, match=r"^model.init_model: run .* built another model: " + differ):
-        build_model(other, 8, splits.vocab_size, None)
+        init_model(model, other)
 
 
 def test_the_large_margin_stage_trains_from_the_run(whole):
