@@ -6,6 +6,8 @@ that module as their `backend` argument:
 
     place(requested) -> device                    where the model runs: a torch device, a jax mesh
     load_model(cfg, classes, vocab_size, path, device) -> model   built from cfg, path's weights, eval mode
+    torch_state(model) -> {torch name: np.ndarray}                 the weights under torch's names (either backend)
+    with_torch_state(cfg, classes, vocab_size, state, device) -> model   built from cfg holding a torch_state
     new_model(cfg, splits, device) -> (model, notes)              as training starts it, published weights loaded
     parameter_report(model) -> {"params/face": N, ..., "params": N}   trainable parameters per part
     predict(model, data, cfg, device, drop="") -> dict            per-sample arrays of one split

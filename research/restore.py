@@ -5,6 +5,7 @@ ensemble.py and attack.py."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from types import ModuleType
 from typing import Any, NamedTuple
@@ -23,15 +24,21 @@ class Restored(NamedTuple):
     backend: ModuleType  # research/{torch,jax}/backend.py
 
 
-def restore(run_dir: Path, device: str = "auto") -> Restored:
-    """The run's best model, its data and its config (`device`: "auto", "cpu", "cuda", ...)."""
+def restore(run_dir: Path, device: str = "auto", *, decoded: bool = True, backend: str | None = None) -> Restored:
+    """The run's best model, its data and its config (`device`: "auto", "cpu", "cuda", ...). decoded=False loads
+    the data uncached, which decodes nothing (its class lists and vocabulary are all the model needs), for a
+    caller that embeds other files (experiments/embed.py). `backend` (default: the run's) restores a run in the
+    other backend: its weights go over under torch's names (encoders/jax/convert.py), and cfg.run.backend says so."""
     cfg = from_dict(json.loads((Path(run_dir) / "record.json").read_text())["config"])
-    backend = backends.load(cfg.run.backend)
-    place = backend.place(device)
-    splits = load(cfg.data)
-    classes = len(splits.classes[cfg.data.target])
-    model = backend.load_model(cfg, classes, splits.vocab_size, Path(run_dir) / "best.safetensors", place)
-    return Restored(model, splits, cfg, place, backend)
+    source, target = backends.load(cfg.run.backend), backends.load(backend or cfg.run.backend)
+    place = target.place(device)
+    splits = load(cfg.data if decoded else replace(cfg.data, cache=False))
+    classes, path = len(splits.classes[cfg.data.target]), Path(run_dir) / "best.safetensors"
+    if target is source:
+        return Restored(target.load_model(cfg, classes, splits.vocab_size, path, place), splits, cfg, place, target)
+    trained = source.load_model(cfg, classes, splits.vocab_size, path, source.place("cpu"))
+    model = target.with_torch_state(cfg, classes, splits.vocab_size, source.torch_state(trained), place)
+    return Restored(model, splits, replace(cfg, run=replace(cfg.run, backend=backend)), place, target)
 
 
 def split_predictions(run: Restored) -> dict[str, dict]:

@@ -10,6 +10,7 @@ import numpy as np
 from flax import nnx
 from jax.sharding import Mesh
 
+from encoders.jax.convert import to_nnx, to_torch
 from research.config import Config
 from research.data.loader import SampleSet, Splits
 from research.jax.attack import adversarial
@@ -19,7 +20,10 @@ from research.jax.predict import forward, pad, predict, replicate, to_device
 from research.jax.weights import load_backbone
 from research.weights import load_pretrained
 
-__all__ = ["adversarial", "flops_per_sample", "load_model", "new_model", "parameter_report", "place", "predict"]
+__all__ = [
+    "adversarial", "flops_per_sample", "load_model", "new_model", "parameter_report", "place", "predict", "torch_state",
+    "with_torch_state",
+]  # fmt: skip
 
 
 def place(requested: str) -> Mesh:
@@ -37,6 +41,24 @@ def load_model(cfg: Config, classes: int, vocab_size: int, path: Path, device: M
     rngs = nnx.Rngs(params=cfg.run.seed, dropout=cfg.run.seed, augment=cfg.run.seed)
     model = build_model(cfg, classes, vocab_size, None, rngs=rngs)
     load_weights(model, path)
+    model.eval()
+    return model
+
+
+def torch_state(model: FusionModel) -> dict[str, np.ndarray]:
+    """The model's weights under torch's names, as NumPy: what both backends read and write (encoders/jax/convert.py),
+    so that a run of one backend is restored in the other (research/restore.py)."""
+    return to_torch(model)
+
+
+def with_torch_state(
+    cfg: Config, classes: int, vocab_size: int, state: dict[str, np.ndarray], device: Mesh
+) -> FusionModel:
+    """The model `cfg` describes, holding `state` (a `torch_state` of either backend, strictly), in eval mode (its
+    arrays are placed on the mesh `device` when predict runs)."""
+    rngs = nnx.Rngs(params=cfg.run.seed, dropout=cfg.run.seed, augment=cfg.run.seed)
+    model = build_model(cfg, classes, vocab_size, None, rngs=rngs)
+    to_nnx(state, model)
     model.eval()
     return model
 

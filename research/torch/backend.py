@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -16,7 +17,10 @@ from research.torch.predict import pick_device, predict, to_device
 from research.torch.weights import load_backbone
 from research.weights import load_pretrained
 
-__all__ = ["adversarial", "flops_per_sample", "load_model", "new_model", "parameter_report", "place", "predict"]
+__all__ = [
+    "adversarial", "flops_per_sample", "load_model", "new_model", "parameter_report", "place", "predict", "torch_state",
+    "with_torch_state",
+]  # fmt: skip
 
 
 def place(requested: str) -> torch.device:
@@ -30,6 +34,22 @@ def load_model(cfg: Config, classes: int, vocab_size: int, path: Path, device: t
     load_weights(model, path)
     model.eval()
     return model
+
+
+def torch_state(model: FusionModel) -> dict[str, np.ndarray]:
+    """The model's weights under torch's names, as NumPy: what both backends read and write (encoders/jax/convert.py),
+    so that a run of one backend is restored in the other (research/restore.py)."""
+    return {key: value.detach().cpu().numpy() for key, value in model.state_dict().items()}
+
+
+def with_torch_state(
+    cfg: Config, classes: int, vocab_size: int, state: dict[str, np.ndarray], device: torch.device
+) -> FusionModel:
+    """The model `cfg` describes, holding `state` (a `torch_state` of either backend, strictly), on `device`, in
+    eval mode."""
+    model = build_model(cfg, classes, vocab_size, None)
+    model.load_state_dict({key: torch.from_numpy(np.asarray(value)) for key, value in state.items()})
+    return model.to(device).eval()
 
 
 def new_model(cfg: Config, splits: Splits, device: torch.device) -> tuple[FusionModel, list[str]]:
