@@ -28,7 +28,6 @@ from research.checkpoint_files import CheckpointError  # noqa: E402
 from research.config import Config, ConfigError  # noqa: E402
 from research.config_parse import SHORT_FLAGS, apply_overrides  # noqa: E402
 from research.data.manifest import DataError  # noqa: E402
-from research.model_card import card_table, model_card, write_card  # noqa: E402
 from research.rundir import RunDirBusy  # noqa: E402
 
 
@@ -88,6 +87,10 @@ def print_results(summary: dict, run_dir: Path) -> None:
 
 def dry_run(cfg: Config, run_dir: Path) -> int:
     """--run.dry_run=true: the model card (research/model_card.py) instead of training."""
+    # Imported here, not above: the data loader imports grain, which imports jax, and a config error must stay a
+    # line printed before any framework is imported (tests/experiments/test_run_failures_jax.py).
+    from research.model_card import card_table, model_card, write_card
+
     try:
         card, notes = model_card(cfg, backend.load(cfg.run.backend))
     except (DataError, CheckpointError) as err:

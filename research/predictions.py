@@ -7,7 +7,7 @@ import numpy as np
 from scipy.special import logsumexp
 
 from research.config import Config
-from research.data.augment import SPEEDS
+from research.data.augment_plan import SPEEDS
 
 
 def dropped(batch: dict[str, np.ndarray], drop: str) -> dict[str, np.ndarray]:

@@ -1,6 +1,6 @@
 """A finished run brought back from its directory: the model rebuilt from record.json's resolved config by
-the run's backend, best.safetensors loaded, the data loaded as in training. Used by experiments/evaluate.py,
-ensemble.py and attack.py."""
+the run's backend, the checkpoint its report evaluated loaded (averaged.safetensors, else best.safetensors),
+the data loaded as in training. Used by experiments/evaluate.py, ensemble.py, attack.py and embed.py."""
 
 from __future__ import annotations
 
@@ -33,12 +33,19 @@ def restore(run_dir: Path, device: str = "auto", *, decoded: bool = True, backen
     source, target = backends.load(cfg.run.backend), backends.load(backend or cfg.run.backend)
     place = target.place(device)
     splits = load(cfg.data if decoded else replace(cfg.data, cache=False))
-    classes, path = len(splits.classes[cfg.data.target]), Path(run_dir) / "best.safetensors"
+    classes, path = len(splits.classes[cfg.data.target]), evaluated_checkpoint(Path(run_dir))
     if target is source:
         return Restored(target.load_model(cfg, classes, splits.vocab_size, path, place), splits, cfg, place, target)
     trained = source.load_model(cfg, classes, splits.vocab_size, path, source.place("cpu"))
     model = target.with_torch_state(cfg, classes, splits.vocab_size, source.torch_state(trained), place)
     return Restored(model, splits, replace(cfg, run=replace(cfg.run, backend=backend)), place, target)
+
+
+def evaluated_checkpoint(run_dir: Path) -> Path:
+    """The checkpoint the run's report evaluated: the average of its last epochs (eval.average_last) when it has
+    one, else its best epoch (which holds the EMA weights with optim.ema)."""
+    averaged = run_dir / "averaged.safetensors"
+    return averaged if averaged.exists() else run_dir / "best.safetensors"
 
 
 def split_predictions(run: Restored) -> dict[str, dict]:

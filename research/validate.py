@@ -20,7 +20,7 @@ from pathlib import Path
 
 from research import checkpoint_files
 from research.config import MODALITIES, Config, ConfigError
-from research.data import augment, checked, manifest, synthetic
+from research.data import augment_plan, checked, manifest, synthetic
 from research.data.manifest import DataError, Row
 from research.data.text import tokenizer_file
 
@@ -30,7 +30,7 @@ def before_training(cfg: Config, device_problem: Callable[[str], str | None] | N
 
     `device_problem(run.device)` is the backend's word on the device: why it cannot be used, or None."""
     check_paths(cfg)
-    augment.check(cfg.data)  # the noise / impulse response folders of data.augment hold readable WAVs
+    augment_plan.check(cfg.data)  # the noise / impulse response folders of data.augment hold readable WAVs
     if device_problem is not None and (why := device_problem(cfg.run.device)):
         raise ConfigError(f"run.device={cfg.run.device}: {why}")
     path = synthetic.ensure(cfg.data) if cfg.data.dataset == "synthetic" else Path(cfg.data.dataset)

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from research.config import MODALITIES, DataConfig
-from research.data import augment, manifest, pack, synthetic
+from research.data import augment, augment_plan, manifest, pack, synthetic
 from research.data.decode import Decoded, decode_row
 from research.data.manifest import SPLITS, DataError, Meta, Row
 from research.data.pipeline import SampleSet, Trials
@@ -56,7 +56,7 @@ def load(cfg: DataConfig) -> Splits:
     labels = {r.id: _labels(path, r, index, cfg.split == "open") for r in rows}
     if all(labels[r.id][cfg.target] < 0 for r in rows if split_of[r.id] == "train"):
         raise DataError(f"manifest {path}: no training sample has a known '{cfg.target}' (data.target)")
-    plan = augment.plan(cfg, len(classes["identity"]))  # the training split's augmentation (None: off)
+    plan = augment_plan.plan(cfg, len(classes["identity"]))  # the training split's augmentation (None: off)
     if cfg.speed_perturb_labels:  # speed copies are new identities, c + k C; val / test keep 0 .. C-1
         classes["identity"] = augment.speed_classes(classes["identity"])
     streamed = not cfg.cache or pack.is_packed(path)  # else decode it all now, into memory
@@ -163,7 +163,7 @@ def _sample_set(
     names: list[str],
     trials: dict[str, Trials],
     cfg: DataConfig,
-    plan: augment.Plan | None,
+    plan: augment_plan.Plan | None,
 ) -> SampleSet:
     """One split's SampleSet from its samples' arrays (_cached or _streamed), labels and official trials."""
     label = {name: np.array([labels[i][name] for i in arrays["ids"]], dtype=np.int64) for name in names}

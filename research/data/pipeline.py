@@ -30,7 +30,7 @@ import numpy as np
 from absl import flags
 
 from research.config import MODALITIES, PerturbConfig
-from research.data import augment, perturb, sampler
+from research.data import augment, augment_plan, perturb, sampler
 from research.data.crop import Crop, longest_first, padded
 from research.data.manifest import DataError
 from research.data.sources import MemorySource, Stream
@@ -67,7 +67,7 @@ class SampleSet:
     workers: int = 0  # data.workers: processes that read samples
     perturb: PerturbConfig | None = None  # data.perturb, set on the training split (research/data/perturb.py)
     pk: tuple[int, int] | None = None  # data.sampler = pk: (P, K), set on the training split (research/data/sampler.py)
-    augment: augment.Plan | None = None  # data.augment, set on the training split when on (research/data/augment.py)
+    augment: augment_plan.Plan | None = None  # data.augment, set on the training split when on (augment.py)
     sample_rate: int = 16000  # data.sample_rate: whole voices are padded to buckets of seconds (research/data/crop.py)
 
     def __len__(self) -> int:

@@ -56,7 +56,7 @@ CASES = {
     "benchmarks/torch/initial_state.py": (["{tmp}/initial.npz", "--modalities=face", *RUN], "tensors"),
     "benchmarks/torch/margin_heads.py": (
         ["--classes", "64", "--heads", "softmax", "--yardsticks", "", "--dim", "16", "--batch", "8"]
-        + ["--repeats", "1", "--million", "64", "--million-batch", "4", "--measure", "softmax"],
+        + ["--repeats", "1", "--million", "64", "--million-batch", "4", "--measure", "softmax", "--threads", "0"],
         "MB ratio",
     ),
     "benchmarks/torch/pipeline.py": (
@@ -103,10 +103,15 @@ def test_script_runs_at_a_tiny_size(script, tmp_path, monkeypatch, capfd):
         assert done.returncode == 0, done.stderr[-3000:]
         out = done.stdout
     else:
+        torch = sys.modules.get("torch")  # imported by the suite's other tests; this file imports no framework
+        threads = torch.get_num_threads() if torch else None
         monkeypatch.setattr(sys, "argv", [script, *args])
         try:
             runpy.run_path(script, run_name="__main__")
         except SystemExit as stop:
             assert stop.code in (0, None), f"{script} exited with {stop.code}"
         out = capfd.readouterr().out
+        # A thread count left changed would change the float sums of every later test that compares an in-process
+        # run with a subprocess run (the resume tests): such a script belongs in FRESH.
+        assert threads is None or torch.get_num_threads() == threads, f"{script} changed torch's thread count"
     assert expected in out, out[-3000:]

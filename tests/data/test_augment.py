@@ -18,7 +18,7 @@ import soundfile
 
 from research.config import AugmentConfig, Config, ConfigError, DataConfig
 from research.config_parse import apply_overrides, from_dict, to_dict
-from research.data import augment, loader, pipeline
+from research.data import augment, augment_plan, loader, pipeline
 from research.data.manifest import DataError
 
 RATE, BATCH, SEED = 16000, 5, 1
@@ -163,7 +163,7 @@ def test_the_snr_of_the_added_noise_is_in_its_categorys_range(sounds):
         for j, end in enumerate(("min", "max"))
     }
     cfg = replace(cfg, **ranges)
-    p = augment.plan(DataConfig(augment=cfg), 0)
+    p = augment_plan.plan(DataConfig(augment=cfg), 0)
     clip, seen = clean_clip(), set()
     for i in range(30):
         record = {"index": np.int64(i), "voice": np.pad(clip, (0, 100)), "voice_len": np.int64(len(clip))}
@@ -179,9 +179,9 @@ def test_the_snr_of_the_added_noise_is_in_its_categorys_range(sounds):
 
 def test_reverberation_keeps_the_length_and_changes_the_clip(sounds):
     cfg = replace(voice_config(sounds), noise_prob=0.0, reverb_prob=1.0)
-    p = augment.plan(DataConfig(augment=cfg), 0)
+    p = augment_plan.plan(DataConfig(augment=cfg), 0)
     clip = clean_clip()
-    out = augment.mix(p, clip, augment.stream(SEED, 0, 0, "voice"))
+    out = augment.mix(p, clip, augment_plan.stream(SEED, 0, 0, "voice"))
     assert out.shape == clip.shape and out.dtype == np.float32
     expected = []  # the clip convolved with one of the impulse responses, peak 0.5 (audiomentations), cut to length
     for path in p.rirs:
@@ -191,12 +191,12 @@ def test_reverberation_keeps_the_length_and_changes_the_clip(sounds):
 
 
 def test_speed_perturbation_changes_the_length_by_the_factor_and_triples_the_classes(tiny_source, data_config):
-    p = augment.Plan(AugmentConfig(speed_prob=1.0), RATE, 8, {}, ())
+    p = augment_plan.Plan(AugmentConfig(speed_prob=1.0), RATE, 8, {}, ())
     wave, seen = clean_clip(4001), set()
     for i in range(10):
         record = {"index": np.int64(i), "voice": wave, "face": np.zeros((3, 4, 4), np.uint8)}
         out = augment.Recording(p, SEED, 0, np.zeros(10, bool)).map(record)
-        factor = augment.SPEEDS[int(out["speed"])]
+        factor = augment_plan.SPEEDS[int(out["speed"])]
         assert len(out["voice"]) == int(np.ceil(len(wave) / factor)), factor
         seen.add(factor)
     assert seen == {0.9, 1.1}  # speed_prob = 1: always perturbed
@@ -237,7 +237,7 @@ def test_a_bad_noise_or_impulse_response_folder_is_a_one_line_error_naming_it(tm
     assert not (tmp_path / "runs").exists()  # nothing was set up
     with pytest.raises(DataError if damage == "unreadable" else ConfigError):
         cfg = DataConfig(augment=AugmentConfig(noise_prob=0.3, reverb_prob=0.3, musan=str(musan), rirs=str(rirs)))
-        augment.check(cfg)
+        augment_plan.check(cfg)
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import numpy as np
 from PIL import Image, ImageEnhance
 
 from research.config import AugmentConfig
-from research.data import augment, augment_face
+from research.data import augment, augment_face, augment_plan
 
 
 def face(seed: int = 0, size: int = 16) -> np.ndarray:
@@ -71,12 +71,14 @@ def test_trivialaugment_draws_its_ops_uniformly_and_is_fixed_by_its_stream():
     assert all(60 <= c <= 140 for c in counts.values()), counts  # 100 expected each
     cfg = AugmentConfig(face_policy="trivial", crop_prob=0.5, flip_prob=0.5, jitter_prob=0.5)
     for index in range(20):
-        first = augment_face.augment(face(4), cfg, augment.stream(0, 1, index, "face"))
-        np.testing.assert_array_equal(first, augment_face.augment(face(4), cfg, augment.stream(0, 1, index, "face")))
+        first = augment_face.augment(face(4), cfg, augment_plan.stream(0, 1, index, "face"))
+        np.testing.assert_array_equal(
+            first, augment_face.augment(face(4), cfg, augment_plan.stream(0, 1, index, "face"))
+        )
 
 
 def test_a_missing_face_is_not_augmented():
-    p = augment.Plan(AugmentConfig(face_policy="trivial", jitter_prob=1.0), 16000, 0, {}, ())
+    p = augment_plan.Plan(AugmentConfig(face_policy="trivial", jitter_prob=1.0), 16000, 0, {}, ())
     grey = np.full((3, 16, 16), 100, np.uint8)  # a missing face is zeros; grey shows what brightness would do
     present = np.array([True, False])
     record = {"index": np.int64(1), "face": grey, "voice": np.zeros(0, np.float32)}
