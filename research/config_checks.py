@@ -131,7 +131,9 @@ def _size_checks(cfg: Config) -> list[tuple[bool, str]]:
     values = {"data.batch_size": d.batch_size, "data.image_size": d.image_size, "data.sample_rate": d.sample_rate}
     values |= {"data.voice_seconds": d.voice_seconds, "data.text_len": d.text_len, "model.dim": m.dim}
     values |= {"model.heads": m.heads}
-    return [(math.isfinite(v) and v > 0, f"{key} must be positive, got {v}") for key, v in values.items()]
+    checks = [(math.isfinite(v) and v > 0, f"{key} must be positive, got {v}") for key, v in values.items()]
+    seconds = cfg.eval.voice_seconds
+    return checks + [(math.isfinite(seconds) and seconds >= 0, f"eval.voice_seconds must be >= 0, got {seconds}")]
 
 
 def _pair_checks(cfg: Config) -> list[tuple[bool, str]]:

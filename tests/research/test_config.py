@@ -39,6 +39,7 @@ def test_nested_sections_and_bool_parsing():
         (["--data=3"], ["data"]),
         (["positional"], ["positional"]),
         (["--model.dim=30", "--model.heads=4"], ["model.dim", "model.heads"]),
+        (["--eval.voice_seconds=-1"], ["eval.voice_seconds", ">= 0"]),
     ],
 )
 def test_bad_keys_and_values_name_the_culprit(args, words):
