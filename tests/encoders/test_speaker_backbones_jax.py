@@ -1,6 +1,7 @@
-"""The jax WeSpeaker ResNet34 against its torch twin: equal parameter counts at the published size, equal outputs on
-converted weights with padded voices (eval), equal BatchNorm statistics after a train-mode step, and a published
-(WeSpeaker-format) file loading into the jax backbone through the adapter and the converter."""
+"""The jax speaker backbones (WeSpeaker's ECAPA-TDNN and ResNet34) against their torch twins: equal parameter counts
+at the published sizes, equal outputs on converted weights with padded voices (eval), equal BatchNorm statistics
+after a train-mode step, and a published (WeSpeaker-format) file loading into the jax backbone through the adapter
+and the converter."""
 
 import jax
 import numpy as np
@@ -9,30 +10,41 @@ import torch
 from flax import nnx
 
 from encoders.jax.convert import to_nnx, to_torch
+from encoders.jax.ecapa import Ecapa
 from encoders.jax.resnet_speaker import ResnetSpeaker
+from encoders.torch import ecapa as torch_ecapa
 from encoders.torch import resnet_speaker as torch_resnet_speaker
 from research.jax.weights import load_backbone
 from tests.encoders.batchnorm_torch import randomise_batchnorm
 
 RATE, DIM, S = 16000, 32, 8000
 LENGTHS = [S, 5000, 2000, 300]  # unpadded, padded, shorter than one 25 ms window (no frame)
-# ResNet34-TSTP-emb256: 6.63M parameters, WeSpeaker's pretrained-model tables (examples/voxceleb/v2/README.md,
-# examples/cnceleb/v2/README.md): the backbone with its embedding layer seg_1.
-PUBLISHED = 6.63e6
+# Parameters of WeSpeaker's models, from the pretrained-model tables of its README files
+# (examples/voxceleb/v2/README.md, examples/cnceleb/v2/README.md): the backbone with its embedding layer
+# (ECAPA's linear -> 192, ResNet34-TSTP-emb256's seg_1 -> 256).
+PUBLISHED = {"ecapa_c512": 6.19e6, "ecapa_c1024": 14.65e6, "resnet34_speaker": 6.63e6}
+# module -> (jax class, torch class, its test size, its embedding size as published, its embedding layer)
+FAMILIES = {
+    "ecapa": (Ecapa, torch_ecapa.Ecapa, "ecapa_test", 192, "linear"),
+    "resnet_speaker": (ResnetSpeaker, torch_resnet_speaker.ResnetSpeaker, "resnet_speaker_test", 256, "seg_1"),
+}
 
 
 def count(state) -> int:
     return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(state))
 
 
-def test_parameter_counts_equal_torchs_and_the_published_one():
-    kw = dict(dim=256, sample_rate=RATE, frontend="fbank80", spec_augment=False)
-    enc = nnx.eval_shape(lambda: ResnetSpeaker("resnet34_speaker", **kw, rngs=nnx.Rngs(0)))
+@pytest.mark.parametrize("variant", sorted(PUBLISHED))
+def test_parameter_counts_equal_torchs_and_the_published_ones(variant):
+    module = "resnet_speaker" if variant == "resnet34_speaker" else "ecapa"
+    jax_class, torch_class, _, dim, _ = FAMILIES[module]
+    kw = dict(dim=dim, sample_rate=RATE, frontend="fbank80", spec_augment=False)
+    enc = nnx.eval_shape(lambda: jax_class(variant, **kw, rngs=nnx.Rngs(0)))
     with torch.device("meta"):
-        twin = torch_resnet_speaker.ResnetSpeaker("resnet34_speaker", **kw)
+        twin = torch_class(variant, **kw)
     assert count(nnx.state(enc, nnx.Param)) == sum(p.numel() for p in twin.parameters())
     backbone = count(nnx.state(enc.backbone, nnx.Param))
-    assert abs(backbone / PUBLISHED - 1) < 0.005, backbone
+    assert abs(backbone / PUBLISHED[variant] - 1) < 0.005, backbone
 
 
 def voices() -> dict[str, np.ndarray]:
@@ -45,18 +57,19 @@ def voices() -> dict[str, np.ndarray]:
     return {"voice": np.where(np.arange(S) < lengths[:, None], wave, 0.0).astype(np.float32), "voice_len": lengths}
 
 
-@pytest.fixture(scope="module")
-def pair() -> tuple[torch.nn.Module, ResnetSpeaker]:
+@pytest.fixture(scope="module", params=sorted(FAMILIES))
+def pair(request) -> tuple[torch.nn.Module, nnx.Module]:
     """A torch encoder with random BatchNorm statistics and its jax twin holding the same weights."""
     torch.manual_seed(0)
     kw = dict(dim=DIM, sample_rate=RATE, frontend="fbank80", spec_augment=False)
-    twin = torch_resnet_speaker.ResnetSpeaker("resnet_speaker_test", **kw)
+    jax_class, torch_class, test_variant, _, _ = FAMILIES[request.param]
+    twin = torch_class(test_variant, **kw)
     randomise_batchnorm(twin)
     # Built abstract (nnx.eval_shape: no random initialisers, each of which compiles anew per shape) and filled by
     # the conversion; only the unused SpecAugment RNG stream stays abstract.
-    enc = nnx.eval_shape(lambda: ResnetSpeaker("resnet_speaker_test", **kw, rngs=nnx.Rngs(1)))
+    enc = nnx.eval_shape(lambda: jax_class(test_variant, **kw, rngs=nnx.Rngs(1)))
     to_nnx({k: v.numpy() for k, v in twin.state_dict().items()}, enc)
-    return twin, enc
+    return request.param, twin, enc
 
 
 def compare(got, expected, tol: float = 1e-5) -> None:
@@ -67,7 +80,7 @@ def compare(got, expected, tol: float = 1e-5) -> None:
 
 
 def test_eval_outputs_equal_torchs_with_padded_voices(pair):
-    twin, enc = pair
+    _, twin, enc = pair
     batch = voices()
     twin.eval(), enc.eval()
     with torch.no_grad():
@@ -76,7 +89,7 @@ def test_eval_outputs_equal_torchs_with_padded_voices(pair):
 
 
 def test_a_train_step_updates_batchnorm_as_torch_does(pair):
-    twin, enc = pair
+    _, twin, enc = pair
     batch = voices()
     twin.train(), enc.train()
     with torch.no_grad():
@@ -88,9 +101,12 @@ def test_a_train_step_updates_batchnorm_as_torch_does(pair):
 
 
 def test_a_published_file_loads_into_the_jax_backbone(tmp_path, pair):
-    twin, enc = pair
-    torch.save(twin.backbone.state_dict() | {"projection.weight": torch.randn(10, DIM)}, tmp_path / "avg_model.pt")
-    assert load_backbone(enc, "resnet_speaker", tmp_path / "avg_model.pt") == [
+    module, twin, enc = pair
+    saved = twin.backbone.state_dict() | {"projection.weight": torch.randn(10, DIM)}
+    torch.save(saved, tmp_path / "avg_model.pt")
+    assert load_backbone(enc, module, tmp_path / "avg_model.pt") == [
         "dropped WeSpeaker's training classifier projection.weight"
     ]
-    assert np.array_equal(np.asarray(enc.backbone.seg_1.kernel[...]), twin.backbone.seg_1.weight.detach().numpy().T)
+    layer = FAMILIES[module][4]
+    got, want = getattr(enc.backbone, layer).kernel[...], getattr(twin.backbone, layer).weight
+    assert np.array_equal(np.asarray(got), want.detach().numpy().T)
