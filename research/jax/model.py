@@ -69,10 +69,7 @@ class FusionModel(nnx.Module):
             self.encoders.eval()
 
     def __call__(self, batch: dict[str, jax.Array]) -> dict:
-        present = {m: batch[f"{m}_present"] for m in sorted(self.encoders)}  # (B,) bool each
-        outputs = {m: self.encoders[m](batch) for m in sorted(self.encoders)}
-        streams = self.fusion(outputs, present)  # {name: (B, D)}
-        stream_present = {s: present[s] if s in present else jnp.stack(list(present.values())).any(0) for s in streams}
+        streams, stream_present = self.fused(batch)  # {name: (B, D)}, {name: (B,) bool}
         labels = batch["target"]  # (B,)
         known = labels >= 0  # (B,)
         safe_labels = jnp.where(known, labels, 0)  # (B,): any valid class where the label is unknown
@@ -101,6 +98,14 @@ class FusionModel(nnx.Module):
             matching = self.matcher(streams["face"], streams["voice"], safe_labels, keep=both)[0]
             loss = matching + self.identity_weight * loss
         return {"loss": loss, **result}
+
+    def fused(self, batch: dict[str, jax.Array]) -> tuple[dict, dict]:
+        """The model before its heads: the fusion streams {name: (B, D)} and where each is present {name: (B,) bool}
+        (a modality's stream where it is, a fused stream where any modality is; research/{torch,jax}/export.py)."""
+        present = {m: batch[f"{m}_present"] for m in sorted(self.encoders)}  # (B,) bool each
+        outputs = {m: self.encoders[m](batch) for m in sorted(self.encoders)}
+        streams = self.fusion(outputs, present)  # {name: (B, D)}
+        return streams, {s: present[s] if s in present else jnp.stack(list(present.values())).any(0) for s in streams}
 
     def head_loss(self, stream: str, x: jax.Array, labels: jax.Array, keep: jax.Array) -> jax.Array:
         """One stream's head loss: a class head's, the contrastive loss on every pair of the batch, or the

@@ -70,12 +70,7 @@ class FusionModel(nn.Module):
         return self
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict:
-        present = {m: batch[f"{m}_present"] for m in sorted(self.encoders)}  # (B,) bool each
-        outputs = {m: self.encoders[m](batch) for m in sorted(self.encoders)}
-        streams = self.fusion(outputs, present)  # {name: (B, D)}
-        stream_present = {
-            s: present[s] if s in present else torch.stack(list(present.values())).any(0) for s in streams
-        }
+        streams, stream_present = self.fused(batch)  # {name: (B, D)}, {name: (B,) bool}
         labels = batch["target"]  # (B,)
         known = labels >= 0  # (B,)
         safe_labels = torch.where(known, labels, 0)  # (B,): any valid class where the label is unknown
@@ -103,6 +98,14 @@ class FusionModel(nn.Module):
             matching = self.matcher(streams["face"], streams["voice"], safe_labels, keep=both)[0]
             loss = matching + self.identity_weight * loss
         return {"loss": loss, **result}
+
+    def fused(self, batch: dict[str, torch.Tensor]) -> tuple[dict, dict]:
+        """The model before its heads: the fusion streams {name: (B, D)} and where each is present {name: (B,) bool}
+        (a modality's stream where it is, a fused stream where any modality is; research/{torch,jax}/export.py)."""
+        present = {m: batch[f"{m}_present"] for m in sorted(self.encoders)}  # (B,) bool each
+        outputs = {m: self.encoders[m](batch) for m in sorted(self.encoders)}
+        streams = self.fusion(outputs, present)  # {name: (B, D)}
+        return streams, {s: present[s] if s in present else torch.stack(list(present.values())).any(0) for s in streams}
 
     def head_loss(self, stream: str, x: torch.Tensor, labels: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
         """One stream's head loss: a class head's, the contrastive loss on every pair of the batch, or the
