@@ -120,6 +120,9 @@ class DataConfig:
     batch_size: int = 32
     workers: int = 0  # processes that decode samples (research/data/pipeline.py); 0 = in the training process
     cache: bool = True  # decode every file into memory before training (small datasets); false = decode on read
+    # A face that is a video (a manifest row without `frame`): a random frame in training; evaluation averages the
+    # embeddings of face_frames frames at the centres of equal parts of the video (docs/data.md).
+    face_frames: int = 1
     # Training batch order: random = a permutation per epoch; pk = identity-balanced batches of pk_identities (P)
     # identities x pk_samples (K) samples each, P x K = batch_size (research/data/sampler.py).
     sampler: Literal["random", "pk"] = "random"

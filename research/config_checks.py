@@ -62,6 +62,7 @@ def validate(cfg: Config) -> None:
             "data.synthetic.samples_per_identity must be at least 3 (one sample each for train, val and test)",
         ),
         (cfg.data.perturb.copies >= 1, "data.perturb.copies must be at least 1"),
+        (cfg.data.face_frames >= 1, f"data.face_frames must be at least 1, got {cfg.data.face_frames}"),
         (cfg.data.perturb.face_eps >= 0 and cfg.data.perturb.voice_eps >= 0, "data.perturb eps must be >= 0"),
     ]
     for ok, message in checks + _pair_checks(cfg) + _augment_checks(cfg) + _stage_checks(cfg):

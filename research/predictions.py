@@ -37,19 +37,50 @@ class Predictions:
 
     def arrays(self, copies: int = 1) -> dict:
         """Per-sample arrays of the split in sample order, and its loss. Batches read in another order (whole voices
-        are read longest first) carry each sample's `index`: the rows are put back in its order and it is dropped.
+        are read longest first) carry each sample's `index`: the rows are put back in its order and it is dropped; the
+        copies of a sample (the k frames of a video face, data.face_frames) are folded into one row (`folded`).
         With `copies` > 1 (data.speed_perturb_labels: class c + k C is class c at speed k) the log-probabilities of a
         class's copies are summed into the class's, (N, k C) -> (N, C), so that evaluation scores the C classes the
         validation and test labels name."""
         preds = {k: np.concatenate(v) for k, v in self.parts.items()}
         if "index" in preds:
-            order = np.argsort(preds.pop("index"), kind="stable")
-            preds = {k: v[order] for k, v in preds.items()}
+            order = np.argsort(preds["index"], kind="stable")
+            preds = folded({k: v[order] for k, v in preds.items()})
         preds["loss"] = np.float64(sum(self.losses) / max(sum(self.weights), 1))
         if copies > 1 and "log_probs" in preds:
             n, classes = preds["log_probs"].shape
             preds["log_probs"] = logsumexp(preds["log_probs"].reshape(n, copies, classes // copies), axis=1)
         return preds
+
+
+def folded(preds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Rows sorted by `index` with one row per sample: the copies of a sample (its video face at k frames,
+    research/data/frames.py) become one. Embeddings: the mean of the copies' L2-normalised embeddings, normalised
+    again (as a face template averages its frames' features; a sample read once keeps its embedding); log_probs:
+    the log of the mean probability; every other field is the first copy's (labels and presence are the same in
+    every copy). `index` is dropped."""
+    index = preds.pop("index")
+    starts = np.flatnonzero(np.r_[True, index[1:] != index[:-1]])  # (N,) first row of each sample
+    if len(starts) == len(index):
+        return preds
+    counts = np.diff(np.r_[starts, len(index)])[:, None]  # (N, 1)
+    out = {}
+    for key, value in preds.items():
+        if key.endswith("embedding"):
+            mean = unit(np.add.reduceat(unit(value), starts, axis=0) / counts)  # (N, E)
+            out[key] = np.where(counts > 1, mean, value[starts]).astype(value.dtype)  # a single copy stays as it is
+        elif key == "log_probs":
+            top = np.maximum.reduceat(value, starts, axis=0)  # (N, C), for a stable log-mean-exp
+            total = np.add.reduceat(np.exp(value - np.repeat(top, counts[:, 0], axis=0)), starts, axis=0)
+            out[key] = (top + np.log(total / counts)).astype(value.dtype)
+        else:
+            out[key] = value[starts]
+    return out
+
+
+def unit(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit L2 norm (a zero row stays zero)."""
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
 def eval_batches(cfg: Config, **shard) -> dict:

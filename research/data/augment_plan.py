@@ -13,7 +13,7 @@ import soundfile
 from research.config import AugmentConfig, ConfigError, DataConfig
 from research.data.manifest import DataError
 
-STREAMS = {"voice": 3, "gain": 4, "speed": 5, "face": 6}  # pipeline.py uses 1 (crop) and perturb.py 2
+STREAMS = {"voice": 3, "gain": 4, "speed": 5, "face": 6, "frame": 7}  # 1: crop (pipeline.py), 2: perturb.py
 SPEEDS = (1.0, 0.9, 1.1)  # WeSpeaker's order: copy k of class c is class c + k C (data.speed_perturb_labels)
 CATEGORIES = ("noise", "music", "speech")  # MUSAN's folders; speech is mixed as babble
 

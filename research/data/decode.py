@@ -5,7 +5,8 @@ Voices: WAV, FLAC, OGG (and any libsndfile format) through soundfile; M4A/AAC an
 MP4 and other containers through PyAV (FFmpeg). Any sample rate and channel count: channels are
 averaged to mono, then the signal is resampled to the requested rate with a polyphase filter
 (scipy.signal.resample_poly). Faces: JPEG/PNG (any Pillow format), or one frame of a video through
-PyAV, cropped by a box when given, then resized.
+PyAV (at a time in seconds, or at a fraction of its duration: research/data/frames.py), cropped by a box when given,
+then resized.
 """
 
 from __future__ import annotations
@@ -27,13 +28,15 @@ VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi")
 AV_AUDIO_SUFFIXES = (".m4a", ".aac", ".mp3", *VIDEO_SUFFIXES)  # decoded with PyAV rather than libsndfile
 
 
-def read_face(path: Path, size: int, box: list[float] | None = None, frame: float | None = None) -> np.ndarray:
-    """Image (or the frame at `frame` seconds of a video) -> uint8 (3, size, size) RGB.
+def read_face(
+    path: Path, size: int, box: list[float] | None = None, frame: float | None = None, at: float | None = None
+) -> np.ndarray:
+    """Image (or one frame of a video: at `frame` seconds, or at `at` times its duration) -> uint8 (3, size, size) RGB.
 
     `box` = [x, y, w, h] in pixels crops the face first (clipped to the image); then a bilinear resize.
     """
-    if frame is not None:
-        image = _video_frame(path, frame)
+    if frame is not None or at is not None:
+        image = _video_frame(path, frame, at)
     else:
         try:
             with Image.open(path) as opened:
@@ -72,9 +75,10 @@ def _rgb(image: Image.Image, path: Path) -> Image.Image:
     return Image.fromarray(grey, mode="L").convert("RGB")
 
 
-def _video_frame(path: Path, seconds: float) -> Image.Image:
-    """The frame on screen at `seconds`: the last one that starts at or before it (the first frame before
-    the video starts, the last one after it ends)."""
+def _video_frame(path: Path, seconds: float | None, at: float | None) -> Image.Image:
+    """The frame on screen at `seconds`, or at `at` x the video's duration: the last one that starts at or before
+    that time (the first frame before the video starts, the last one after it ends). Seeks to the key frame
+    before it and decodes from there, not the whole video."""
     if not path.is_file():
         raise DataError(f"missing face file {path}")
     try:
@@ -82,6 +86,9 @@ def _video_frame(path: Path, seconds: float) -> Image.Image:
             if not container.streams.video:
                 raise DataError(f"face file {path} has no video stream")
             stream = container.streams.video[0]
+            if seconds is None:
+                start = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
+                seconds = start + at * _video_seconds(container, stream, path)
             container.seek(int(seconds / stream.time_base), stream=stream, any_frame=False, backward=True)
             found = None
             for frame in container.decode(stream):
@@ -93,6 +100,15 @@ def _video_frame(path: Path, seconds: float) -> Image.Image:
             return found.to_image()
     except av.FFmpegError as err:
         raise DataError(f"unreadable face file {path}: {err}") from None
+
+
+def _video_seconds(container: av.container.InputContainer, stream: av.VideoStream, path: Path) -> float:
+    """Seconds of a video stream: its own duration, else the container's (from the headers)."""
+    if stream.duration is not None and stream.duration > 0:
+        return float(stream.duration * stream.time_base)
+    if container.duration is not None and container.duration > 0:
+        return container.duration / av.time_base
+    raise DataError(f"face file {path} has no duration")
 
 
 def read_voice(path: Path, sample_rate: int, segment: list[float] | None = None) -> np.ndarray:
@@ -242,11 +258,21 @@ class Decoded(NamedTuple):
     text: str | None
 
 
-def decode_row(folder: Path, row: Row, image_size: int, sample_rate: int) -> Decoded:
-    """Decode one row's files (paths relative to `folder`): face cropped by its box, voice cut to its segment."""
+def is_video(row: Row) -> bool:
+    """True when the row's face is a video without a `frame`: its frame is chosen when it is read (frames.py)."""
+    return bool(row.face) and not row.frame and Path(row.face).suffix.lower() in VIDEO_SUFFIXES
+
+
+def decode_row(folder: Path, row: Row, image_size: int, sample_rate: int, at: float | None = 0.5) -> Decoded:
+    """Decode one row's files (paths relative to `folder`): face cropped by its box, voice cut to its segment.
+    A video face without a `frame` is read at `at` x its duration (0.5: the middle frame); at=None leaves it to
+    the input pipeline (face None: research/data/frames.py reads the frame the epoch chose)."""
     box = numbers(row.box) or None
     frame = numbers(row.frame)[0] if row.frame else None
-    face = read_face(folder / row.face, image_size, box, frame) if row.face else None
+    video = is_video(row)
+    face = None
+    if row.face and not (video and at is None):
+        face = read_face(folder / row.face, image_size, box, frame, at if video else None)
     voice = read_voice(folder / row.voice, sample_rate, numbers(row.segment) or None) if row.voice else None
     text = read_text(folder / row.text) if row.text else None
     if row.transcript:

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from research.config import MODALITIES, DataConfig
-from research.data import augment, augment_plan, manifest, pack, synthetic
+from research.data import augment, augment_plan, frames, manifest, pack, synthetic
 from research.data.decode import Decoded, decode_row
 from research.data.manifest import SPLITS, DataError, Meta, Row
 from research.data.pipeline import SampleSet, Trials
@@ -68,9 +68,12 @@ def load(cfg: DataConfig) -> Splits:
     sets = {}
     for split in SPLITS:
         if streamed:
-            arrays = _streamed(path, [r for r in rows if split_of[r.id] == split], cfg)
+            chosen = [r for r in rows if split_of[r.id] == split]
+            arrays = _streamed(path, chosen, cfg)
         else:
-            arrays = _cached([s for s in samples if split_of[s.row.id] == split], cfg, tokenizer)
+            decoded = [s for s in samples if split_of[s.row.id] == split]
+            arrays, chosen = _cached(decoded, cfg, tokenizer), [s.row for s in decoded]
+        arrays["videos"] = frames.videos(path, chosen, cfg.image_size, cfg.face_frames, cached=not streamed)
         trials = _trials(path, meta, arrays["ids"], {r.id for r in rows})
         sets[split] = _sample_set(split, arrays, labels, list(classes), trials, cfg, plan if split == "train" else None)
     return Splits(**sets, classes=classes, skipped=len(problems), vocab_size=tokenizer.vocab_size)
@@ -208,8 +211,11 @@ def _streamed(path: Path, rows: list[Row], cfg: DataConfig) -> dict:
         "voice": np.array([bool(r.voice) for r in rows], dtype=bool),
         "text": np.array([bool(r.text or r.transcript) for r in rows], dtype=bool),
     }
-    reader = pack.PackedSource if pack.is_packed(path) else FileSource
-    stream = Stream(reader(path, rows, cfg.image_size, cfg.sample_rate), cfg.tokenizer, cfg.text_len, cfg.on_error)
+    if pack.is_packed(path):  # packed video faces are their middle frames (no longer videos)
+        source = pack.PackedSource(path, rows, cfg.image_size, cfg.sample_rate)
+    else:  # video faces are read by the pipeline (frames.py)
+        source = FileSource(path, rows, cfg.image_size, cfg.sample_rate, at=None)
+    stream = Stream(source, cfg.tokenizer, cfg.text_len, cfg.on_error)
     nothing = {"face": None, "voice": None, "text_ids": None, "text_mask": None}
     return {"ids": [r.id for r in rows], **nothing, "present": present, "stream": stream}
 

@@ -2,6 +2,7 @@
 
     order (permutation of (seed, epoch), or P x K batches with data.sampler = pk; one shard per rank)
       -> Read      decode one sample from its source (files, packed shards or the in-memory cache)
+      -> Frame     a video face's frame: random in training, k copies in evaluation (data.face_frames; frames.py)
       -> Recording training augmentation of the whole sample: voice speed, face ops (data.augment; augment.py)
       -> Tokenise  transcript -> token ids and mask (the cache holds them tokenised already)
       -> Crop      voice cut to S samples at an offset fixed by (seed, epoch, sample), zero-padded (crop.py;
@@ -30,7 +31,7 @@ import numpy as np
 from absl import flags
 
 from research.config import MODALITIES, PerturbConfig
-from research.data import augment, augment_plan, perturb, sampler
+from research.data import augment, augment_plan, frames, perturb, sampler
 from research.data.crop import Crop, longest_first, padded
 from research.data.manifest import DataError
 from research.data.sources import MemorySource, Stream
@@ -69,6 +70,7 @@ class SampleSet:
     pk: tuple[int, int] | None = None  # data.sampler = pk: (P, K), set on the training split (research/data/sampler.py)
     augment: augment_plan.Plan | None = None  # data.augment, set on the training split when on (augment.py)
     sample_rate: int = 16000  # data.sample_rate: whole voices are padded to buckets of seconds (research/data/crop.py)
+    videos: frames.Videos | None = None  # faces read from videos when the pipeline reads the sample (frames.py)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -271,7 +273,13 @@ def batches(
     samples = data.voice_samples if voice_samples is None else voice_samples
     if samples == 0 and data.voice is not None:
         indices = longest_first(indices, np.array([len(v) for v in data.voice]))
+    videos = data.videos if data.videos is not None and data.videos.needed(train) else None
+    parts = None
+    if videos is not None and not train:  # k copies of each video face (data.face_frames)
+        indices, parts = frames.expand(indices, videos)
     ds = grain.MapDataset.source(indices).map(Read(source))
+    if videos is not None:
+        ds = ds.map_with_index(frames.Frame(videos, seed, epoch, parts))
     plan = data.augment if train else None  # None: off, and no transform added (the batches of no augmentation)
     if plan is not None:
         ds = ds.map(augment.Recording(plan, seed, epoch, data.present["face"]))

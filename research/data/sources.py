@@ -17,8 +17,9 @@ from research.data.manifest import DataError, Row
 class FileSource:
     """A Grain random-access source over manifest rows that decodes a sample's files when it is read."""
 
-    def __init__(self, manifest: Path, rows: list[Row], image_size: int, sample_rate: int) -> None:
+    def __init__(self, manifest: Path, rows: list[Row], image_size: int, sample_rate: int, at: float | None = 0.5):
         self.manifest, self.rows, self.image_size, self.sample_rate = manifest, rows, image_size, sample_rate
+        self.at = at  # where a video face's frame is read (decode_row); None: the pipeline's frames.Frame reads it
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -26,7 +27,7 @@ class FileSource:
     def __getitem__(self, i: int) -> dict:
         row = self.rows[i]
         try:
-            s = decode_row(self.manifest.parent, row, self.image_size, self.sample_rate)
+            s = decode_row(self.manifest.parent, row, self.image_size, self.sample_rate, self.at)
         except DataError as err:  # the loader's message: the file, then where the row is
             return {"error": f"{err} (manifest {self.manifest} line {row.line}, sample '{row.id}')"}
         size = self.image_size
