@@ -2,6 +2,7 @@
 
     python experiments/prepare.py voxceleb1 --root /data/VoxCeleb1 --out data/vox1.csv --workers 8
     python experiments/prepare.py voxceleb2-vggface2 --root /data/VoxCeleb2 --faces /data/VGGFace2
+    python experiments/prepare.py voxceleb2 --root /data/VoxCeleb2 --faces-from-video   # faces from dev/mp4/
     python experiments/prepare.py firstimpressions --root /data/FirstImpressionsV2 --fps 2
     python experiments/prepare.py check data/vox1.csv --workers 8   # writes data/vox1.check.json
     python experiments/prepare.py pack data/vox1.csv --out data/vox1-packed   # ArrayRecord shards
@@ -71,9 +72,13 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--fps", type=float, default=1.0, help="firstimpressions: samples (frames) per second")
     parser.add_argument("--faces", type=Path, help="face + voice joins: the face dataset's folder")
     parser.add_argument("--test-root", type=Path, help="voxceleb2-voxceleb1: VoxCeleb1's folder")
+    parser.add_argument(
+        "--faces-from-video", action="store_true", help="voxceleb2: each utterance's face is its video (dev/mp4/)"
+    )
     args = parser.parse_args(argv)
     out = args.out or Path("data") / f"{args.name}.csv"
-    opts = Options(out, args.workers, args.on_error, args.val_fraction, args.fps, args.faces, args.test_root)
+    opts = Options(out, args.workers, args.on_error, args.val_fraction, args.fps, args.faces, args.test_root,
+                   faces_from_video=args.faces_from_video)  # fmt: skip
     try:
         prepared = prepare(args.name, args.root, opts)
     except DataError as err:

@@ -28,6 +28,7 @@ class Options:
     fps: float = 1.0  # firstimpressions: face frames (samples) per second of video
     faces: Path | None = None  # face + voice joins: the root of the face dataset
     test_root: Path | None = None  # voxceleb2-voxceleb1: VoxCeleb1's root (the test data)
+    faces_from_video: bool = False  # voxceleb2: each utterance's face is its .mp4 (dev|test/mp4/)
     progress: bool = True
 
 

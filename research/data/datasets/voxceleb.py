@@ -9,6 +9,8 @@ VoxCeleb1 (root holds):
 VoxCeleb2 (root holds):
     dev/aac/<id>/<video>/<utt>.m4a, test/aac/<id>/<video>/<utt>.m4a     AAC
     vox2_meta.csv                     comma separated, padded: VoxCeleb2 ID, VGGFace2 ID, Gender, Set
+    dev/mp4/<id>/<video>/<utt>.mp4, test/mp4/...   (optional, vox2_mp4) the videos: with `faces_from_video` each
+                                      utterance's face is its video (a frame per read: research/data/frames.py)
 
 A sample's id is its path under wav/ (VoxCeleb1) or under dev|test/aac/ (VoxCeleb2), as the trial
 lists name it. Open split: the meta file's test identities are the test part; of the dev identities a
@@ -117,8 +119,10 @@ def voxceleb2(root: Path, opts: Options) -> Prepared:
         for subject, names in by_subject.items():
             for name, split in zip(names, closed_splits(len(names)), strict=True):
                 voice = relative(root / part / "aac" / name, opts.out)
-                gender_ = people[subject]["Gender"]
-                rows.append(Row(name, subject, split, parts[subject], "", voice, "", "", gender_, "all"))
+                face = _video(root / part, name, opts, skip)
+                if face is not None:
+                    gender_ = people[subject]["Gender"]
+                    rows.append(Row(name, subject, split, parts[subject], face, voice, "", "", gender_, "all"))
     return skip.result(rows, Meta())
 
 
@@ -134,6 +138,18 @@ def voxceleb2_voxceleb1(root: Path, opts: Options) -> Prepared:
     skipped = {f"voxceleb2: {k}": v for k, v in train.skipped.items()}
     skipped |= {f"voxceleb1: {k}": v for k, v in test.skipped.items()}
     return Prepared(rows, test.meta, {}, skipped, train.problems + test.problems)
+
+
+def _video(part: Path, name: str, opts: Options, skip: Skips) -> str | None:
+    """The face of utterance `name` (<id>/<video>/<utt>.m4a under part/aac): "" without `faces_from_video`, else
+    its video part/mp4/<id>/<video>/<utt>.mp4 (relative to the manifest); None when that is missing (skipped)."""
+    if not opts.faces_from_video:
+        return ""
+    video = part / "mp4" / Path(name).with_suffix(".mp4")
+    if not video.is_file():
+        skip("missing face video", f"{video}: no video of {part / 'aac' / name} (vox2_mp4's layout: dev|test/mp4/)")
+        return None
+    return relative(video, opts.out)
 
 
 def _utterances(folder: Path, suffix: str, opts: Options) -> tuple[dict[str, float], dict[str, DataError]]:
