@@ -55,7 +55,10 @@ def average(paths: list[Path], out: Path, meta: dict | None = None) -> None:
         stack = [arrays[name] for arrays, _ in files]
         last = stack[-1]
         floating = np.issubdtype(last.dtype, np.floating)
-        mean[name] = np.mean(np.stack(stack), axis=0, dtype=np.float64).astype(last.dtype) if floating else last
+        # np.asarray: the mean of 0-d arrays (a learned temperature) is a NumPy scalar, which safetensors refuses
+        mean[name] = (
+            np.asarray(np.mean(np.stack(stack), axis=0, dtype=np.float64)).astype(last.dtype) if floating else last
+        )
     meta = (meta or {}) | {"averaged": [str(p) for p in paths]}
     header = {"extra": json.dumps({"meta": meta}), "sha256": content_hash({k: v.tobytes() for k, v in mean.items()})}
     publish(out, lambda tmp: save_file(mean, str(tmp), metadata=header))
