@@ -2,7 +2,7 @@
 
     python experiments/embed.py --run runs/NAME --input DIR|MANIFEST --out FILE.safetensors
         [--split test] [--modality face|voice|text] [--window SECONDS --hop SECONDS] [--backend torch|jax]
-        [--device cpu] [--no-progress]
+        [--device cpu] [--no-progress] [--subject-means FILE.safetensors]
 
 DIR: every audio, image and text file under it (recursively), each keyed by its path relative to DIR
 (`id10270/x6uYqmx31kE/00001.wav`, as trial lists name them). MANIFEST (.csv / .jsonl): every row, or those of one
@@ -10,7 +10,8 @@ DIR: every audio, image and text file under it (recursively), each keyed by its 
 key. The embedding is the run's verification embedding of the input; `--modality` keeps one modality's
 (docs/evaluation.md, "Embedding files"). Voices are embedded whole, or with `--window` cut into windows every
 `--hop` seconds (default: the window) whose unit embeddings are averaged. The run's backend embeds, or `--backend`
-(the weights converted under torch's names, research/restore.py).
+(the weights converted under torch's names, research/restore.py). `--subject-means FILE` (a manifest only) also
+writes one mean embedding per subject, keyed by subject: the AS-norm cohort of WeSpeaker's tools/vector_mean.py.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--backend", choices=("torch", "jax"), help="embed in this backend (default: the run's)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--subject-means", type=Path, help="manifest input: also one mean embedding per subject here")
     return parser.parse_args(argv)
 
 
@@ -66,6 +68,10 @@ def main(argv: list[str] | None = None) -> int:
     save_file(found, str(args.out), metadata={"run": str(args.run), "modality": args.modality or "fused"})
     size = next(iter(found.values())).shape[0]
     print(f"{len(found)} embeddings of {size} dimensions -> {args.out}")
+    if args.subject_means:
+        means = embedding.subject_means(found, rows)
+        save_file(means, str(args.subject_means), metadata={"run": str(args.run), "means_of": str(args.out)})
+        print(f"{len(means)} subject means -> {args.subject_means}")
     return 0
 
 
@@ -75,8 +81,8 @@ def check(args: argparse.Namespace) -> str | None:
         return f"{args.run} holds no record.json and best.safetensors of a finished run"
     if not args.input.exists():
         return f"--input {args.input} does not exist"
-    if args.split and args.input.is_dir():
-        return "--split selects rows of a manifest, not files of a folder"
+    if (args.split or args.subject_means) and args.input.is_dir():
+        return "--split and --subject-means need a manifest's rows, not files of a folder"
     if args.window < 0 or args.hop < 0 or (args.hop and not args.window):
         return "--window and --hop are positive seconds, and --hop needs --window"
     return None

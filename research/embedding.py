@@ -62,6 +62,15 @@ def manifest_rows(path: Path, split: str | None, split_kind: str) -> list[Row]:
     return chosen
 
 
+def subject_means(found: dict[str, np.ndarray], rows: list[Row]) -> dict[str, np.ndarray]:
+    """One embedding per subject of `rows`: the plain mean of its rows' embeddings (`found`, keyed by row id), keyed
+    by subject, as WeSpeaker's tools/vector_mean.py makes the AS-norm cohort (one vector per vox2_dev speaker)."""
+    by_subject: dict[str, list[np.ndarray]] = {}
+    for row in rows:
+        by_subject.setdefault(row.subject, []).append(found[row.id])
+    return {subject: np.mean(vectors, axis=0).astype(np.float32) for subject, vectors in by_subject.items()}
+
+
 def decode(folder: Path, rows: list[Row], cfg: Config, progress: bool = True) -> list[Decoded]:
     """Every row's files, decoded at the run's image size and sample rate; a bad file is a DataError naming it."""
     decoded = []
