@@ -16,6 +16,7 @@ import pytest
 from safetensors.numpy import load_file
 
 from experiments.configs import preset
+from research import sweeps
 from research.config_parse import to_dict
 from research.data import manifest
 from tests.data import layouts
@@ -170,6 +171,16 @@ def test_matching_recipe_trains_on_vox1_faces_and_voices_and_makes_its_table(dat
     (row,) = table_rows(tmp_path / "tables" / "fame_match.csv")
     eer = found["summary"]["test/crossmodal/eer"]
     assert float(row["test/crossmodal/eer mean"]) == eer and 0 <= eer <= 1 and math.isfinite(eer)
+
+
+def test_the_age_sweep_file_is_the_grid_of_the_age_block():
+    block = blocks()["Age group on First Impressions: `first_impressions_age`"]
+    rows = re.search(r"ROWS=\$\{ROWS:-(.*)\}", block).group(1).split()
+    sweep = sweeps.load_sweep(ROOT / "experiments" / "sweeps" / "first_impressions_age.yaml")
+    assert sweep["parameters"]["model.modalities"]["values"] == rows
+    assert (
+        sweep["parameters"]["run.seed"]["values"] == [0, 1, 2] and "--config=first_impressions_age" in sweep["command"]
+    )
 
 
 @pytest.mark.slow
