@@ -25,7 +25,9 @@ decay 1e-4, lr 0.1 decaying exponentially to 5e-5; here AdamW with linear warm-u
 research/torch/trainer.py, so `optim.lr` stays the schema's: an SGD learning rate means nothing to AdamW;
 `optim.weight_decay=1e-4` is WeSpeaker's value, applied decoupled by AdamW), the margin schedule (initial_margin 0
 rising exponentially from epoch 20 to 0.2 at epoch 40; here 0.2 from the first step) and the utterance filter
-(min_num_frames 100, max_num_frames 800: every utterance is used).
+(min_num_frames 100, max_num_frames 800: every utterance is used). The model adds what late fusion of one modality
+is here, a residual MLP between the backbone's embedding and the head (x + MLP(LN(x)), docs/fusion.md "late");
+WeSpeaker's head reads the backbone's embedding.
 """
 
 from research.config import Config
