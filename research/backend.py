@@ -8,7 +8,7 @@ that module as their `backend` argument:
     load_model(cfg, classes, vocab_size, path, device) -> model   built from cfg, path's weights, eval mode
     torch_state(model) -> {torch name: np.ndarray}                 the weights under torch's names (either backend)
     with_torch_state(cfg, classes, vocab_size, state, device) -> model   built from cfg holding a torch_state
-    new_model(cfg, splits, device) -> (model, notes)              as training starts it, published weights loaded
+    new_model(cfg, splits) -> (model, notes)                      as training starts it (on the host), weights loaded
     parameter_report(model) -> {"params/face": N, ..., "params": N}   trainable parameters per part
     predict(model, data, cfg, device, drop="") -> dict            per-sample arrays of one split
     flops_per_sample(model, data, cfg, device) -> float           forward FLOPs of one batch / its size

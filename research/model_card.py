@@ -22,7 +22,7 @@ def model_card(cfg: Config, backend: ModuleType) -> tuple[dict, list[str]]:
     data = dataclasses.replace(cfg.data, cache=False, batch_size=FLOP_BATCH)  # the manifest; one batch decoded
     splits = load(data)
     device = backend.place(cfg.run.device)
-    model, notes = backend.new_model(cfg, splits, device)
+    model, notes = backend.new_model(cfg, splits)
     report = backend.parameter_report(model)
     params = {part: report.get(f"params/{part}", 0) for part in PARTS} | {"total": report["params"]}
     flops = backend.flops_per_sample(model, splits.train, dataclasses.replace(cfg, data=data), device)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 from jax.sharding import Mesh
@@ -15,9 +16,10 @@ from research.config import Config
 from research.data.loader import SampleSet, Splits
 from research.jax.attack import adversarial
 from research.jax.distributed import make_mesh
-from research.jax.model import FusionModel, build_model, load_weights, parameter_report
+from research.jax.model import FusionModel, build_model, init_model, load_weights, parameter_report, seeded_rngs
 from research.jax.predict import forward, pad, predict, replicate, to_device
 from research.jax.weights import load_backbone
+from research.training import class_weights
 from research.weights import load_pretrained
 
 __all__ = [
@@ -38,8 +40,7 @@ def place(requested: str) -> Mesh:
 def load_model(cfg: Config, classes: int, vocab_size: int, path: Path, device: Mesh) -> FusionModel:
     """The model `cfg` describes, with the weights of the checkpoint at `path`, in eval mode (its arrays are
     placed on the mesh `device` when predict runs)."""
-    rngs = nnx.Rngs(params=cfg.run.seed, dropout=cfg.run.seed, augment=cfg.run.seed)
-    model = build_model(cfg, classes, vocab_size, None, rngs=rngs)
+    model = build_model(cfg, classes, vocab_size, None, rngs=seeded_rngs(cfg))
     load_weights(model, path)
     model.eval()
     return model
@@ -56,19 +57,23 @@ def with_torch_state(
 ) -> FusionModel:
     """The model `cfg` describes, holding `state` (a `torch_state` of either backend, strictly), in eval mode (its
     arrays are placed on the mesh `device` when predict runs)."""
-    rngs = nnx.Rngs(params=cfg.run.seed, dropout=cfg.run.seed, augment=cfg.run.seed)
-    model = build_model(cfg, classes, vocab_size, None, rngs=rngs)
+    model = build_model(cfg, classes, vocab_size, None, rngs=seeded_rngs(cfg))
     to_nnx(state, model)
     model.eval()
     return model
 
 
-def new_model(cfg: Config, splits: Splits, device: Mesh) -> tuple[FusionModel, list[str]]:
-    """The model `cfg` describes as training starts it (published backbone weights loaded; its arrays are placed
-    on the mesh `device` when it runs); the notes of the weight files."""
-    rngs = nnx.Rngs(params=cfg.run.seed, dropout=cfg.run.seed, augment=cfg.run.seed)
-    model = build_model(cfg, len(splits.classes[cfg.data.target]), splits.vocab_size, None, rngs=rngs)
-    return model, load_pretrained(model.encoders, cfg, load_backbone)
+def new_model(cfg: Config, splits: Splits) -> tuple[FusionModel, list[str]]:
+    """The model `cfg` describes as training starts it, on the host: class weights, published backbone weights and
+    `model.init_model` loaded; the notes of the weight files."""
+    classes = len(splits.classes[cfg.data.target])
+    weights = class_weights(cfg, splits.train.labels("target"), classes)
+    weights = None if weights is None else jnp.asarray(weights)
+    model = build_model(cfg, classes, splits.vocab_size, weights, rngs=seeded_rngs(cfg))
+    notes = load_pretrained(model.encoders, cfg, load_backbone)
+    if cfg.model.init_model:  # the whole model of an earlier run (a second stage)
+        init_model(model, cfg)
+    return model, notes
 
 
 def flops_per_sample(model: FusionModel, data: SampleSet, cfg: Config, device: Mesh) -> float:

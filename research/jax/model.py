@@ -127,6 +127,11 @@ def normalize(x: jax.Array) -> jax.Array:
     return x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
 
 
+def seeded_rngs(cfg: Config) -> nnx.Rngs:
+    """The RNG streams a run builds its model with: parameters, dropout and augmentation from run.seed."""
+    return nnx.Rngs(params=cfg.run.seed, dropout=cfg.run.seed, augment=cfg.run.seed)
+
+
 def build_model(
     cfg: Config, classes: int, vocab_size: int, class_weights: jax.Array | None, *, rngs: nnx.Rngs
 ) -> FusionModel:

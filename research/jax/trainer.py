@@ -33,14 +33,12 @@ from research import averaging, checkpoint_files
 from research.config import Config
 from research.data.loader import Splits, load
 from research.jax import backend, checkpoint, distributed, ema, sharding
-from research.jax.model import FusionModel, build_model, init_model, load_weights, parameter_report, variables
+from research.jax.model import FusionModel, load_weights, parameter_report, variables
 from research.jax.predict import predict, to_device
-from research.jax.weights import load_backbone
 from research.plots import images
 from research.report import final_report
 from research.training import (
     NonFiniteLoss,
-    class_weights,
     end_epoch,
     finish,
     finishing,
@@ -51,7 +49,6 @@ from research.training import (
     train_epoch,
     val_metrics,
 )
-from research.weights import load_pretrained
 
 __all__ = ["NonFiniteLoss", "train_and_evaluate"]
 
@@ -131,12 +128,7 @@ def build(cfg: Config, splits: Splits, mesh: Mesh) -> FusionModel:
     classes = len(splits.classes[cfg.data.target])
     if cfg.loss.shard_centres and classes % mesh.shape["model"]:
         raise ValueError(f"loss.shard_centres: {classes} classes do not split over {mesh.shape['model']} devices")
-    weights = class_weights(cfg, splits.train.labels("target"), classes)
-    rngs = nnx.Rngs(params=cfg.run.seed, dropout=cfg.run.seed, augment=cfg.run.seed)
-    model = build_model(cfg, classes, splits.vocab_size, None if weights is None else jnp.asarray(weights), rngs=rngs)
-    notes = load_pretrained(model.encoders, cfg, load_backbone)
-    if cfg.model.init_model:  # the whole model of an earlier run (a second stage)
-        init_model(model, cfg)
+    model, notes = backend.new_model(cfg, splits)
     if jax.process_index() == 0:
         print("".join(f"weights: {note}\n" for note in notes), end="")
     return model

@@ -12,9 +12,10 @@ from torch.utils.flop_counter import FlopCounterMode
 from research.config import Config
 from research.data.loader import SampleSet, Splits
 from research.torch.attack import adversarial
-from research.torch.model import FusionModel, build_model, load_weights, parameter_report
+from research.torch.model import FusionModel, build_model, init_model, load_weights, parameter_report
 from research.torch.predict import pick_device, predict, to_device
 from research.torch.weights import load_backbone
+from research.training import class_weights
 from research.weights import load_pretrained
 
 __all__ = [
@@ -52,17 +53,21 @@ def with_torch_state(
     return model.to(device).eval()
 
 
-def new_model(cfg: Config, splits: Splits, device: torch.device) -> tuple[FusionModel, list[str]]:
-    """The model `cfg` describes as training starts it (published backbone weights loaded), on `device`; the
-    notes of the weight files."""
-    model = build_model(cfg, len(splits.classes[cfg.data.target]), splits.vocab_size, None)
+def new_model(cfg: Config, splits: Splits) -> tuple[FusionModel, list[str]]:
+    """The model `cfg` describes as training starts it, on the host: class weights, published backbone weights and
+    `model.init_model` loaded; the notes of the weight files."""
+    classes = len(splits.classes[cfg.data.target])
+    weights = class_weights(cfg, splits.train.labels("target"), classes)
+    model = build_model(cfg, classes, splits.vocab_size, None if weights is None else torch.from_numpy(weights))
     notes = load_pretrained(model.encoders, cfg, load_backbone)
-    return model.to(device), notes
+    if cfg.model.init_model:  # the whole model of an earlier run (a second stage)
+        init_model(model, cfg)
+    return model, notes
 
 
 def flops_per_sample(model: FusionModel, data: SampleSet, cfg: Config, device: torch.device) -> float:
     """Forward FLOPs of one batch (torch's FLOP counter: matmuls and convolutions) divided by its size."""
-    model.eval()
+    model.to(device).eval()
     batch = next(data.batches(cfg.data.batch_size, shuffle=False, seed=0, epoch=0, train=False))
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         model(to_device(batch, device))

@@ -29,12 +29,10 @@ from research.data.loader import Splits, load
 from research.plots import images
 from research.report import final_report
 from research.torch import backend, checkpoint, distributed, ema, sharding
-from research.torch.model import FusionModel, build_model, init_model, load_weights, parameter_report
+from research.torch.model import FusionModel, load_weights, parameter_report
 from research.torch.predict import predict, to_device
-from research.torch.weights import load_backbone
 from research.training import (
     NonFiniteLoss,
-    class_weights,
     end_epoch,
     finish,
     finishing,
@@ -45,7 +43,6 @@ from research.training import (
     train_epoch,
     val_metrics,
 )
-from research.weights import load_pretrained
 
 __all__ = ["NonFiniteLoss", "train_and_evaluate"]
 
@@ -145,16 +142,11 @@ def load_splits(cfg: Config, world: distributed.World) -> Splits:
 def build(cfg: Config, splits: Splits, world: distributed.World, sharded: bool) -> FusionModel:
     """The model on this rank's device; `sharded`: each rank holds a block of every head's centres (here, not
     in research/torch/model.py: a rank's block depends on the world)."""
-    classes = len(splits.classes[cfg.data.target])
-    weights = class_weights(cfg, splits.train.labels("target"), classes)
-    model = build_model(cfg, classes, splits.vocab_size, None if weights is None else torch.from_numpy(weights))
-    notes = load_pretrained(model.encoders, cfg, load_backbone)
-    if cfg.model.init_model:  # the whole model of an earlier run (a second stage)
-        init_model(model, cfg)
+    model, notes = backend.new_model(cfg, splits)
     if world.is_main:
         print("".join(f"weights: {note}\n" for note in notes), end="")
     if sharded:
-        sharding.shard_heads(model, classes, cfg.loss.sample_rate, world)
+        sharding.shard_heads(model, len(splits.classes[cfg.data.target]), cfg.loss.sample_rate, world)
     return model.to(world.device)
 
 

@@ -57,7 +57,7 @@ def test_a_torchvision_file_loads_into_the_backbone_of_either_backend(tmp_path, 
     path, state = reference
     cfg = apply_overrides(Config(), [*args(tmp_path, data_root, f"--model.face_weights={path}"), f"--backend={name}"])
     pieces = backend.load(name)
-    model, notes = pieces.new_model(cfg, load(cfg.data), pieces.place("cpu"))
+    model, notes = pieces.new_model(cfg, load(cfg.data))
     assert notes == [f"{path}: dropped the ImageNet classifier fc.weight, fc.bias"]
     encoder = model.encoders["face"]
     got = encoder.backbone.state_dict() if name == "torch" else convert.to_torch(encoder.backbone)
@@ -126,6 +126,6 @@ def test_the_card_counts_are_the_summary_counts(tmp_path, data_root):
     cfg = apply_overrides(Config(), args(tmp_path, data_root))
     pieces = backend.load("torch")
     card, _ = model_card(cfg, pieces)
-    model, _ = pieces.new_model(cfg, load(cfg.data), pieces.place("cpu"))
+    model, _ = pieces.new_model(cfg, load(cfg.data))
     report = pieces.parameter_report(model)  # what a run's summary holds, and ablate.py's --params column reads
     assert card["params"]["face"] == report["params/face"] and card["params"]["total"] == report["params"]
