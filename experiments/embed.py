@@ -60,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
             folder, rows = args.input.parent, embedding.manifest_rows(args.input, args.split, run.cfg.data.split)
         samples = embedding.decode(folder, rows, run.cfg, progress=not args.no_progress)
         how = {"modality": args.modality, "window": args.window, "hop": args.hop, "progress": not args.no_progress}
+        how["folder"] = folder  # video faces: data.face_frames frames each
         found = embedding.embed(run.backend, run.model, run.cfg, run.device, samples, **how)
     except (DataError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -20,7 +20,7 @@ import numpy as np
 from tqdm import tqdm
 
 from research.config import MODALITIES, Config
-from research.data import manifest
+from research.data import frames, manifest
 from research.data.decode import Decoded, decode_row
 from research.data.manifest import DataError, Row
 from research.data.pipeline import SampleSet
@@ -95,8 +95,9 @@ def windowed(samples: list[Decoded], window: float, hop: float, rate: int) -> tu
     return out, np.array(owner, dtype=np.int64)
 
 
-def sample_set(samples: list[Decoded], cfg: Config, keep: str | None) -> SampleSet:
-    """Decoded samples as an evaluation split of unknown labels; `keep` names the only modality left present."""
+def sample_set(samples: list[Decoded], cfg: Config, keep: str | None, folder: Path | None = None) -> SampleSet:
+    """Decoded samples as an evaluation split of unknown labels; `keep` names the only modality left present. Video
+    faces (paths relative to `folder`) are embedded at data.face_frames frames (research/data/frames.py)."""
     n, d = len(samples), cfg.data
     present = {m: np.array([getattr(s, m) is not None and keep in (None, m) for s in samples]) for m in MODALITIES}
     face = np.zeros((n, 3, d.image_size, d.image_size), np.uint8)
@@ -110,9 +111,12 @@ def sample_set(samples: list[Decoded], cfg: Config, keep: str | None) -> SampleS
     voice = [np.zeros(0, np.float32) if s.voice is None else s.voice for s in samples]
     unknown = np.full(n, -1, np.int64)
     labels = {name: unknown for name in ("identity", "target", "subject", "age", "gender", "group")}
+    rows, faces = [s.row for s in samples], folder is not None and keep in (None, "face")
+    videos = frames.videos(folder, rows, d.image_size, d.face_frames, True, str(folder)) if faces else None
     return SampleSet(
         ids=[s.row.id for s in samples], face=face, voice=voice, text_ids=text_ids, text_mask=text_mask,
         present=present, label=labels, voice_samples=round(d.voice_seconds * d.sample_rate), sample_rate=d.sample_rate,
+        videos=videos,
     )  # fmt: skip
 
 
@@ -136,7 +140,8 @@ def chosen(preds: dict, cfg: Config, modality: str | None) -> np.ndarray:
 
 def embed(backend: ModuleType, model, cfg: Config, device, samples: list[Decoded], **how) -> dict[str, np.ndarray]:
     """key -> (E,) float32 embedding of every decoded sample. `how`: modality (None or a modality of the run),
-    window and hop (seconds; window 0 = whole voices), progress (bool)."""
+    window and hop (seconds; window 0 = whole voices), progress (bool), folder (the inputs' folder: video faces are
+    embedded at data.face_frames frames, research/data/frames.py; None: at their middle frame)."""
     modality, window, hop = how.get("modality"), how.get("window", 0.0), how.get("hop", 0.0)
     if modality is not None and modality not in cfg.model.modalities:
         raise ValueError(f"--modality {modality}: the run's model has {', '.join(cfg.model.modalities)}")
@@ -144,7 +149,7 @@ def embed(backend: ModuleType, model, cfg: Config, device, samples: list[Decoded
     parts = samples
     if window > 0:
         parts, owner = windowed(samples, window, hop or window, cfg.data.sample_rate)
-    data = sample_set(parts, cfg, modality)
+    data = sample_set(parts, cfg, modality, how.get("folder"))
     usable = np.any([data.present[m] for m in cfg.model.modalities], axis=0)  # (W,)
     if not usable.all():
         names = ", ".join(parts[k].row.id for k in np.flatnonzero(~usable)[:3])

@@ -47,11 +47,11 @@ class Videos:
         return bool(self.items) and (train or not self.cached or self.frames > 1)
 
 
-def videos(manifest: Path, rows: list[Row], size: int, frames: int, cached: bool) -> Videos | None:
-    """The video faces among a split's rows (in sample order; paths relative to the manifest's folder), or None."""
-    where = "manifest {} line {}, sample '{}'"
+def videos(folder: Path, rows: list[Row], size: int, frames: int, cached: bool, name: str) -> Videos | None:
+    """The video faces among a split's rows (in sample order; paths relative to `folder`), or None. `name` says
+    where the rows come from in error messages (a manifest)."""
     items = {
-        i: Video(manifest.parent / r.face, numbers(r.box) or None, where.format(manifest, r.line, r.id))
+        i: Video(folder / r.face, numbers(r.box) or None, f"{name} line {r.line}, sample '{r.id}'")
         for i, r in enumerate(rows)
         if is_video(r)
     }

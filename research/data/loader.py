@@ -73,7 +73,8 @@ def load(cfg: DataConfig) -> Splits:
         else:
             decoded = [s for s in samples if split_of[s.row.id] == split]
             arrays, chosen = _cached(decoded, cfg, tokenizer), [s.row for s in decoded]
-        arrays["videos"] = frames.videos(path, chosen, cfg.image_size, cfg.face_frames, cached=not streamed)
+        how = {"cached": not streamed, "name": f"manifest {path}"}
+        arrays["videos"] = frames.videos(path.parent, chosen, cfg.image_size, cfg.face_frames, **how)
         trials = _trials(path, meta, arrays["ids"], {r.id for r in rows})
         sets[split] = _sample_set(split, arrays, labels, list(classes), trials, cfg, plan if split == "train" else None)
     return Splits(**sets, classes=classes, skipped=len(problems), vocab_size=tokenizer.vocab_size)

@@ -16,6 +16,7 @@ import torch
 from PIL import Image
 
 from experiments.prepare import prepare
+from research import embedding
 from research.config import Config, DataConfig
 from research.config_parse import apply_overrides
 from research.data import loader, manifest
@@ -126,7 +127,9 @@ def tiny_config(path: Path, *args: str) -> Config:
 
 def test_face_frames_averages_the_embeddings_of_k_frames(videos):
     """torch: predict with data.face_frames = 3 = the mean of the unit embeddings of the three frames embedded one
-    by one (each split a copy whose cached faces are the PyAV reference frames), normalised again."""
+    by one (each split a copy whose cached faces are the PyAV reference frames), normalised again; embed.py's
+    embeddings (research/embedding.py) are the same."""
+    from research.torch import backend
     from research.torch.model import build_model
     from research.torch.predict import predict
 
@@ -157,6 +160,9 @@ def test_face_frames_averages_the_embeddings_of_k_frames(videos):
         np.testing.assert_allclose(got[key][~video], parts[1][key][~video], atol=1e-6)  # the image: as it was
     probs = np.mean([np.exp(p["log_probs"]) for p in parts], axis=0)
     np.testing.assert_allclose(np.exp(got["log_probs"][video]), probs[video], atol=1e-5)
+    samples = embedding.decode(videos.parent, rows, cfg, progress=False)  # embed.py's path: the same k frames
+    embedded = embedding.embed(backend, model, cfg, torch.device("cpu"), samples, folder=videos.parent, progress=False)
+    np.testing.assert_allclose(np.stack([embedded[r.id] for r in rows]), got["embedding"], atol=1e-6)
 
 
 def test_copies_fold_by_index_into_mean_unit_embeddings():
