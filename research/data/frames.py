@@ -71,6 +71,16 @@ def expand(indices: np.ndarray, v: Videos) -> tuple[np.ndarray, np.ndarray]:
     return np.repeat(indices, counts), parts
 
 
+def reader(v: Videos | None, order: np.ndarray, train: bool, seed: int, epoch: int) -> tuple[np.ndarray, Frame | None]:
+    """The order the pipeline reads (evaluation: `expand`ed) and its Frame transform (None: no frame to read)."""
+    if v is None or not v.needed(train):
+        return order, None
+    if train:
+        return order, Frame(v, seed, epoch, None)
+    order, parts = expand(order, v)
+    return order, Frame(v, seed, epoch, parts)
+
+
 class Frame(grain.transforms.MapWithIndex):
     """Reads a video face's frame into the record: training at the epoch's random time, evaluation at the centre of
     its part (`parts`, by position in the expanded order)."""

@@ -273,13 +273,10 @@ def batches(
     samples = data.voice_samples if voice_samples is None else voice_samples
     if samples == 0 and data.voice is not None:
         indices = longest_first(indices, np.array([len(v) for v in data.voice]))
-    videos = data.videos if data.videos is not None and data.videos.needed(train) else None
-    parts = None
-    if videos is not None and not train:  # k copies of each video face (data.face_frames)
-        indices, parts = frames.expand(indices, videos)
+    indices, frame = frames.reader(data.videos, indices, train, seed, epoch)  # evaluation: k copies of a video face
     ds = grain.MapDataset.source(indices).map(Read(source))
-    if videos is not None:
-        ds = ds.map_with_index(frames.Frame(videos, seed, epoch, parts))
+    if frame is not None:
+        ds = ds.map_with_index(frame)
     plan = data.augment if train else None  # None: off, and no transform added (the batches of no augmentation)
     if plan is not None:
         ds = ds.map(augment.Recording(plan, seed, epoch, data.present["face"]))
