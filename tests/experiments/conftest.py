@@ -77,3 +77,49 @@ class Stub:
 @pytest.fixture
 def stub(tmp_path) -> Stub:
     return Stub(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def export_run(tmp_path_factory) -> dict:
+    """For test_export_torch.py and test_export_jax.py: a tiny trained torch face + voice run (cross_attn, so a
+    modality's embedding is the fused one with the other masked), the embeddings by research/embedding.py (what
+    embed.py writes) of three of its test samples (voice, face, both: None), and two batches of those samples as a
+    client gives them: three voices padded 0.25 s past the longest, and the shortest of them alone (unpadded), with
+    int64 or int32 lengths; faces as the loader gives them."""
+    import importlib
+
+    import numpy as np
+
+    from research import embedding
+    from research.config import Config
+    from research.config_parse import apply_overrides
+    from research.data import manifest, synthetic
+    from research.restore import restore
+
+    root = tmp_path_factory.mktemp("export")
+    cfg = apply_overrides(Config(), [
+        f"--run.out={root / 'runs'}", f"--data.root={root / 'data'}", "--run.wandb=disabled", "--run.progress=false",
+        "--data.synthetic.identities=6", "--data.synthetic.samples_per_identity=4", "--data.voice_seconds=0.5",
+        "--data.batch_size=8", "--model.dim=16", "--model.layers=1", "--model.fusion_layers=1", "--optim.epochs=1",
+        "--eval.plots=false", "--modalities=face,voice", "--fusion=cross_attn", "--run.name=fv",
+    ])  # fmt: skip
+    run_dir = Path(cfg.run.out) / "fv"
+    importlib.import_module("research.torch.trainer").train_and_evaluate(cfg, run_dir, "fv")
+    restored = restore(run_dir, "cpu", decoded=False)
+    data = synthetic.ensure(cfg.data)
+    rows = [r for r in manifest.read(data) if r.split == "test"][:3]
+    samples = embedding.decode(data.parent, rows, restored.cfg, progress=False)
+    want = {}
+    for modality in ("voice", "face", None):
+        how = {"modality": modality, "progress": False}
+        found = embedding.embed(restored.backend, restored.model, restored.cfg, restored.device, samples, **how)
+        want[modality] = np.stack([found[r.id] for r in rows])  # (3, E)
+    batches = []
+    for chosen, extra in (([0, 1, 2], 4000), ([int(np.argmin([len(s.voice) for s in samples]))], 0)):
+        voices = [samples[k].voice for k in chosen]
+        voice = np.zeros((len(chosen), max(map(len, voices)) + extra), np.float32)  # (B, S)
+        for i, v in enumerate(voices):
+            voice[i, : len(v)] = v
+        face = np.stack([samples[k].face for k in chosen]).astype(np.float32) / 255.0  # (B, 3, H, W)
+        batches.append((chosen, {"face": face, "voice": voice, "voice_len": np.array([len(v) for v in voices])}))
+    return {"dir": run_dir, "want": want, "batches": batches}
