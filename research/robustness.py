@@ -102,6 +102,17 @@ def attack_split(
         reference = {"references": clean[partner]}
     attacked = Attacked(backend, model, data, device, modality, attack, reference)
     preds = backend.predict(model, attacked, cfg, device)
-    spent = {k: np.concatenate(v) for k, v in attacked.spent.items()}
-    order = np.argsort(spent.pop("index"), kind="stable")  # batch order -> sample order, as the predictions
-    return preds, {k: v[order] for k, v in spent.items()} | goal
+    return preds, per_sample({k: np.concatenate(v) for k, v in attacked.spent.items()}) | goal
+
+
+def per_sample(spent: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The budget rows of the attacked batches (batch order, one per copy: a video face at data.face_frames
+    frames is k copies with one `index`) -> one row per sample in sample order, as the predictions: the largest
+    L-inf and the lowest SNR over the sample's copies."""
+    index = spent.pop("index")
+    order = np.argsort(index, kind="stable")
+    starts = np.flatnonzero(np.r_[True, np.diff(index[order]) != 0])  # the first copy of each sample
+    return {
+        "linf": np.maximum.reduceat(spent["linf"][order], starts),
+        "snr_db": np.minimum.reduceat(spent["snr_db"][order], starts),
+    }
