@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 
 from experiments.prepare import prepare
-from research import embedding
+from research import backend, embedding
 from research.config import Config, DataConfig
 from research.config_parse import apply_overrides
 from research.data import loader, manifest
@@ -86,7 +86,7 @@ def rows_of(path: Path, split: str) -> list[Row]:
 
 def test_training_frame_is_drawn_from_seed_epoch_and_index_in_a_fresh_process(videos):
     script = (
-        "import json, sys; from pathlib import Path; from tests.data.test_video_faces import training_faces; "
+        "import json, sys; from pathlib import Path; from tests.data.test_video_faces_torch import training_faces; "
         "print(json.dumps(training_faces(Path(sys.argv[1]), 1, cache=False).tolist()))"
     )
     fresh = subprocess.run([sys.executable, "-c", script, str(videos)], capture_output=True, text=True, check=True)
@@ -126,31 +126,32 @@ def tiny_config(path: Path, *args: str) -> Config:
 
 
 def test_face_frames_averages_the_embeddings_of_k_frames(videos):
-    """torch: predict with data.face_frames = 3 = the mean of the unit embeddings of the three frames embedded one
-    by one (each split a copy whose cached faces are the PyAV reference frames), normalised again; embed.py's
-    embeddings (research/embedding.py) are the same."""
-    from research.torch import backend
-    from research.torch.model import build_model
-    from research.torch.predict import predict
+    threads = torch.get_num_threads()
+    torch.manual_seed(0)
+    face_frames_average(videos, "torch")
+    assert torch.get_num_threads() == threads
 
-    cfg = tiny_config(videos, "--data.face_frames=3")
+
+def face_frames_average(videos: Path, name: str) -> None:
+    """Backend `name`: predict with data.face_frames = 3 = the mean of the unit embeddings of the three frames
+    embedded one by one (each split a copy whose cached faces are the PyAV reference frames), normalised again;
+    embed.py's embeddings (research/embedding.py) are the same (tests/data/test_video_faces_jax.py: jax)."""
+    cfg = tiny_config(videos, "--data.face_frames=3", f"--backend={name}")
     splits = loader.load(cfg.data)
     val, rows = splits.val, rows_of(videos, "val")
     kw = {"shuffle": False, "seed": SEED, "epoch": 0, "train": False}
     index = np.concatenate([b["index"] for b in val.batches(4, **kw)])
     assert index.tolist() == [i for i, r in enumerate(rows) for _ in range(1 if r.id == "image" else 3)]
-    threads = torch.get_num_threads()
-    torch.manual_seed(0)
-    model = build_model(cfg, len(splits.classes["identity"]), splits.vocab_size, None)
-    got = predict(model, val, cfg, torch.device("cpu"))
+    pieces = backend.load(name)
+    model, device = pieces.new_model(cfg, splits)[0], pieces.place("cpu")
+    got = pieces.predict(model, val, cfg, device)
     parts = []
     for at in (1 / 6, 1 / 2, 5 / 6):  # the centres of 3 equal parts
         frame = val.face.copy()
         for i, r in enumerate(rows):
             if r.id != "image":
                 frame[i] = reference(videos.parent / r.face, at, manifest.numbers(r.box) or None)
-        parts.append(predict(model, dataclasses.replace(val, face=frame, videos=None), cfg, torch.device("cpu")))
-    assert torch.get_num_threads() == threads
+        parts.append(pieces.predict(model, dataclasses.replace(val, face=frame, videos=None), cfg, device))
     video = np.array([r.id != "image" for r in rows])
     for key in ("embedding", "face_embedding", "voice_embedding"):
         unit = [p[key] / np.linalg.norm(p[key], axis=1, keepdims=True) for p in parts]
@@ -161,7 +162,7 @@ def test_face_frames_averages_the_embeddings_of_k_frames(videos):
     probs = np.mean([np.exp(p["log_probs"]) for p in parts], axis=0)
     np.testing.assert_allclose(np.exp(got["log_probs"][video]), probs[video], atol=1e-5)
     samples = embedding.decode(videos.parent, rows, cfg, progress=False)  # embed.py's path: the same k frames
-    embedded = embedding.embed(backend, model, cfg, torch.device("cpu"), samples, folder=videos.parent, progress=False)
+    embedded = embedding.embed(pieces, model, cfg, device, samples, folder=videos.parent, progress=False)
     np.testing.assert_allclose(np.stack([embedded[r.id] for r in rows]), got["embedding"], atol=1e-6)
 
 
