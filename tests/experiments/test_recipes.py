@@ -48,7 +48,9 @@ def data(tmp_path_factory) -> dict[str, str]:
     """The recipes' data variables: a fixture of every dataset in its native layout (and MUSAN, RIRS_NOISES)."""
     root = tmp_path_factory.mktemp("datasets")
     layouts.voxceleb1(root / "VoxCeleb1")
-    layouts.voxceleb2(root / "VoxCeleb2")
+    with pytest.MonkeyPatch.context() as patch:  # a second VoxCeleb2 test person: the val split verifies two people
+        patch.setattr(layouts, "VOX2", layouts.VOX2 + [("id09998", "n009998", "Fifth_Person", "f", "test")])
+        layouts.voxceleb2(root / "VoxCeleb2")
     with pytest.MonkeyPatch.context() as patch:  # a person in every part: two people to match in val and test
         parts = ("training", "validation", "test")
         more = [(f"Cz3nVqJxh9k.00{k}.mp4", "Cz3nVqJxh9k", part, "1", "2", "6") for k, part in enumerate(parts, 1)]
@@ -122,7 +124,8 @@ def test_speaker_recipe_trains_fine_tunes_embeds_and_scores_vox1(data, tmp_path)
     rows = {r.id: r for r in manifest.read(tmp_path / "vox2_vox1.csv")}
     train, means = load_file(str(out / "vox2_dev.safetensors")), load_file(str(out / "vox2_dev_speakers.safetensors"))
     assert {rows[k].open_split for k in train} == {"train"}
-    assert sorted(means) == sorted({rows[k].subject for k in train})
+    vox2_dev = [v for v, _, _, _, part in layouts.VOX2 if part == "dev"]
+    assert sorted(means) == vox2_dev  # the whole of vox2_dev trains (--val-fraction 0): WeSpeaker's cohort
     for subject, mean in means.items():  # the AS-norm cohort: each speaker's mean embedding (WeSpeaker's vector_mean)
         np.testing.assert_allclose(mean, np.mean([v for k, v in train.items() if rows[k].subject == subject], axis=0))
     vox1 = load_file(str(out / "vox1.safetensors"))
