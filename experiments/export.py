@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     run = restore(args.run, "cpu", decoded=False, backend=export.FORMATS[args.format].backend)
     meta = export.export(run, args.run, args.format, args.modality, args.out)
     names = ", ".join(f"{x['name']} {x['shape']}" for x in meta["inputs"])
-    print(f"{args.out}: {names} -> embedding {meta['output']['shape']}; its inputs in {args.out}.json")
+    print(f"{args.out}: {names} -> embeddings {meta['output']['shape']}; its inputs in {args.out}.json")
     return 0
 
 

@@ -27,14 +27,13 @@ MIN_SECONDS = 0.1  # the shortest voice an exported model takes (its front end n
 
 class Format(NamedTuple):
     backend: str  # the backend whose model is traced (a run of the other is converted: research/restore.py)
-    suffix: str
     needs: tuple[str, ...]  # modules the export needs beyond the backend
 
 
 FORMATS = {
-    "onnx": Format("torch", ".onnx", ("onnx", "onnxscript", "onnxruntime")),  # torch.onnx.export, dynamo exporter
-    "pt2": Format("torch", ".pt2", ()),  # torch.export.save: the ExportedProgram (torch.jit is deprecated)
-    "stablehlo": Format("jax", ".stablehlo", ()),  # jax.export: serialised StableHLO, weights as constants
+    "onnx": Format("torch", ("onnx", "onnxscript")),  # torch.onnx.export, dynamo exporter (onnxruntime: the client)
+    "pt2": Format("torch", ()),  # torch.export.save: the ExportedProgram (torch.jit is deprecated)
+    "stablehlo": Format("jax", ()),  # jax.export: serialised StableHLO, weights as constants
 }
 
 
@@ -127,7 +126,7 @@ def sidecar(cfg: Config, run_dir: Path, fmt: str, modality: str | None, spec: li
     meta = {
         "format": fmt, "run": str(run_dir), "modality": modality or "fused", "fusion": cfg.model.fusion,
         "inputs": [{"name": x.name, "dtype": x.dtype, "shape": list(x.shape)} for x in spec],
-        "output": {"name": "embedding", "dtype": "float32", "shape": ["batch", size]},
+        "output": {"name": "embeddings", "dtype": "float32", "shape": ["batch", size]},
         "normalised": stream_kept(cfg, modality) is None,  # the fused embedding has unit norm when present
     }  # fmt: skip
     if "voice" in names:

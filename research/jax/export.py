@@ -1,6 +1,6 @@
 """The jax side of research/export.py: the run's embedding as a function of the inputs alone, exported by
 jax.export with symbolic batch and voice-length axes (jax.export.symbolic_shape) and the weights closed over as
-constants, serialised StableHLO; read back as its client reads it (jax.export.deserialize)."""
+constants, serialised StableHLO for CPU, CUDA and TPU (its client: jax.export.deserialize(bytes).call)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ import jax.numpy as jnp
 from research.config import Config
 from research.export import absent, inputs, min_samples, stream_kept
 from research.jax.model import FusionModel, embedding
+
+PLATFORMS = ("cpu", "cuda", "tpu")  # where the file runs: jax.export lowers for each, without their devices
 
 
 class Embedder:
@@ -48,4 +50,5 @@ def write(model: FusionModel, cfg: Config, modality: str | None, fmt: str, path:
     least = [f"samples >= {min_samples(cfg)}"] if "samples" in names else []
     dims = dict(zip(names, jax.export.symbolic_shape(", ".join(names), constraints=least), strict=True))
     specs = [jax.ShapeDtypeStruct(tuple(dims.get(a, a) for a in x.shape), x.dtype) for x in spec]
-    path.write_bytes(jax.export.export(function)(*specs).serialize())
+    exported = jax.export.export(function, platforms=PLATFORMS)(*specs)  # lowered for each, on any machine
+    path.write_bytes(exported.serialize())

@@ -1,6 +1,6 @@
 """The torch side of research/export.py: the run's embedding as a function of the inputs alone, traced by
 torch.export with dynamic batch and voice-length axes, written as an ONNX file (torch.onnx.export, the dynamo
-exporter, from that program) or as the program itself (.pt2); each is read back as its client reads it."""
+exporter, from that program; its client: onnxruntime) or as the program itself (.pt2; torch.export.load)."""
 
 from __future__ import annotations
 
@@ -54,4 +54,5 @@ def write(model: FusionModel, cfg: Config, modality: str | None, fmt: str, path:
     if fmt == "pt2":
         torch.export.save(program, path)
     else:
-        torch.onnx.export(program, args, path, input_names=list(arrays), output_names=["embedding"], dynamo=True)
+        names = {"input_names": list(arrays), "output_names": ["embeddings"]}  # "embedding": aten.embedding's value
+        torch.onnx.export(program, args, path, **names, dynamo=True, external_data=False)  # one file: weights inside

@@ -16,9 +16,10 @@ from tests.experiments.export_client import check, exported
 def test_onnx_runs_in_onnxruntime_with_the_runs_embeddings(export_run, tmp_path):
     for modality in ("voice", "face", None):
         path, meta = exported(export_run, tmp_path, "onnx", modality)
+        assert sorted(p.name for p in tmp_path.glob(f"{path.stem}.*")) == [path.name, f"{path.name}.json"]  # one file
         session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
         assert [x.name for x in session.get_inputs()] == [x["name"] for x in meta["inputs"]]
-        check(export_run, modality, meta, lambda arrays, s=session: s.run(["embedding"], arrays)[0])
+        check(export_run, modality, meta, lambda arrays, s=session: s.run(["embeddings"], arrays)[0])
     assert [x["name"] for x in meta["inputs"]] == ["face", "voice", "voice_len"]  # the fused model's
     assert meta["inputs"][0]["shape"] == ["batch", 3, 32, 32] and meta["output"]["shape"] == ["batch", 16]
     assert meta["sample_rate"] == 16000 and meta["image_size"] == 32 and meta["inputs"][2]["dtype"] == "int64"
