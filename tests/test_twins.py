@@ -71,8 +71,9 @@ ONE_SIDED_NAMES: dict[str, set[str]] = {
     # device it sees.
     "research/torch/predict.py": {"pick_device", "device_problem"},
     # bf16 compute is torch.autocast in torch; jax casts the matmul inputs itself (and normalises by hand).
-    # NNX splits a model into params, RNG streams and the rest; the rest (variables) is checkpointed.
-    "research/jax/model.py": {"autocast", "normalize", "variables"},
+    # NNX splits a model into params, RNG streams and the rest; the rest (variables) is checkpointed. NNX modules take
+    # their RNG streams as an argument (seeded_rngs: a run's); torch draws from its global generator.
+    "research/jax/model.py": {"autocast", "normalize", "seeded_rngs", "variables"},
     # The jax step is built once per run and jit-compiled (make_train_step returns it; torch runs its
     # train_step eagerly); the train-state pytree has no torch counterpart; a torch rank reads its part of
     # the global batch (rank_batch), jax lays the whole batch over the mesh; torch's ranks load the data in
