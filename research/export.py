@@ -50,6 +50,9 @@ def problem(run_dir: Path, fmt: str, modality: str | None) -> str | None:
     cfg = run_config(run_dir)
     if modality is not None and modality not in cfg.model.modalities:
         return f"--modality {modality}: the run's model has {', '.join(cfg.model.modalities)}"
+    if FORMATS[fmt].backend == "torch" and cfg.model.voice == "voice_vit" and modality in (None, "voice"):
+        if "voice" in cfg.model.modalities:  # its strips of 4 frames: torch.export cannot keep the length dynamic
+            return f"--format {fmt} cannot export voice_vit with a dynamic voice length: --format stablehlo can"
     missing = [name for name in FORMATS[fmt].needs if importlib.util.find_spec(name) is None]
     if missing:
         return f"--format {fmt} needs {', '.join(missing)}: pip install 'fusion-research[export]'"

@@ -5,6 +5,7 @@ the voice alone (the lengths input is honoured); voice, face, and the fused mode
 conftest.py export_run. Errors are one line."""
 
 import importlib.util
+import json
 
 import onnxruntime
 import torch
@@ -14,7 +15,7 @@ from tests.experiments.export_client import check, exported
 
 
 def test_onnx_runs_in_onnxruntime_with_the_runs_embeddings(export_run, tmp_path):
-    for modality in ("voice", "face", None):
+    for modality in ("voice", None):  # a face model alone: pt2 and stablehlo (the fused model reads faces here too)
         path, meta = exported(export_run, tmp_path, "onnx", modality)
         assert sorted(p.name for p in tmp_path.glob(f"{path.stem}.*")) == [path.name, f"{path.name}.json"]  # one file
         session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
@@ -44,7 +45,16 @@ def test_errors_are_one_line(export_run, tmp_path, capsys, monkeypatch):
     find_spec = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None if name == "onnxscript" else find_spec(name))
     assert export.main(["--run", str(export_run["dir"]), "--format", "onnx", *out]) == 2
+    monkeypatch.undo()
+    vit = tmp_path / "vit"  # a run whose voice encoder is voice_vit (its record's config; the weights are not read)
+    vit.mkdir()
+    record = json.loads((export_run["dir"] / "record.json").read_text())
+    record["config"]["model"]["voice"] = "voice_vit"
+    (vit / "record.json").write_text(json.dumps(record))
+    (vit / "best.safetensors").write_bytes(b"")
+    assert export.main(["--run", str(vit), "--format", "pt2", *out]) == 2
     errors = capsys.readouterr().err.splitlines()
-    assert len(errors) == 3 and all(e.startswith("error: ") for e in errors), errors
+    assert len(errors) == 4 and all(e.startswith("error: ") for e in errors), errors
     assert "record.json" in errors[0] and "face, voice" in errors[1] and "onnxscript" in errors[2]
+    assert "voice_vit" in errors[3] and "stablehlo" in errors[3]
     assert not (tmp_path / "x.onnx").exists()
