@@ -167,7 +167,8 @@ class ModelConfig:
     fusion_from_layer: int = 0  # bottleneck fusion: first fusion layer that reads and writes the bottleneck
     spec_augment: bool = True  # voice: SpecAugment masks in training
     # Run directories whose best checkpoints give the encoders (each run the encoders of its modalities, e.g.
-    # two unimodal runs); freeze_encoders = train only fusion and heads on them (docs/training.md).
+    # two unimodal runs); freeze_encoders = train only fusion and heads (encoders from init_from, face_weights /
+    # voice_weights or text_hf; docs/training.md).
     init_from: tuple[str, ...] = ()
     freeze_encoders: bool = False
     # A run directory whose whole model (encoders, fusion, heads) starts this one: its averaged checkpoint when it

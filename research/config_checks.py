@@ -163,5 +163,15 @@ def _pair_checks(cfg: Config) -> list[tuple[bool, str]]:
             "model.task=match needs model.fusion=late and the face and voice modalities",
         ),
         (cfg.loss.identity_weight >= 0, "loss.identity_weight must be >= 0"),
-        (not cfg.model.freeze_encoders or cfg.model.init_from, "model.freeze_encoders needs model.init_from"),
+        (
+            not cfg.model.freeze_encoders or pretrained(cfg),
+            "model.freeze_encoders needs trained encoders: model.init_from, model.face_weights / voice_weights or "
+            "model.text=text_hf",
+        ),
     ]
+
+
+def pretrained(cfg: Config) -> bool:
+    """Whether an encoder starts from trained weights (an earlier run's, a published file, the packaged MiniLM)."""
+    m = cfg.model
+    return bool(m.init_from or m.face_weights or m.voice_weights or (m.text == "text_hf" and "text" in m.modalities))

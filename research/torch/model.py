@@ -139,7 +139,7 @@ def build_model(cfg: Config, classes: int, vocab_size: int, class_weights: torch
         heads = {s: losses.build(backend, head, **loss_kwargs(cfg, head)) for s in fuse.streams}
     matcher = losses.build(backend, matching, **loss_kwargs(cfg, matching)) if matching else None
     model = FusionModel(encs, fuse, heads, kind, matcher, cfg.loss.identity_weight)
-    if cfg.model.init_from:
+    if cfg.model.init_from or cfg.model.freeze_encoders:
         init_encoders(model, cfg)
     return model
 

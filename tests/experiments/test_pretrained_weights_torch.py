@@ -23,6 +23,7 @@ from research.config import Config  # noqa: E402
 from research.config_parse import apply_overrides  # noqa: E402
 from research.data.loader import load  # noqa: E402
 from research.model_card import model_card  # noqa: E402
+from research.restore import restore  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -129,3 +130,25 @@ def test_the_card_counts_are_the_summary_counts(tmp_path, data_root):
     model, _ = pieces.new_model(cfg, load(cfg.data))
     report = pieces.parameter_report(model)  # what a run's summary holds, and ablate.py's --params column reads
     assert card["params"]["face"] == report["params/face"] and card["params"]["total"] == report["params"]
+
+
+@pytest.mark.parametrize("name", ["torch", "jax"])
+def test_frozen_published_encoders_keep_the_files_weights_while_the_rest_trains(tmp_path, data_root, reference, name):
+    """model.freeze_encoders with a published file: the trained run's face backbone (weights and BatchNorm
+    statistics) is the file's, it has no trainable parameters, and the fusion and heads are trained."""
+    path, state = reference
+    extra = [f"--model.face_weights={path}", "--model.freeze_encoders=true", "--optim.epochs=1", "--run.name=frozen"]
+    assert run.main([*args(tmp_path, data_root, *extra), f"--backend={name}", "--eval.plots=false"]) == 0
+    summary = json.loads((tmp_path / "frozen" / "record.json").read_text())["summary"]
+    assert summary["params/face"] == 0 and summary["params"] > 0
+    got = restore(tmp_path / "frozen", "cpu", decoded=False)
+    weights = got.backend.torch_state(got.model)
+    for key, value in state.items():
+        if not key.startswith("fc."):
+            np.testing.assert_array_equal(weights[f"encoders.face.backbone.{key}"], value.numpy(), err_msg=key)
+
+
+def test_freezing_encoders_without_trained_weights_is_a_config_error(tmp_path, data_root, capsys):
+    assert run.main([*args(tmp_path, data_root, "--model.freeze_encoders=true"), "--run.dry_run=true"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: model.freeze_encoders needs trained encoders") and err.count("\n") == 1
