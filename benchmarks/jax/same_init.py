@@ -28,6 +28,7 @@ sys.path.insert(0, str(ROOT))  # the repository root
 
 from encoders.jax import convert  # noqa: E402
 from experiments.run import parse  # noqa: E402
+from research.jax import backend as jax_backend  # noqa: E402
 from research.jax import trainer  # noqa: E402
 
 OUT = "runs/same_init"
@@ -47,8 +48,9 @@ def torch_initial_state(overrides: list[str]) -> dict[str, np.ndarray]:
 
 
 def jax_run(overrides: list[str], name: str, state: dict[str, np.ndarray]) -> None:
-    """research/jax/trainer.py's run, its freshly built model overwritten with `state` before training."""
-    build = trainer.build_model
+    """research/jax/trainer.py's run, its freshly built model (research/jax/backend.py new_model) overwritten with
+    `state` before training."""
+    build = jax_backend.build_model
 
     def build_from_torch(*args, **kwargs):
         model = build(*args, **kwargs)
@@ -56,11 +58,11 @@ def jax_run(overrides: list[str], name: str, state: dict[str, np.ndarray]) -> No
         return model
 
     cfg = parse([*overrides, "--backend", "jax", f"--run.name={name}"])
-    trainer.build_model = build_from_torch
+    jax_backend.build_model = build_from_torch
     try:
         trainer.train_and_evaluate(cfg, ROOT / cfg.run.out / name, name)
     finally:
-        trainer.build_model = build
+        jax_backend.build_model = build
 
 
 def record(out: str, name: str) -> dict:
