@@ -150,8 +150,8 @@ def test_the_age_study_trains_class_weighted_age_models_on_each_modality_and_all
     configs = study_configs("age_group")
     assert {(c.data.target, c.loss.class_weights, c.data.split) for c in configs} == {("age", "balanced", "closed")}
     cells = sorted(tuple(sorted(c.model.modalities)) for c in configs)
-    assert cells == sorted(2 * [("face",), ("voice",), ("text",), ("face", "text", "voice")])
-    assert {c.run.seed for c in configs} == {0, 1}
+    assert cells == sorted(5 * [("face",), ("voice",), ("text",), ("face", "text", "voice")])
+    assert {c.run.seed for c in configs} == {0, 1, 2, 3, 4}
 
 
 def test_the_face_voice_study_has_every_row_the_issue_lists_once_per_seed():
@@ -174,7 +174,7 @@ def test_the_margin_study_trains_every_margin_head_on_gated_fusion():
     assert sorted({c.loss.name for c in configs}) == sorted(
         ["softmax", "sphereface", "sphereface_r", "sphereface2", "cosface", "arcface", "mask_proxy"]
     )
-    assert len(configs) == 7 * 2
+    assert len(configs) == 7 * 5
 
 
 def test_the_siamese_study_compares_the_contrastive_loss_with_class_heads_on_unseen_speakers():
