@@ -60,7 +60,7 @@ def folded(preds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     the log of the mean probability; every other field is the first copy's (labels and presence are the same in
     every copy). `index` is dropped."""
     index = preds.pop("index")
-    starts = np.flatnonzero(np.r_[True, index[1:] != index[:-1]])  # (N,) first row of each sample
+    starts = first_copies(index)  # (N,)
     if len(starts) == len(index):
         return preds
     counts = np.diff(np.r_[starts, len(index)])[:, None]  # (N, 1)
@@ -76,6 +76,11 @@ def folded(preds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         else:
             out[key] = value[starts]
     return out
+
+
+def first_copies(index: np.ndarray) -> np.ndarray:
+    """The first row of each sample (N,) among rows sorted by their sample `index` (a sample's copies are adjacent)."""
+    return np.flatnonzero(np.r_[True, index[1:] != index[:-1]])
 
 
 def unit(x: np.ndarray) -> np.ndarray:

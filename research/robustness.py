@@ -11,6 +11,7 @@ import numpy as np
 
 from research.config import Config
 from research.data.loader import SampleSet
+from research.predictions import first_copies
 
 RANGES = {"face": (0.0, 1.0), "voice": (-1.0, 1.0)}  # pixels; waveform samples
 ATTACKS = ("fgsm", "pgd")
@@ -111,7 +112,7 @@ def per_sample(spent: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     L-inf and the lowest SNR over the sample's copies."""
     index = spent.pop("index")
     order = np.argsort(index, kind="stable")
-    starts = np.flatnonzero(np.r_[True, np.diff(index[order]) != 0])  # the first copy of each sample
+    starts = first_copies(index[order])
     return {
         "linf": np.maximum.reduceat(spent["linf"][order], starts),
         "snr_db": np.minimum.reduceat(spent["snr_db"][order], starts),
