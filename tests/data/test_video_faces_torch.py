@@ -89,7 +89,9 @@ def test_training_frame_is_drawn_from_seed_epoch_and_index_in_a_fresh_process(vi
         "import json, sys; from pathlib import Path; from tests.data.test_video_faces_torch import training_faces; "
         "print(json.dumps(training_faces(Path(sys.argv[1]), 1, cache=False).tolist()))"
     )
-    fresh = subprocess.run([sys.executable, "-c", script, str(videos)], capture_output=True, text=True, check=True)
+    fresh = subprocess.run(
+        [sys.executable, "-c", script, str(videos)], capture_output=True, text=True, check=True, timeout=300
+    )
     epochs = {e: training_faces(videos, e, cache=True) for e in (1, 2)}
     np.testing.assert_array_equal(np.array(json.loads(fresh.stdout), np.uint8), epochs[1])  # uncached = cached
     chosen = {}
