@@ -181,6 +181,7 @@ class OptimConfig:
     lr: float = 2e-3
     weight_decay: float = 0.05
     epochs: int = 8
+    patience: int = 0  # > 0: stop once the validation metric has not improved for this many epochs (convergence)
     warmup_epochs: float = 1.0
     clip: float = 1.0  # max global gradient norm; 0 disables clipping
     bf16: bool = False  # bf16 autocast of the forward pass

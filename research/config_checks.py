@@ -35,6 +35,7 @@ def validate(cfg: Config) -> None:
         *_size_checks(cfg),
         (d.workers >= 0, "data.workers must be >= 0"),
         (o.epochs > 0, "optim.epochs must be positive"),
+        (o.patience >= 0, "optim.patience must be 0 (off) or a number of epochs"),
         (math.isfinite(o.lr) and o.lr > 0, f"optim.lr must be a finite positive number, got {o.lr}"),
         (o.accumulate >= 1, "optim.accumulate must be at least 1"),
         (

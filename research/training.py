@@ -174,6 +174,12 @@ def stop_here(epoch: int, cfg: Config, tracker: Tracker) -> bool:
     return False
 
 
+def converged(epoch: int, progress: dict, cfg: Config) -> bool:
+    """True when optim.patience > 0 and the validation metric has not improved for that many epochs: the
+    run has converged and stops (its best epoch is evaluated as after the last epoch)."""
+    return cfg.optim.patience > 0 and epoch - progress["best_epoch"] >= cfg.optim.patience
+
+
 @contextlib.contextmanager
 def finishing(tracker: Tracker, name: str):
     """The training loop's block: when it raises, the record says so ("interrupted" on Ctrl-C, with how to
@@ -189,13 +195,14 @@ def finishing(tracker: Tracker, name: str):
 
 
 def finish(tracker: Tracker, summary: dict, parameters: dict, progress: dict, splits: Splits, started: float) -> dict:
-    """The run's summary (the report's metrics, parameter counts, the selected epoch, skipped samples, wall
-    time), the record finished with it."""
+    """The run's summary (the report's metrics, parameter counts, the selected and the last trained epoch,
+    skipped samples, wall time), the record finished with it."""
     summary = (
         summary
         | parameters
         | {
             "best_epoch": progress["best_epoch"],
+            "last_epoch": progress["epoch"],
             "selection": progress["selection"],
             "skipped_samples": splits.skipped,
             "wall_time_s": time.time() - started,

@@ -39,6 +39,7 @@ from research.plots import images
 from research.report import final_report
 from research.training import (
     NonFiniteLoss,
+    converged,
     end_epoch,
     finish,
     finishing,
@@ -205,6 +206,8 @@ def train_and_evaluate(cfg: Config, run_dir: Path, name: str) -> dict:
             end_epoch(progress, epoch, val, metrics, tracker, save_best, partial(write, last, resumable=True))
             if stop_here(epoch, cfg, tracker):
                 return {"status": "interrupted", "epoch": epoch}
+            if converged(epoch, progress, cfg):
+                break
     load_weights(model, averaging.final_weights(run_dir, cfg.eval.average_last, progress))
     summary = final_report(backend, model, splits, cfg, mesh, run_dir / "eval", tracker.record["history"])
     tracker.images(images(run_dir / "eval"))

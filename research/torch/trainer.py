@@ -33,6 +33,7 @@ from research.torch.model import FusionModel, load_weights, parameter_report
 from research.torch.predict import predict, to_device
 from research.training import (
     NonFiniteLoss,
+    converged,
     end_epoch,
     finish,
     finishing,
@@ -234,6 +235,8 @@ def train_and_evaluate(cfg: Config, run_dir: Path, name: str) -> dict:
                 end_epoch(progress, epoch, val, metrics, tracker, save_best, partial(write, last, resumable=True))
                 if stop_here(epoch, cfg, tracker):
                     return {"status": "interrupted", "epoch": epoch}
+                if converged(epoch, progress, cfg):
+                    break
     finally:
         distributed.close(world)
     if not world.is_main:

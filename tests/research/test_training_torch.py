@@ -51,6 +51,16 @@ def test_resume_after_interruption_reproduces_the_uninterrupted_run(tiny):
     assert a["summary"]["test/acc"] == b["summary"]["test/acc"]
 
 
+def test_patience_stops_the_run_once_validation_has_not_improved_for_that_many_epochs(tiny):
+    """optim.lr = 1e-12 on a model without batch statistics (text alone): validation does not change after
+    epoch 1, so patience 2 stops after epoch 3 of 6, and the best epoch is the one evaluated."""
+    cfg = tiny("--modalities=text", "--optim.lr=1e-12", "--optim.epochs=6", "--optim.patience=2", "--run.name=patient")
+    summary = train_and_evaluate(cfg, run_dir(cfg), cfg.run.name)
+    history = record(cfg)["history"]
+    assert (summary["best_epoch"], summary["last_epoch"], len(history)) == (1, 3, 3)
+    assert record(cfg)["status"] == "finished"
+
+
 def test_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tiny, monkeypatch):
     cfg = tiny("--optim.epochs=3", "--run.name=nan")
     real_forward, calls = FusionModel.forward, []
