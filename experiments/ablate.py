@@ -206,6 +206,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--no-deltas", action="store_true", help="drop the Δ columns (LaTeX, Markdown)")
     parser.add_argument(
+        "--power", action="store_true", help="also each row's paired differences: 95 %% CI, p and the MDE (Markdown)"
+    )
+    parser.add_argument(
         "--metrics-only", action="store_true", help="row keys and metric columns only: no Seeds, Params or Δ columns"
     )
     args = parser.parse_args(argv)
@@ -254,6 +257,7 @@ def write_tables(args: argparse.Namespace) -> None:
     replaced = [p for p in paths if p.exists()]
     paths[0].write_text(table_formats.to_latex(table, caption, name, args.digits, args.latex_width))
     markdown = table_formats.to_markdown(table, args.digits)
+    markdown += "\n" + table_formats.power_markdown(table, args.digits) if args.power else ""
     paths[1].write_text(markdown)
     with open(paths[2], "w", newline="") as f:
         csv.writer(f).writerows(table_formats.to_csv(table))

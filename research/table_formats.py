@@ -10,7 +10,7 @@ import math
 import re
 
 from research.table_names import in_percent
-from research.tables import ALPHA, MIN_DOF, Table
+from research.tables import ALPHA, MIN_DOF, POWER, Table
 
 
 def notes(table: Table) -> list[str]:
@@ -146,6 +146,7 @@ def to_csv(table: Table) -> list[list[str]]:
     header = [*table.keys, "seeds_finished", "seeds_expected", "runs"] + (["params"] if table.params else [])
     for name, _ in table.metrics:
         header += [f"{name} mean", f"{name} std", f"{name} n", f"{name} delta", f"{name} p"]
+        header += [f"{name} ci_low", f"{name} ci_high", f"{name} mde"]
     out = [header]
     for row in table.rows:
         cells = [*row.label, str(row.finished), str(len(table.seeds))]
@@ -153,7 +154,39 @@ def to_csv(table: Table) -> list[list[str]]:
         cells += ["" if row.params is None else repr(row.params)] if table.params else []
         for name, _ in table.metrics:
             c = row.cells[name]
-            numbers = [c.mean, c.std, len(c.values), c.delta, c.p]
+            numbers = [c.mean, c.std, len(c.values), c.delta, c.p, *(c.ci or (None, None)), c.mde]
             cells += ["" if v is None or (isinstance(v, float) and math.isnan(v)) else repr(v) for v in numbers]
         out.append(cells)
     return out
+
+
+def power_markdown(table: Table, digits: int) -> str:
+    """Markdown of every row's paired differences to the baseline: per metric the mean difference over the
+    paired seeds, its confidence interval, p and the minimum detectable effect (what a null row rules out)."""
+    if table.baseline is None:
+        return ""
+    base = " / ".join(table.display(table.rows[table.baseline]))
+    lines = [
+        f"Paired differences to the baseline row ({base}):",
+        "",
+        f"| Row | Metric | Paired seeds | Δ | {round(100 * (1 - ALPHA))} % CI | p | MDE |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in table.rows:
+        for name, _ in table.metrics:
+            c = row.cells[name]
+            if c.ci is None:
+                continue
+            scale, places = (100, max(digits - 2, 1)) if in_percent(name) else (1, digits)
+            low, high = (f"{scale * v:+.{places}f}" for v in c.ci)
+            p = "–" if c.p is None else f"{c.p:.3f}"
+            delta = scale * (c.ci[0] + c.ci[1]) / 2
+            cells = [" / ".join(table.display(row)), table.header(name), str(c.paired), f"{delta:+.{places}f}"]
+            lines.append("| " + " | ".join([*cells, f"[{low}, {high}]", p, f"{scale * c.mde:.{places}f}"]) + " |")
+    lines += [
+        "",
+        f"Δ: mean of the paired differences; CI: two-sided t interval; p: paired t-test; MDE: the true difference "
+        f"that test finds with {round(100 * POWER)} % power at α = {ALPHA}, (t(1 - α/2) + t({POWER})) × SE, "
+        "n - 1 degrees of freedom.",
+    ]
+    return "\n".join(lines) + "\n"

@@ -26,6 +26,7 @@ from research.table_names import Names, in_percent
 
 ALPHA = 0.05  # significance level of the dagger
 MIN_DOF = 4  # a dagger needs a paired t-test with at least 4 degrees of freedom (5 paired seeds)
+POWER = 0.8  # the power at which the minimum detectable effect (Cell.mde) is stated
 
 
 class TableError(ValueError):
@@ -42,6 +43,8 @@ class Cell:
     delta: float | None = None  # mean - baseline mean
     p: float | None = None  # paired t-test against the baseline; None = no test
     paired: int = 0  # seeds in that test
+    ci: tuple[float, float] | None = None  # 1 - ALPHA confidence interval of the mean paired difference
+    mde: float | None = None  # the smallest difference that test finds with probability POWER
 
     @property
     def significant(self) -> bool:
@@ -239,6 +242,17 @@ def _rank(table: Table) -> None:
             cell.rank = rank if rank < 2 else None
 
 
+def _interval(differences: list[float]) -> tuple[tuple[float, float], float]:
+    """Paired differences -> (their mean's two-sided 1 - ALPHA t interval, the minimum detectable effect:
+    the true mean difference that the paired t-test at ALPHA finds with probability POWER,
+    (t(1 - ALPHA / 2) + t(POWER)) x SE with n - 1 degrees of freedom)."""
+    d = np.asarray(differences, float)
+    se, dof = d.std(ddof=1) / math.sqrt(len(d)), len(d) - 1
+    critical = stats.t.ppf(1 - ALPHA / 2, dof)
+    low, high = float(d.mean() - critical * se), float(d.mean() + critical * se)
+    return (low, high), float((critical + stats.t.ppf(POWER, dof)) * se)
+
+
 def _compare(table: Table, baseline: dict[str, str]) -> None:
     """Difference of means and paired t-test (seeds both rows finished) of every row against the baseline."""
     for key in baseline:
@@ -265,3 +279,4 @@ def _compare(table: Table, baseline: dict[str, str]) -> None:
                     warnings.simplefilter("ignore", RuntimeWarning)
                     p = stats.ttest_rel([cell.values[s] for s in paired], [base.values[s] for s in paired]).pvalue
                 cell.p = None if math.isnan(p) else float(p)
+                cell.ci, cell.mde = _interval([cell.values[s] - base.values[s] for s in paired])
