@@ -14,7 +14,7 @@ from wandb.sdk.launch.sweeps.utils import create_sweep_command_args
 from experiments import run
 from research import sweeps
 from research.config import Config
-from research.config_parse import apply_overrides
+from research.config_parse import apply_overrides, flatten, to_dict
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = sorted((ROOT / "experiments" / "sweeps").glob("*.yaml"))
@@ -158,7 +158,7 @@ def test_the_face_voice_study_has_every_row_the_issue_lists_once_per_seed():
     configs = study_configs("face_voice_unimodal", "face_voice", "face_voice_features")
     assert {c.run.group for c in configs} == {"face_voice"} and {c.data.target for c in configs} == {"identity"}
     rows = [(tuple(sorted(c.model.modalities)), c.model.fusion, c.model.combine_features, c.run.seed) for c in configs]
-    assert len(set(rows)) == len(rows) == 2 * 8
+    assert len(set(rows)) == len(rows) == 5 * 8
     face_voice = ("face", "voice")
     expected = {((m,), "late", "concat") for m in face_voice}  # the unimodal rows and the ensemble's members
     expected |= {(face_voice, f, "concat") for f in ("late", "stack", "cross_attn")}
@@ -182,4 +182,46 @@ def test_the_siamese_study_compares_the_contrastive_loss_with_class_heads_on_uns
     assert {(c.model.modalities, c.data.split, c.data.sampler) for c in configs} == {(("voice",), "open", "pk")}
     assert {c.loss.name for c in configs} == {"contrastive", "softmax", "cosface", "arcface", "sphereface2"}
     assert {c.data.pk_identities * c.data.pk_samples for c in configs} == {configs[0].data.batch_size}
-    assert len(configs) == 5 * 2
+    assert len(configs) == 5 * 5
+
+
+def test_the_match_study_crosses_the_cross_modal_loss_with_identity_heads_on_unseen_people():
+    configs = study_configs("match")
+    assert {(c.model.task, c.model.modalities, c.data.split, c.loss.name) for c in configs} == {
+        ("match", ("face", "voice"), "open", "cross_modal")
+    }
+    rows = {(c.loss.cross_modal.kind, c.loss.identity_weight, c.run.seed) for c in configs}
+    assert rows == {(k, w, s) for k in ("infonce", "sigmoid") for w in (0.0, 1.0) for s in range(5)}
+
+
+def test_the_open_set_margin_study_trains_every_head_to_convergence_at_two_speaker_counts():
+    configs = study_configs("margin_open")
+    assert {(c.model.modalities, c.data.split, c.data.sampler) for c in configs} == {(("voice",), "open", "random")}
+    assert {(c.optim.patience, c.optim.epochs) for c in configs} == {(5, 60)}
+    heads = ("softmax", "sphereface", "sphereface_r", "sphereface2", "cosface", "arcface")
+    rows = {(c.loss.name, c.data.synthetic.identities, c.run.seed) for c in configs}
+    assert rows == {(h, n, s) for h in heads for n in (48, 144) for s in range(5)} and len(configs) == len(rows)
+
+
+STUDY_RUNS = ROOT / "docs" / "studies" / "runs"
+
+
+@pytest.mark.parametrize("group", sorted(p.name for p in STUDY_RUNS.iterdir()), ids=str)
+def test_the_committed_study_records_are_the_shipped_sweep_files_runs(group):
+    """docs/studies.md's tables regenerate from docs/studies/runs/GROUP/: every grid point of the group's
+    shipped sweep files has a finished record there, trained with exactly the file's configuration (data,
+    model, loss, optimiser, evaluation and seed), so the budgets the docs state are the files' budgets."""
+    files = [s for s in map(sweeps.load_sweep, SHIPPED) if sweeps.group(s) == group]
+    assert files, f"no shipped sweep file has run.group={group}"
+    default = flatten(to_dict(Config()))
+    for sweep in files:
+        for point in sweeps.grid_points(sweep):
+            path = STUDY_RUNS / group / sweeps.run_name(sweep, point) / "record.json"
+            record = json.loads(path.read_text())
+            assert record["status"] == "finished", path
+            trained = flatten(json.loads(json.dumps(record["config"])))
+            expected = flatten(json.loads(json.dumps(to_dict(point_config(sweep, point)))))  # tuples as JSON lists
+            for key, value in expected.items():
+                if key.split(".")[0] in ("data", "model", "loss", "optim", "eval") or key == "run.seed":
+                    # a field added after the run was recorded is checked to be at its default
+                    assert trained.get(key, default[key]) == value, (path, key)
