@@ -15,6 +15,6 @@ def get_config() -> Config:
     cfg.model.modalities = ("voice",)
     cfg.model.fusion = "late"
     cfg.data.split = "open"
-    cfg.optim.epochs = 60
+    cfg.optim.epochs = 40
     cfg.optim.patience = 5
     return cfg

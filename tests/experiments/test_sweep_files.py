@@ -197,10 +197,10 @@ def test_the_match_study_crosses_the_cross_modal_loss_with_identity_heads_on_uns
 def test_the_open_set_margin_study_trains_every_head_to_convergence_at_two_speaker_counts():
     configs = study_configs("margin_open")
     assert {(c.model.modalities, c.data.split, c.data.sampler) for c in configs} == {(("voice",), "open", "random")}
-    assert {(c.optim.patience, c.optim.epochs) for c in configs} == {(5, 60)}
+    assert {(c.optim.patience, c.optim.epochs) for c in configs} == {(5, 40)}
     heads = ("softmax", "sphereface", "sphereface_r", "sphereface2", "cosface", "arcface")
     rows = {(c.loss.name, c.data.synthetic.identities, c.run.seed) for c in configs}
-    assert rows == {(h, n, s) for h in heads for n in (48, 144) for s in range(5)} and len(configs) == len(rows)
+    assert rows == {(h, n, s) for h in heads for n in (32, 96) for s in range(5)} and len(configs) == len(rows)
 
 
 STUDY_RUNS = ROOT / "docs" / "studies" / "runs"
