@@ -48,6 +48,7 @@ VALUE_NAMES: dict[str, dict[str, str]] = {
     "model.face": {"face_cnn": "CNN", "face_vit": "ViT"},
     "model.voice": {"voice_ecapa": "ECAPA-TDNN", "voice_vit": "ViT"},
     "model.text": {"text_tiny": "Tiny transformer", "text_hf": "MiniLM"},
+    "loss.cross_modal.kind": {"infonce": "InfoNCE (CLIP)", "sigmoid": "Sigmoid (SigLIP)"},
 }
 # Column headers of the known keys; other keys print as their last dotted part, capitalised.
 COLUMN_NAMES = {
@@ -62,6 +63,9 @@ COLUMN_NAMES = {
     "data.synthetic.noise": "Noise",
     "data.synthetic.missing": "Missing",
     "data.synthetic.carry": "Label carried by",
+    "data.synthetic.identities": "People",
+    "loss.cross_modal.kind": "Cross-modal loss",
+    "loss.identity_weight": "Identity-head weight",
 }
 
 
