@@ -4,6 +4,8 @@ framework-free."""
 
 from __future__ import annotations
 
+import statistics
+
 from research.config import Config
 
 # The models a benchmark can time: dotted config overrides on top of Config(). tiny: the smallest model of the
@@ -60,6 +62,17 @@ def config(model: str, fusion: str, batch: int, bf16: bool) -> Config:
     cfg.data.batch_size = batch
     cfg.optim.bf16 = bf16
     return cfg
+
+
+def step_times(seconds: list[float]) -> dict[str, float]:
+    """Per-step wall-clock seconds -> the median step time and the spread (fastest and slowest step), in ms."""
+    ms = sorted(1e3 * t for t in seconds)
+    return {"step_ms": statistics.median(ms), "step_ms_min": ms[0], "step_ms_max": ms[-1], "steps": len(ms)}
+
+
+def spread(result: dict[str, float]) -> str:
+    """'median (min-max)' of a result's step times."""
+    return f"{result['step_ms']:.1f} ({result['step_ms_min']:.1f}-{result['step_ms_max']:.1f})"
 
 
 def header(accelerator: bool) -> str:

@@ -8,7 +8,8 @@ For every fusion module it builds the default model (face_cnn + voice_ecapa + te
 112 x 112 faces, ecapa_c512 on 2 s voices at 16 kHz through the fbank80 front end, text_hf (MiniLM), dim 256,
 4 heads, 2 fusion layers; benchmarks/throughput_table.py MODELS),
 compiles the trainer's jitted step (research/jax/trainer.py: forward, loss, gradient, clipping, AdamW)
-and times it on real batches of the embedded dataset, after two warm-up steps. It prints the table of
+and times it on real batches of the embedded dataset, each step alone (the median, and the fastest and slowest
+step, of `--steps` steps after two warm-up steps). It prints the table of
 benchmarks/torch/throughput.py (FLOPs from XLA's cost analysis of the step, which counts every operation,
 where torch's counter counts matmuls and convolutions only), then runs benchmarks/torch/throughput.py
 in a subprocess with the same arguments and prints the jax/torch step-time ratio per fusion type and the
@@ -47,7 +48,7 @@ from flax import nnx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root
 
-from benchmarks.throughput_table import MODELS, bf16_peak, config, header, row  # noqa: E402
+from benchmarks.throughput_table import MODELS, bf16_peak, config, header, row, spread, step_times  # noqa: E402
 from research.data.loader import load  # noqa: E402
 from research.jax import trainer  # noqa: E402
 from research.jax.distributed import make_mesh  # noqa: E402
@@ -95,12 +96,14 @@ def measure(fusion: str, args) -> dict[str, float]:
     for i in range(2):  # warm-up
         state, measured = compiled(state, batches[i % len(batches)], i)
     jax.block_until_ready(state)
-    start = time.perf_counter()
+    seconds = []
     for i in range(args.steps):
+        start = time.perf_counter()
         state, measured = compiled(state, batches[i % len(batches)], i)
         float(measured["loss"])  # the trainer reads the loss every step
-    seconds = (time.perf_counter() - start) / args.steps
-    speed = {"samples/s": args.batch / seconds, "step_ms": 1e3 * seconds, "flop/s": flops / seconds}
+        seconds.append(time.perf_counter() - start)
+    speed = step_times(seconds)
+    speed |= {"samples/s": 1e3 * args.batch / speed["step_ms"], "flop/s": 1e3 * flops / speed["step_ms"]}
     device = jax.devices()[0]
     if device.platform != "cpu":
         speed["peak_bytes"] = device.memory_stats()["peak_bytes_in_use"]
@@ -234,11 +237,13 @@ def main(argv: list[str] | None = None) -> None:
         return
     print(f"\ntorch (benchmarks/torch/throughput.py, same arguments, {jax.default_backend()}):")
     theirs = torch_results(args)
-    print(f"\n{'fusion':<11} {'jax ms':>8} {'torch ms':>9} {'jax/torch':>10} {'jax compile s':>14}")
+    print(f"\nstep ms: median (fastest-slowest) of {args.steps} steps")
+    print(f"{'fusion':<11} {'jax ms':>20} {'torch ms':>20} {'jax/torch':>10} {'jax compile s':>14}")
     for fusion in args.fusions:
-        jax_ms, compile_s = results[fusion]["step_ms"], results[fusion]["compile_s"]
-        torch_ms = theirs[fusion]["eager"]["step_ms"]  # torch's JSON: {fusion: {"eager": ..., "compiled": ...}}
-        print(f"{fusion:<11} {jax_ms:>8.1f} {torch_ms:>9.1f} {jax_ms / torch_ms:>10.2f} {compile_s:>14.1f}")
+        ours, compile_s = results[fusion], results[fusion]["compile_s"]
+        torch = theirs[fusion]["eager"]  # torch's JSON: {fusion: {"eager": ..., "compiled": ...}}
+        ratio = ours["step_ms"] / torch["step_ms"]
+        print(f"{fusion:<11} {spread(ours):>20} {spread(torch):>20} {ratio:>10.2f} {compile_s:>14.1f}")
 
 
 if __name__ == "__main__":

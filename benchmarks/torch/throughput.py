@@ -8,7 +8,8 @@ For every fusion module it builds the default model (face_cnn + voice_ecapa + te
 `--model large` the published backbones at their real sizes, cross-attention fusion by default: iresnet50 on
 112 x 112 faces, ecapa_c512 on 2 s voices at 16 kHz through the fbank80 front end, text_hf (MiniLM), dim 256,
 4 heads, 2 fusion layers; benchmarks/throughput_table.py MODELS), times full training steps (forward,
-backward, AdamW) on real batches of the embedded dataset, counts the
+backward, AdamW; each step timed alone: the median and the fastest and slowest of `--steps` steps after three
+warm-up steps) on real batches of the embedded dataset, counts the
 FLOPs of one step with torch's FLOP counter (matmuls and convolutions, forward and backward), and prints
 samples/s, achieved GFLOP/s and the ratio to the peak-like FLOP/s of a large fp32 matmul measured in the
 same run. All figures are measured; nothing is assumed about the hardware, except on a GPU: there the table
@@ -45,7 +46,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root
 
-from benchmarks.throughput_table import MODELS, bf16_peak, config, header, row  # noqa: E402
+from benchmarks.throughput_table import MODELS, bf16_peak, config, header, row, step_times  # noqa: E402
 from research.data.loader import load  # noqa: E402
 from research.torch import distributed  # noqa: E402
 from research.torch.model import build_model  # noqa: E402
@@ -98,8 +99,8 @@ def stepper(model, optimizer, args, device: torch.device):
     return step
 
 
-def timed(step, batches, steps: int, device: torch.device) -> tuple[float, float]:
-    """(seconds of the first step, seconds per step over `steps` steps after two more warm-up steps)."""
+def timed(step, batches, steps: int, device: torch.device) -> tuple[float, dict[str, float]]:
+    """(seconds of the first step, step_times of `steps` steps after two more warm-up steps: median and spread)."""
     sync(device)
     start = time.perf_counter()
     step(batches[0])
@@ -107,12 +108,14 @@ def timed(step, batches, steps: int, device: torch.device) -> tuple[float, float
     first = time.perf_counter() - start
     for batch in batches[1:3]:
         step(batch)
-    sync(device)
-    start = time.perf_counter()
+    seconds = []
     for i in range(steps):
+        sync(device)
+        start = time.perf_counter()
         step(batches[i % len(batches)])
-    sync(device)
-    return first, (time.perf_counter() - start) / steps
+        sync(device)
+        seconds.append(time.perf_counter() - start)
+    return first, step_times(seconds)
 
 
 def measure(fusion: str, args, device: torch.device) -> dict[str, float]:
@@ -122,11 +125,10 @@ def measure(fusion: str, args, device: torch.device) -> dict[str, float]:
     step = stepper(model, optimizer, args, device)
     with FlopCounterMode(display=False) as counter:
         step(batches[0])
-    _, seconds = timed(step, batches, args.steps, device)
-    result = {
-        "samples/s": args.batch / seconds,
-        "step_ms": 1e3 * seconds,
-        "flop/s": counter.get_total_flops() / seconds,
+    _, result = timed(step, batches, args.steps, device)
+    result |= {
+        "samples/s": 1e3 * args.batch / result["step_ms"],
+        "flop/s": 1e3 * counter.get_total_flops() / result["step_ms"],
     }
     if device.type == "cuda":
         result["peak_bytes"] = torch.cuda.max_memory_allocated(device)
@@ -135,8 +137,8 @@ def measure(fusion: str, args, device: torch.device) -> dict[str, float]:
 
 def measure_compiled(fusion: str, args, device: torch.device) -> dict[str, float]:
     model, optimizer, batches = setup(fusion, args, device)
-    first, seconds = timed(stepper(torch.compile(model), optimizer, args, device), batches, args.steps, device)
-    return {"first_step_s": first, "step_ms": 1e3 * seconds, "samples/s": args.batch / seconds}
+    first, result = timed(stepper(torch.compile(model), optimizer, args, device), batches, args.steps, device)
+    return result | {"first_step_s": first, "samples/s": 1e3 * args.batch / result["step_ms"]}
 
 
 def run_rank(fusion: str, args) -> dict[str, float]:
@@ -144,9 +146,9 @@ def run_rank(fusion: str, args) -> dict[str, float]:
     world = distributed.init("cpu")
     model, optimizer, batches = setup(fusion, args, world.device, world.rank, world.size)
     trained = distributed.wrap(model, world, sync_bn=False)
-    _, seconds = timed(stepper(trained, optimizer, args, world.device), batches, args.steps, world.device)
+    _, result = timed(stepper(trained, optimizer, args, world.device), batches, args.steps, world.device)
     distributed.close(world)
-    return {"rank": world.rank, "step_ms": 1e3 * seconds}
+    return {"rank": world.rank, "step_ms": result["step_ms"]}
 
 
 def measure_ddp(fusion: str, args) -> dict[str, float]:
