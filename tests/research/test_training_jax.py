@@ -129,10 +129,11 @@ def test_resume_after_interruption_reproduces_the_uninterrupted_run(runs):
     assert a["summary"]["test/loss"] == b["summary"]["test/loss"]
 
 
-def test_patience_stops_the_run_once_validation_has_not_improved_for_that_many_epochs(root):
-    """As the torch twin's test: lr 1e-12, text alone, patience 2 stops after epoch 3 of 6."""
+def test_patience_stops_the_run_once_validation_has_not_improved_for_that_many_epochs(root, tmp_path):
+    """As the torch twin's test: lr 1e-12, text alone, patience 2 stops after epoch 3 of 6. (Its own run folder:
+    the module's is one ablate.py table of the other tests' runs.)"""
     cfg = config(root, "--backend=jax", "--modalities=text", "--optim.lr=1e-12", "--optim.epochs=6",
-                 "--optim.patience=2", "--run.name=patient")  # fmt: skip
+                 "--optim.patience=2", "--run.name=patient", f"--run.out={tmp_path}")  # fmt: skip
     summary = run(cfg)
     assert (summary["best_epoch"], summary["last_epoch"], len(record(cfg)["history"])) == (1, 3, 3)
     assert record(cfg)["status"] == "finished"
