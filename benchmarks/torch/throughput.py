@@ -108,9 +108,9 @@ def timed(step, batches, steps: int, device: torch.device) -> tuple[float, dict[
     first = time.perf_counter() - start
     for batch in batches[1:3]:
         step(batch)
+    sync(device)
     seconds = []
     for i in range(steps):
-        sync(device)
         start = time.perf_counter()
         step(batches[i % len(batches)])
         sync(device)

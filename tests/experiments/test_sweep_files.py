@@ -219,7 +219,7 @@ def test_the_committed_study_records_are_the_shipped_sweep_files_runs(group):
             path = STUDY_RUNS / group / sweeps.run_name(sweep, point) / "record.json"
             record = json.loads(path.read_text())
             assert record["status"] == "finished", path
-            trained = flatten(json.loads(json.dumps(record["config"])))
+            trained = flatten(record["config"])
             expected = flatten(json.loads(json.dumps(to_dict(point_config(sweep, point)))))  # tuples as JSON lists
             for key, value in expected.items():
                 if key.split(".")[0] in ("data", "model", "loss", "optim", "eval") or key == "run.seed":
