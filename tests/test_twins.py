@@ -45,6 +45,8 @@ def _methods(*classes: str) -> set[str]:
 
 
 ONE_SIDED_NAMES: dict[str, set[str]] = {
+    # torch's F.scaled_dot_product_attention is a fused kernel; jax writes the attention and its backward out.
+    "encoders/jax/blocks.py": {"attention"},
     # torchaudio provides the window, the filterbank and the masking that jax's front end writes out.
     "encoders/jax/frontend.py": {"hann_window", "linspace", "mask_along_axis", "mel_filterbank"},
     # torch wraps transformers' BertModel (and keeps a frozen one in eval mode by overriding train());

@@ -1,5 +1,5 @@
-"""Pieces shared by the jax encoders and fusion modules: masked mean pooling, masked attention (with an
-optional learned null key), the transformer MLP and a pre-norm transformer.
+"""Pieces shared by the jax encoders and fusion modules: masked mean pooling, scaled dot-product attention,
+masked attention (with an optional learned null key), the transformer MLP and a pre-norm transformer.
 
 Masks are bool, True = a real token. Masked entries are removed with `jnp.where`, never by
 multiplying with zero, so a padded value cannot leak into the output even when it is not finite.
@@ -34,6 +34,44 @@ def masked_mean(x: jax.Array, mask: jax.Array) -> jax.Array:
     return total / count
 
 
+@jax.custom_vjp
+def attention(q: jax.Array, k: jax.Array, v: jax.Array, keep: jax.Array) -> jax.Array:
+    """softmax(q k^T / sqrt(Dh)) v over the keys where keep is True: torch's F.scaled_dot_product_attention
+    with a boolean mask. q (B, H, Nq, Dh), k and v (B, H, Nk, Dh), keep broadcastable to (B, H, Nq, Nk)
+    -> (B, H, Nq, Dh). The scores and the softmax are float32 whatever the inputs' dtype (bf16 matmuls).
+
+    Written out in torch's layout with its gradient by hand, FlashAttention's backward without the tiling
+    (Dao et al. 2022): dS = P * (dP - rowsum(dO * O)), from the stored probabilities P. It is the
+    derivative autodiff takes (tests/encoders/test_blocks_jax.py holds it to jax.nn.dot_product_attention's
+    and to torch's), in fewer passes over the (B, H, Nq, Nk) scores, and the scale multiplies q and k, not
+    the scores: on XLA:CPU the attention's forward + backward takes 16 ms instead of jax.nn's 26-36 ms at
+    the default model's size (docs/training.md, "Where the time goes").
+    """
+    return _attention_forward(q, k, v, keep)[0]
+
+
+def _attention_forward(q, k, v, keep):
+    scores = jnp.einsum("bhqd,bhkd->bhqk", q * q.shape[-1] ** -0.5, k, preferred_element_type=jnp.float32)
+    p = jax.nn.softmax(jnp.where(keep, scores, jnp.finfo(jnp.float32).min), -1)  # (B, H, Nq, Nk)
+    out = jnp.einsum("bhqk,bhkd->bhqd", p.astype(v.dtype), v)  # (B, H, Nq, Dh)
+    return out, (q, k, v, p, out)
+
+
+def _attention_backward(saved, d_out):
+    q, k, v, p, out = saved
+    scale = q.shape[-1] ** -0.5
+    d_v = jnp.einsum("bhqk,bhqd->bhkd", p.astype(v.dtype), d_out)
+    d_p = jnp.einsum("bhqd,bhkd->bhqk", d_out, v, preferred_element_type=jnp.float32)
+    row = jnp.einsum("bhqd,bhqd->bhq", d_out, out, preferred_element_type=jnp.float32)[..., None]  # = rowsum(dP * P)
+    d_scores = (p * (d_p - row)).astype(q.dtype)  # (B, H, Nq, Nk), zero where not kept (P is)
+    d_q = jnp.einsum("bhqk,bhkd->bhqd", d_scores, k * scale)
+    d_k = jnp.einsum("bhqk,bhqd->bhkd", d_scores, q * scale)
+    return d_q, d_k, d_v, None
+
+
+attention.defvjp(_attention_forward, _attention_backward)
+
+
 class Attention(nnx.Module):
     """Multi-head attention from queries x (B, Nq, D) to the context tokens (B, Nk, D) where mask is True
     (Vaswani et al. 2017); self-attention when the context is x.
@@ -62,10 +100,10 @@ class Attention(nnx.Module):
         else:
             context = jnp.concatenate([jnp.broadcast_to(self.null[...], (B, 1, D)), context], 1)  # (B, 1 + Nk, D)
             mask = jnp.concatenate([jnp.ones((B, 1), bool), mask], 1)  # (B, 1 + Nk)
-        q = rearrange(self.q(x), "b n (h d) -> b n h d", h=self.heads)  # (B, Nq, H, Dh)
-        k, v = rearrange(self.kv(context), "b n (two h d) -> two b n h d", two=2, h=self.heads)  # (B, Nk, H, Dh)
-        y = jax.nn.dot_product_attention(q, k, v, mask=mask[:, None, None, :])  # (B, Nq, H, Dh)
-        return self.out(rearrange(y, "b n h d -> b n (h d)"))
+        q = rearrange(self.q(x), "b n (h d) -> b h n d", h=self.heads)  # (B, H, Nq, Dh)
+        k, v = rearrange(self.kv(context), "b n (two h d) -> two b h n d", two=2, h=self.heads)  # (B, H, Nk, Dh)
+        y = attention(q, k, v, mask[:, None, None, :])  # (B, H, Nq, Dh)
+        return self.out(rearrange(y, "b h n d -> b n (h d)"))
 
 
 def mlp(dim: int, *, rngs: nnx.Rngs) -> nnx.Sequential:
