@@ -28,6 +28,7 @@ from research.checkpoint_files import CheckpointError  # noqa: E402
 from research.config import Config, ConfigError  # noqa: E402
 from research.config_parse import SHORT_FLAGS, apply_overrides  # noqa: E402
 from research.data.manifest import DataError  # noqa: E402
+from research.huge_pages import use_huge_pages  # noqa: E402
 from research.rundir import RunDirBusy  # noqa: E402
 
 
@@ -148,6 +149,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    use_huge_pages()
     code = main()
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         # Under torchrun, leave without interpreter finalisation: a gloo thread may still be freeing the last

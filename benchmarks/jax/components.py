@@ -35,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository r
 
 from research.config import Config  # noqa: E402
 from research.data.loader import load  # noqa: E402
+from research.huge_pages import use_huge_pages  # noqa: E402
 from research.jax.model import build_model  # noqa: E402
 
 
@@ -148,4 +149,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    use_huge_pages()
     main()

@@ -50,6 +50,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository r
 
 from benchmarks.throughput_table import MODELS, bf16_peak, config, header, row, spread, step_times  # noqa: E402
 from research.data.loader import load  # noqa: E402
+from research.huge_pages import use_huge_pages  # noqa: E402
 from research.jax import trainer  # noqa: E402
 from research.jax.distributed import make_mesh  # noqa: E402
 from research.jax.model import build_model  # noqa: E402
@@ -247,4 +248,5 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
+    use_huge_pages()
     main()

@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository r
 
 from research.config import Config  # noqa: E402
 from research.data.loader import load  # noqa: E402
+from research.huge_pages import use_huge_pages  # noqa: E402
 from research.torch.model import build_model  # noqa: E402
 from research.torch.predict import to_device  # noqa: E402
 
@@ -96,4 +97,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    use_huge_pages()
     main()

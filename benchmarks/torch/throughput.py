@@ -48,6 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository r
 
 from benchmarks.throughput_table import MODELS, bf16_peak, config, header, row, step_times  # noqa: E402
 from research.data.loader import load  # noqa: E402
+from research.huge_pages import use_huge_pages  # noqa: E402
 from research.torch import distributed  # noqa: E402
 from research.torch.model import build_model  # noqa: E402
 from research.torch.predict import to_device  # noqa: E402
@@ -266,4 +267,5 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
+    use_huge_pages()
     main()
