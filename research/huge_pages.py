@@ -5,7 +5,7 @@ step. glibc serves an allocation that large with a fresh mmap and gives it back 
 touches tens of thousands of new 4 KiB pages (56,000 page faults a step, measured), and the step's working
 set misses the TLB page by page. glibc's tunable `glibc.malloc.hugetlb=1` makes malloc ask the kernel for
 transparent huge pages (2 MiB) where the system leaves them to madvise: the jax step of the default model
-is 15-25 % faster on the CPU, torch's 4 % (docs/training.md, "Where the time goes").
+is 15-25 % faster on the CPU, torch's 4 % (docs/training.md, "Measured").
 
 The tunable is read when the process starts, so `use_huge_pages` starts the same program again with it
 set (os.execv: the same process id, nothing has run yet). It does nothing where huge pages are on for

@@ -60,7 +60,8 @@ def test_attention_and_its_gradient_equal_jax_nn_and_torch():
     tq, tk, tv = (torch.tensor(x, requires_grad=True) for x in (q, k, v))
     torch_loss = (F.scaled_dot_product_attention(tq, tk, tv, attn_mask=torch.tensor(keep)) * torch.tensor(w)).sum()
     torch_loss.backward()
-    for a, b, c in zip(jax.tree.leaves(ours), jax.tree.leaves(theirs), [torch_loss, tq.grad, tk.grad, tv.grad]):
+    torch_values = [torch_loss, tq.grad, tk.grad, tv.grad]
+    for a, b, c in zip(jax.tree.leaves(ours), jax.tree.leaves(theirs), torch_values, strict=True):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-5)
         close(a, c)
     assert np.abs(np.asarray(ours[1][1])[0, ..., [1, 4, 5], :]).max() == 0  # masked keys get no gradient
