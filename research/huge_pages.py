@@ -10,7 +10,9 @@ is 15-25 % faster on the CPU, torch's 4 % (docs/training.md, "Measured").
 The tunable is read when the process starts, so `use_huge_pages` starts the same program again with it
 set (os.execv: the same process id, nothing has run yet). It does nothing where huge pages are on for
 every allocation already (`always`), off (`never`), not Linux or not glibc, or where GLIBC_TUNABLES names
-the tunable: `GLIBC_TUNABLES=glibc.malloc.hugetlb=0` keeps a program on 4 KiB pages.
+the tunable: `GLIBC_TUNABLES=glibc.malloc.hugetlb=0` keeps a program on 4 KiB pages. Nor where the process
+was not started as this program (`python [options] script args`): a script run in another program's process
+(runpy in a test, a notebook) would restart that program; `python -m module` is not restarted either.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ def wanted(environ: dict[str, str], thp_mode: str, libc: tuple[str, str]) -> boo
 
 def use_huge_pages() -> None:
     """Restart this program with `glibc.malloc.hugetlb=1` added to GLIBC_TUNABLES, where that helps."""
-    if sys.platform != "linux" or not THP_MODE.exists():
+    if sys.platform != "linux" or not THP_MODE.exists() or sys.orig_argv[-len(sys.argv) :] != sys.argv:
         return
     if not wanted(dict(os.environ), THP_MODE.read_text(), platform.libc_ver()):
         return

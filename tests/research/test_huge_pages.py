@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from research.huge_pages import THP_MODE, TUNABLE, wanted
+from research.huge_pages import THP_MODE, TUNABLE, use_huge_pages, wanted
 
 ROOT = Path(__file__).resolve().parents[2]
 MADVISE = "always [madvise] never"
@@ -45,10 +45,12 @@ print("huge kB", int(huge[0].split()[1]) if huge else 0, os.environ.get("GLIBC_T
 """
 
 
-def run_child(tunables: str | None) -> tuple[list[str], int, str]:
+def run_child(tunables: str | None, tmp_path: Path) -> tuple[list[str], int, str]:
     env = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}
     env |= {"GLIBC_TUNABLES": tunables} if tunables is not None else {}
-    out = subprocess.run([sys.executable, "-c", CHILD], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    env["PYTHONPATH"] = str(ROOT)
+    (script := tmp_path / "child.py").write_text(CHILD)
+    out = subprocess.run([sys.executable, script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
     _, _, kb, *rest = lines[-1].split(" ") + [""]
@@ -56,12 +58,24 @@ def run_child(tunables: str | None) -> tuple[list[str], int, str]:
 
 
 @pytest.mark.skipif(sys.platform != "linux" or not THP_MODE.exists(), reason="transparent huge pages are Linux's")
-def test_restart_gives_huge_pages_and_the_opt_out_keeps_small_ones():
+def test_restart_gives_huge_pages_and_the_opt_out_keeps_small_ones(tmp_path):
     restarts = wanted({}, THP_MODE.read_text(), platform.libc_ver())
-    starts, huge_kb, tunables = run_child(None)
+    starts, huge_kb, tunables = run_child(None, tmp_path)
     assert len(starts) == (2 if restarts else 1) and len(set(starts)) == 1  # the same process, started again
     assert (TUNABLE in tunables) is restarts
     if restarts:
         assert huge_kb >= 2048  # the 64 MiB block lies (at least partly) on 2 MiB pages
-        starts, small_kb, _ = run_child(f"{TUNABLE}=0")
+        starts, small_kb, _ = run_child(f"{TUNABLE}=0", tmp_path)
         assert len(starts) == 1 and small_kb < huge_kb
+
+
+@pytest.mark.skipif(sys.platform != "linux" or not THP_MODE.exists(), reason="transparent huge pages are Linux's")
+def test_a_script_run_in_this_process_does_not_restart_it(monkeypatch):
+    def execv(*args):
+        raise AssertionError(f"restarted the test process: {args}")
+
+    monkeypatch.setattr(os, "execv", execv)
+    monkeypatch.delenv("GLIBC_TUNABLES", raising=False)
+    monkeypatch.setattr(sys, "argv", ["experiments/run.py", "--backend", "jax"])  # as runpy's callers set it
+    use_huge_pages()
+    assert "GLIBC_TUNABLES" not in os.environ
