@@ -180,8 +180,9 @@ def test_fbank_window_and_mel_banks_equal_torchaudios(fbank_twin):
 
 @pytest.mark.parametrize("converted", [False, True])
 def test_fbank_equals_the_torch_twin_and_kaldi_in_float64(fbank_twin, converted):
-    """Both twins are float32; where they differ they are equally close to kaldi.fbank in float64: white noise's
-    lowest mel bands hold ~1e-3 of its power after pre-emphasis, so float32 FFT rounding shows there (~5e-5)."""
+    """Both twins are float32 and equally close to kaldi.fbank in float64: white noise's lowest mel bands hold ~1e-3
+    of its power after pre-emphasis, so float32 FFT rounding shows there, by up to 1.7e-4 for torch's and 6.7e-5 for
+    jax's on an AMD EPYC (2026-12-07; under 1e-4 for both on an earlier machine); padded frames are equal."""
     frontend = Fbank(RATE, spec_augment=False, rngs=nnx.Rngs(0))
     if converted:
         to_nnx({k: v.numpy() for k, v in fbank_twin.state_dict().items()}, frontend)
@@ -191,14 +192,15 @@ def test_fbank_equals_the_torch_twin_and_kaldi_in_float64(fbank_twin, converted)
     expected, expected_mask = fbank_twin(torch.from_numpy(wave), torch.from_numpy(lengths))
     feats, mask = frontend(jnp.asarray(wave), jnp.asarray(lengths, jnp.int32))
     assert np.array_equal(np.asarray(mask), expected_mask.numpy())
-    np.testing.assert_allclose(np.asarray(feats), expected.numpy(), rtol=1e-5, atol=1e-4)
-    for i in (0, 1, 9):  # unpadded and padded utterances
+    np.testing.assert_allclose(np.asarray(feats), expected.numpy(), rtol=1e-5, atol=3e-4)
+    for i in np.flatnonzero(lengths >= fbank_twin.window.numel()):  # every utterance with a frame, padded or not
         alone = torch.from_numpy(wave[i : i + 1, : lengths[i]]).double() * (1 << 15)
         exact = kaldi.fbank(alone, num_mel_bins=80, dither=0.0, window_type="hamming")
         exact = (exact - exact.mean(0)).T.numpy()  # (80, n)
         n = exact.shape[1]
         for got in (np.asarray(feats[i]), expected[i].numpy()):
-            np.testing.assert_allclose(got[:, :n], exact, rtol=1e-5, atol=1e-4)
+            np.testing.assert_allclose(got[:, :n], exact, rtol=1e-5, atol=3e-4)
+        np.testing.assert_array_equal(np.asarray(feats[i, :, n:]), expected[i, :, n:].numpy())
 
 
 def test_make_frontend_and_fbank_spec_augment():
