@@ -13,7 +13,7 @@ from einops import rearrange
 from flax import nnx
 
 from encoders import EncoderOutput
-from encoders.jax.layers import LayerNorm, Linear, gelu
+from encoders.jax.layers import Dropout, LayerNorm, Linear, gelu
 
 
 def summarised(tokens: jax.Array, mask: jax.Array, pooled: jax.Array) -> EncoderOutput:
@@ -119,7 +119,7 @@ class Block(nnx.Module):
         self.attn = Attention(dim, heads, null_key, rngs=rngs)
         self.norm2 = LayerNorm(dim, rngs=rngs)
         self.mlp = mlp(dim, rngs=rngs)
-        self.drop = nnx.Dropout(dropout, rngs=rngs)
+        self.drop = Dropout(dropout, rngs=rngs)
 
     def __call__(self, x: jax.Array, mask: jax.Array) -> jax.Array:
         """x (B, N, D); mask (B, N): the tokens that may be attended to -> (B, N, D)."""

@@ -9,7 +9,7 @@ from flax import nnx
 
 from encoders import EncoderOutput
 from encoders.jax.blocks import Transformer, summarised
-from encoders.jax.layers import Linear
+from encoders.jax.layers import Dropout, Linear
 
 
 class FaceVit(nnx.Module):
@@ -28,7 +28,7 @@ class FaceVit(nnx.Module):
         self.embed = Linear(3 * self.patch**2, dim, rngs=rngs)
         self.cls = nnx.Param(0.02 * jax.random.normal(rngs.params(), (1, 1, dim)))
         self.pos = nnx.Param(0.02 * jax.random.normal(rngs.params(), (1, 1 + n, dim)))
-        self.drop = nnx.Dropout(dropout, rngs=rngs)
+        self.drop = Dropout(dropout, rngs=rngs)
         self.transformer = Transformer(dim, layers, heads, dropout, rngs=rngs)
 
     def __call__(self, batch: dict[str, jax.Array]) -> EncoderOutput:

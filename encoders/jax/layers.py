@@ -84,6 +84,20 @@ def gelu(x: jax.Array) -> jax.Array:
     return jax.nn.gelu(x, approximate=False)
 
 
+class Dropout(nnx.Dropout):
+    """torch.nn.Dropout: x * (mask / (1 - rate)), the form of torch's kernel, with nnx.Dropout's mask from the same
+    key. nnx.Dropout selects between x / (1 - rate) and 0, whose forward + backward XLA:CPU runs in a pre-norm
+    block's MLP (LayerNorm, Linear, GELU, Linear, dropout, residual) in 19 ms against 8 ms multiplied
+    (docs/training.md, "Measured"). As in torch, a masked non-finite x gives NaN, not 0."""
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        if self.deterministic or self.rate == 0.0:
+            return x
+        keep = jax.random.bernoulli(self.rngs(), 1.0 - self.rate, x.shape)
+        scale = 1.0 / (1.0 - self.rate) if self.rate < 1.0 else 0.0
+        return x * jnp.where(keep, scale, 0.0).astype(x.dtype)
+
+
 class BatchNorm(nnx.Module):
     """torch.nn.BatchNorm{1,2}d over the last axis of (..., C).
 

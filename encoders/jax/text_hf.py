@@ -21,7 +21,7 @@ from safetensors.numpy import load_file
 from encoders import EncoderOutput
 from encoders.jax.blocks import masked_mean, summarised
 from encoders.jax.convert import to_nnx
-from encoders.jax.layers import Buffer, Embed, LayerNorm, Linear, gelu
+from encoders.jax.layers import Buffer, Dropout, Embed, LayerNorm, Linear, gelu
 
 
 def resolve(path: str) -> Path:
@@ -42,7 +42,7 @@ class BertEmbeddings(nnx.Module):
         self.position_embeddings = Embed(config["max_position_embeddings"], H, rngs=rngs)
         self.token_type_embeddings = Embed(config["type_vocab_size"], H, rngs=rngs)
         self.LayerNorm = LayerNorm(H, eps=config["layer_norm_eps"], rngs=rngs)
-        self.dropout = nnx.Dropout(dropout, rngs=rngs)
+        self.dropout = Dropout(dropout, rngs=rngs)
 
     def __call__(self, ids: jax.Array) -> jax.Array:
         x = self.word_embeddings(ids) + self.token_type_embeddings.embedding[0]  # (B, L, H): one segment
@@ -59,7 +59,7 @@ class BertSelfAttention(nnx.Module):
         self.query = Linear(H, H, rngs=rngs)
         self.key = Linear(H, H, rngs=rngs)
         self.value = Linear(H, H, rngs=rngs)
-        self.dropout = nnx.Dropout(dropout, rngs=rngs)
+        self.dropout = Dropout(dropout, rngs=rngs)
 
     def __call__(self, x: jax.Array, mask: jax.Array) -> jax.Array:
         """x (B, L, H), mask (B, L) -> (B, L, H)."""
@@ -79,7 +79,7 @@ class BertSelfOutput(nnx.Module):
         H = config["hidden_size"]
         self.dense = Linear(H, H, rngs=rngs)
         self.LayerNorm = LayerNorm(H, eps=config["layer_norm_eps"], rngs=rngs)
-        self.dropout = nnx.Dropout(dropout, rngs=rngs)
+        self.dropout = Dropout(dropout, rngs=rngs)
 
     def __call__(self, h: jax.Array, x: jax.Array) -> jax.Array:
         return self.LayerNorm(self.dropout(self.dense(h)) + x)
@@ -108,7 +108,7 @@ class BertOutput(nnx.Module):
     def __init__(self, config: dict, dropout: float, *, rngs: nnx.Rngs):
         self.dense = Linear(config["intermediate_size"], config["hidden_size"], rngs=rngs)
         self.LayerNorm = LayerNorm(config["hidden_size"], eps=config["layer_norm_eps"], rngs=rngs)
-        self.dropout = nnx.Dropout(dropout, rngs=rngs)
+        self.dropout = Dropout(dropout, rngs=rngs)
 
     def __call__(self, h: jax.Array, x: jax.Array) -> jax.Array:
         return self.LayerNorm(self.dropout(self.dense(h)) + x)

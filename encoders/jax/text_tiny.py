@@ -7,7 +7,7 @@ from flax import nnx
 
 from encoders import EncoderOutput
 from encoders.jax.blocks import Transformer, masked_mean, summarised
-from encoders.jax.layers import Embed
+from encoders.jax.layers import Dropout, Embed
 
 
 class TextTiny(nnx.Module):
@@ -23,7 +23,7 @@ class TextTiny(nnx.Module):
     ):
         self.embed = Embed(vocab_size, dim, rngs=rngs)
         self.pos = nnx.Param(0.02 * jax.random.normal(rngs.params(), (max_len, dim)))
-        self.drop = nnx.Dropout(dropout, rngs=rngs)
+        self.drop = Dropout(dropout, rngs=rngs)
         self.transformer = Transformer(dim, layers, heads, dropout, rngs=rngs)
 
     def __call__(self, batch: dict[str, jax.Array]) -> EncoderOutput:

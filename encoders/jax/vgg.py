@@ -18,7 +18,7 @@ from flax import nnx
 
 from encoders import EncoderOutput
 from encoders.jax.blocks import summarised
-from encoders.jax.layers import Conv2d, Linear, MaxPool2d, adaptive_avg_pool2d
+from encoders.jax.layers import Conv2d, Dropout, Linear, MaxPool2d, adaptive_avg_pool2d
 
 # Channels of the last feature map and width of the embedding (fc7).
 VARIANTS = {"vgg16": (512, 4096)}
@@ -51,9 +51,9 @@ class VGG(nnx.Module):
         channels, width = VARIANTS[variant]
         self.classifier = nnx.Sequential(
             initialised(Linear(channels * 7 * 7, width, rngs=rngs), 0.01, rngs=rngs), jax.nn.relu,
-            nnx.Dropout(0.5, rngs=rngs),
+            Dropout(0.5, rngs=rngs),
             initialised(Linear(width, width, rngs=rngs), 0.01, rngs=rngs), jax.nn.relu,
-            nnx.Dropout(0.5, rngs=rngs),
+            Dropout(0.5, rngs=rngs),
         )  # fmt: skip
 
     def __call__(self, x: jax.Array) -> jax.Array:

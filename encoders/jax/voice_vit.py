@@ -10,7 +10,7 @@ from flax import nnx
 from encoders import EncoderOutput
 from encoders.jax.blocks import Transformer, summarised
 from encoders.jax.frontend import make_frontend
-from encoders.jax.layers import Linear
+from encoders.jax.layers import Dropout, Linear
 
 STRIP = 4  # frames per token: one full-frequency strip of 40 ms
 
@@ -51,7 +51,7 @@ class VoiceVit(nnx.Module):
         self.frontend = make_frontend(frontend, sample_rate, spec_augment, rngs=rngs)
         self.embed = Linear(self.frontend.bins * STRIP, dim, rngs=rngs)
         self.cls = nnx.Param(0.02 * jax.random.normal(rngs.params(), (1, 1, dim)))
-        self.drop = nnx.Dropout(dropout, rngs=rngs)
+        self.drop = Dropout(dropout, rngs=rngs)
         self.transformer = Transformer(dim, layers, heads, dropout, rngs=rngs)
 
     def __call__(self, batch: dict[str, jax.Array]) -> EncoderOutput:

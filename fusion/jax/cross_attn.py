@@ -10,7 +10,7 @@ from flax import nnx
 
 from encoders import EncoderOutput
 from encoders.jax.blocks import Attention, Block, masked_mean
-from encoders.jax.layers import LayerNorm
+from encoders.jax.layers import Dropout, LayerNorm
 from fusion.jax.blocks import OneStream
 
 
@@ -21,7 +21,7 @@ class CrossLayer(nnx.Module):
         self.norm_q = LayerNorm(dim, rngs=rngs)
         self.norm_kv = LayerNorm(dim, rngs=rngs)
         self.cross = Attention(dim, heads, null_key=True, rngs=rngs)
-        self.drop = nnx.Dropout(dropout, rngs=rngs)
+        self.drop = Dropout(dropout, rngs=rngs)
         self.block = Block(dim, heads, dropout, null_key=True, rngs=rngs)
 
     def __call__(self, x: jax.Array, keep: jax.Array, others: jax.Array, others_keep: jax.Array) -> jax.Array:

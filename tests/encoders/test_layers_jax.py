@@ -1,5 +1,6 @@
 """encoders/jax/layers.py against the torch layers it stands for."""
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -55,3 +56,20 @@ def test_gelu_is_torch_exact_gelu():
     np.testing.assert_allclose(
         np.asarray(layers.gelu(jnp.asarray(x))), nn.GELU()(torch.from_numpy(x)).numpy(), atol=1e-6
     )
+
+
+@pytest.mark.parametrize("rate", [0.1, 0.5])
+def test_dropout_is_torchs_form_with_nnx_dropouts_mask(rate):
+    """x * (mask / (1 - rate)) as torch's kernel computes it, with the mask nnx.Dropout draws from the same key: the
+    same zeros, the kept values within an ulp; the gradient is the scaled mask; identity in evaluation."""
+    x = jax.random.normal(jax.random.key(1), (8, 50, 16))
+    ours, theirs = layers.Dropout(rate, rngs=nnx.Rngs(dropout=3)), nnx.Dropout(rate, rngs=nnx.Rngs(dropout=3))
+    y, expected = ours(x), theirs(x)
+    assert np.array_equal(np.asarray(y) == 0, np.asarray(expected) == 0)
+    assert abs((np.asarray(y) == 0).mean() - rate) < 0.03
+    np.testing.assert_allclose(y, expected, rtol=2e-7, atol=0)
+    np.testing.assert_allclose(y, x * (y != 0) / (1 - rate), rtol=2e-7, atol=0)
+    grad = jax.grad(lambda x: layers.Dropout(rate, rngs=nnx.Rngs(dropout=3))(x).sum())(x)
+    np.testing.assert_allclose(grad, (y != 0) / (1 - rate), rtol=0, atol=0)
+    ours.eval()
+    assert ours(x) is x
