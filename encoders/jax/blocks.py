@@ -60,13 +60,23 @@ def _attention_forward(q, k, v, keep):
 def _attention_backward(saved, d_out):
     q, k, v, p, out = saved
     scale = q.shape[-1] ** -0.5
-    d_v = jnp.einsum("bhqk,bhqd->bhkd", p.astype(v.dtype), d_out)
+    d_v = _transposed_product(d_out, p.astype(v.dtype))
     d_p = jnp.einsum("bhqd,bhkd->bhqk", d_out, v, preferred_element_type=jnp.float32)
     row = jnp.einsum("bhqd,bhqd->bhq", d_out, out, preferred_element_type=jnp.float32)[..., None]  # = rowsum(dP * P)
     d_scores = (p * (d_p - row)).astype(q.dtype)  # (B, H, Nq, Nk), zero where not kept (P is)
     d_q = jnp.einsum("bhqk,bhkd->bhqd", d_scores, k * scale)
-    d_k = jnp.einsum("bhqk,bhqd->bhkd", d_scores, q * scale)
+    d_k = _transposed_product(q * scale, d_scores)
     return d_q, d_k, d_v, None
+
+
+def _transposed_product(a: jax.Array, p: jax.Array) -> jax.Array:
+    """p^T a for p (B, H, Nq, Nk) and a (B, H, Nq, Dh) -> (B, H, Nk, Dh), as (a^T p)^T.
+
+    XLA:CPU multiplies by the transposed (Nq, Nk) matrix at a quarter of the speed of a^T p, whose large
+    operand is read as it lies (4.3 against 1.0 ms at the default model's size); the barrier keeps XLA's
+    simplifier from folding the final transpose back into the product.
+    """
+    return jax.lax.optimization_barrier(jnp.einsum("bhqd,bhqk->bhdk", a, p)).swapaxes(-1, -2)
 
 
 attention.defvjp(_attention_forward, _attention_backward)
