@@ -10,6 +10,7 @@ import importlib
 import json
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -19,12 +20,15 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
+from flax import nnx
 from safetensors import safe_open
 
 from research.config import Config
 from research.config_parse import apply_overrides
 from research.data.loader import load
 from research.jax import checkpoint, predict, trainer
+from research.jax.distributed import make_mesh
+from research.jax.model import build_model
 from research.training import NonFiniteLoss
 
 REPO = Path(__file__).resolve().parents[2]
@@ -112,6 +116,27 @@ def test_the_step_compiles_once_per_run_including_the_last_batch(runs):
     assert len(runs["steps"]) == 3  # whole, parts, resumed parts
     assert [step._cache_size() for step in runs["steps"]] == [1, 1, 1]
     assert runs["forward"] <= 1  # evaluation pads its last batch: one shape for all three runs
+
+
+def test_the_compiled_step_updates_the_adam_moments_in_place(root, monkeypatch):
+    # trainer.CPU_COMPILER_OPTIONS: XLA:CPU's default copy insertion copies each moment of the donated state first.
+    cfg = config(root, "--backend=jax")
+    splits = load(cfg.data)
+    schedule = trainer.warmup_cosine(cfg.optim.lr, 1, 10)
+    tx = trainer.make_optimizer(schedule, cfg)
+    mesh = make_mesh()
+    batch = predict.to_device(next(splits.train.batches(cfg.data.batch_size, **EPOCH_1)), mesh)
+
+    def moment_copies() -> int:
+        model = build_model(cfg, len(splits.classes[cfg.data.target]), splits.vocab_size, None, rngs=nnx.Rngs(0))
+        graphdef, rngs, state = trainer.train_state(model, tx)
+        step = trainer.make_train_step(graphdef, rngs, tx, schedule, cfg, mesh)
+        hlo = step.lower(state, batch, 0).compile().as_text()
+        return len(re.findall(r"= f32\[[\d,]*\]\S* copy\(%state__optim\S*__(?:mu|nu)__", hlo))
+
+    assert moment_copies() == 0
+    monkeypatch.setattr(trainer, "CPU_COMPILER_OPTIONS", {})
+    assert moment_copies() > 0
 
 
 def test_resume_after_interruption_reproduces_the_uninterrupted_run(runs):
