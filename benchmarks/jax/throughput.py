@@ -11,9 +11,11 @@ compiles the trainer's jitted step (research/jax/trainer.py: forward, loss, grad
 and times it on real batches of the embedded dataset, each step alone (the median, and the fastest and slowest
 step, of `--steps` steps after two warm-up steps). It prints the table of
 benchmarks/torch/throughput.py (FLOPs from XLA's cost analysis of the step, which counts every operation,
-where torch's counter counts matmuls and convolutions only), then runs benchmarks/torch/throughput.py
-in a subprocess with the same arguments and prints the jax/torch step-time ratio per fusion type and the
-compile time of each jax step, separately. On a GPU or TPU the table adds the MFU (XLA's FLOP/s over the
+where torch's counter counts matmuls and convolutions only). Right after each fusion's jax steps it runs
+benchmarks/torch/throughput.py on that fusion in a subprocess with the same arguments, so that the two sides
+of each ratio are measured within seconds of each other (on a shared machine the speed drifts over minutes),
+then prints torch's table and the jax/torch step-time ratio per fusion type, with the compile time of each
+jax step apart. On a GPU or TPU the table adds the MFU (XLA's FLOP/s over the
 chip's dense bf16 peak from benchmarks/throughput_table.py's table, meant for `--bf16`) and the peak device
 memory (memory_stats()["peak_bytes_in_use"]: the process's peak so far, so the largest of the fusions timed up
 to that line), and torch runs on the GPU (`--device cuda`) while this process holds its memory: jax's default
@@ -172,21 +174,18 @@ def time_calls(call, batches: list, steps: int) -> dict[str, float]:
     return {"step_ms": 1e3 * float(np.median(read)), "call_ms": 1e3 * float(np.median(returned)), "first_s": first_s}
 
 
-def torch_results(args) -> dict[str, dict[str, float]]:
-    """benchmarks/torch/throughput.py with the same arguments, in a subprocess (its own table is shown)."""
+def torch_result(fusion: str, args) -> tuple[dict[str, float], float]:
+    """benchmarks/torch/throughput.py on `fusion` with the same arguments, in a subprocess: (its eager
+    measurements, its fp32 matmul FLOP/s). Its output is not shown; its table is printed from them."""
     with tempfile.TemporaryDirectory() as folder:
         out = Path(folder) / "torch.json"
         command = [sys.executable, str(Path(__file__).parents[1] / "torch" / "throughput.py"), "--json", str(out)]
         command += ["--steps", str(args.steps), "--batch", str(args.batch), "--model", args.model]
-        command += [
-            "--fusions",
-            ",".join(args.fusions),
-            "--device",
-            "cuda" if jax.default_backend() == "gpu" else "cpu",
-        ]
+        command += ["--fusions", fusion, "--device", "cuda" if jax.default_backend() == "gpu" else "cpu"]
         command += ["--bf16"] if args.bf16 else []
-        subprocess.run(command, check=True)
-        return json.loads(out.read_text())["fusions"]
+        subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+        measured = json.loads(out.read_text())
+        return measured["fusions"][fusion]["eager"], measured["peak_flop/s"]  # {fusion: {"eager", "compiled"}}
 
 
 def parse(argv: list[str] | None):
@@ -217,10 +216,12 @@ def main(argv: list[str] | None = None) -> None:
     bf16 = f", dense bf16 peak {card_peak / 1e12:.0f} TFLOP/s" if card_peak else ""
     print(f"fp32 matmul 2048^3: {peak / 1e9:.1f} GFLOP/s{bf16}\n")
     print(header(device.platform != "cpu"))
-    results = {}
+    results, theirs = {}, {}
     for fusion in args.fusions:
         results[fusion] = measure(fusion, args)
         print(row(fusion, results[fusion], peak, card_peak), flush=True)
+        if not args.no_torch:
+            theirs[fusion] = torch_result(fusion, args)
     if args.json:
         summary = {"peak_flop/s": peak, "device": device.device_kind, "bf16_peak_flop/s": card_peak}
         fusions = {fusion: {"jit": result} for fusion, result in results.items()}
@@ -234,15 +235,16 @@ def main(argv: list[str] | None = None) -> None:
             overhead = r["step_ms"] - computation
             print(f"{name:<21} {r['step_ms']:>8.1f} {r['call_ms']:>17.1f} {overhead:>12.1f} {r['first_s']:>13.1f}")
         print(f"{'compiled computation':<21} {computation:>8.1f}   (the split + jax.jit step, blocked on)")
-    if args.no_torch or not args.fusions:
+    if not theirs:
         return
-    print(f"\ntorch (benchmarks/torch/throughput.py, same arguments, {jax.default_backend()}):")
-    theirs = torch_results(args)
+    print(f"\ntorch (benchmarks/torch/throughput.py on each fusion after jax's, {jax.default_backend()}):")
+    print(header(device.platform != "cpu"))
+    for fusion, (torch, torch_peak) in theirs.items():
+        print(row(fusion, torch, torch_peak, card_peak))
     print(f"\nstep ms: median (fastest-slowest) of {args.steps} steps")
     print(f"{'fusion':<11} {'jax ms':>20} {'torch ms':>20} {'jax/torch':>10} {'jax compile s':>14}")
-    for fusion in args.fusions:
+    for fusion, (torch, _) in theirs.items():
         ours, compile_s = results[fusion], results[fusion]["compile_s"]
-        torch = theirs[fusion]["eager"]  # torch's JSON: {fusion: {"eager": ..., "compiled": ...}}
         ratio = ours["step_ms"] / torch["step_ms"]
         print(f"{fusion:<11} {spread(ours):>20} {spread(torch):>20} {ratio:>10.2f} {compile_s:>14.1f}")
 
