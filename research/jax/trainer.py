@@ -45,6 +45,7 @@ from research.training import (
     finishing,
     fresh_progress,
     resume_point,
+    setup_frozen,
     steps_per_epoch,
     stop_here,
     train_epoch,
@@ -201,7 +202,7 @@ def train_and_evaluate(cfg: Config, run_dir: Path, name: str) -> dict:
         return {k: float(v) for k, v in measured.items()}
 
     epoch_kw = {"size": cfg.data.batch_size, "shard": {}, "last": last, "save": save, "tracker": tracker}
-    with finishing(tracker, name):
+    with finishing(tracker, name), setup_frozen():
         for epoch in range(progress["epoch"] + 1, cfg.optim.epochs + 1):
             train_loss = train_epoch(step, splits.train, cfg, epoch, begin=begin, **epoch_kw)
             begin = None

@@ -39,6 +39,7 @@ from research.training import (
     finishing,
     fresh_progress,
     resume_point,
+    setup_frozen,
     steps_per_epoch,
     stop_here,
     train_epoch,
@@ -223,7 +224,7 @@ def train_and_evaluate(cfg: Config, run_dir: Path, name: str) -> dict:
     epoch_kw = {"size": size, "shard": {"rank": world.rank, "world": world.size}, "last": last, "save": save}
     epoch_kw |= {"tracker": tracker}
     try:
-        with finishing(tracker, name):
+        with finishing(tracker, name), setup_frozen():
             for epoch in range(progress["epoch"] + 1, cfg.optim.epochs + 1):
                 trained.train()
                 train_loss = train_epoch(step, splits.train, cfg, epoch, begin=begin, **epoch_kw)
