@@ -8,6 +8,10 @@ import statistics
 
 from research.config import Config
 
+# Steps run before the timed ones, in both frameworks: their step times settle within about 8 steps on a CPU
+# (the first steps grow malloc's heap onto fresh pages; measured per step, 2026-12-07).
+WARMUP_STEPS = 8
+
 # The models a benchmark can time: dotted config overrides on top of Config(). tiny: the smallest model of the
 # same code (face and voice, one layer, dim 16), for the scripts' smoke tests (tests/benchmarks/test_scripts.py).
 # large: the published backbones at their real input sizes (112 x 112 faces, 2 s voices at 16 kHz through the

@@ -9,7 +9,8 @@ For every fusion module it builds the default model (face_cnn + voice_ecapa + te
 4 heads, 2 fusion layers; benchmarks/throughput_table.py MODELS),
 compiles the trainer's jitted step (research/jax/trainer.py: forward, loss, gradient, clipping, AdamW)
 and times it on real batches of the embedded dataset, each step alone (the median, and the fastest and slowest
-step, of `--steps` steps after two warm-up steps). It prints the table of
+step, of `--steps` steps after WARMUP_STEPS = 8 warm-up steps, timed as the trainer runs them: with the
+setup out of the garbage collector's full passes, research/training.py setup_frozen). It prints the table of
 benchmarks/torch/throughput.py (FLOPs from XLA's cost analysis of the step, which counts every operation,
 where torch's counter counts matmuls and convolutions only). Right after each fusion's jax steps it runs
 benchmarks/torch/throughput.py on that fusion in a subprocess with the same arguments, so that the two sides
@@ -50,13 +51,23 @@ from flax import nnx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root
 
-from benchmarks.throughput_table import MODELS, bf16_peak, config, header, row, spread, step_times  # noqa: E402
+from benchmarks.throughput_table import (  # noqa: E402
+    MODELS,
+    WARMUP_STEPS,
+    bf16_peak,
+    config,
+    header,
+    row,
+    spread,
+    step_times,
+)
 from research.data.loader import load  # noqa: E402
 from research.huge_pages import use_huge_pages  # noqa: E402
 from research.jax import trainer  # noqa: E402
 from research.jax.distributed import make_mesh  # noqa: E402
 from research.jax.model import build_model  # noqa: E402
 from research.jax.predict import replicate, to_device  # noqa: E402
+from research.training import setup_frozen  # noqa: E402
 
 FUSIONS = ("early", "stack", "cross_attn", "late", "gated")
 
@@ -96,15 +107,14 @@ def measure(fusion: str, args) -> dict[str, float]:
     compiled = step.lower(state, batches[0], 0).compile()
     compile_s = time.perf_counter() - start
     flops = compiled.cost_analysis()["flops"]
-    for i in range(2):  # warm-up
-        state, measured = compiled(state, batches[i % len(batches)], i)
-    jax.block_until_ready(state)
     seconds = []
-    for i in range(args.steps):
-        start = time.perf_counter()
-        state, measured = compiled(state, batches[i % len(batches)], i)
-        float(measured["loss"])  # the trainer reads the loss every step
-        seconds.append(time.perf_counter() - start)
+    with setup_frozen():
+        for i in range(WARMUP_STEPS + args.steps):
+            start = time.perf_counter()
+            state, measured = compiled(state, batches[i % len(batches)], i)
+            float(measured["loss"])  # the trainer reads the loss every step
+            seconds.append(time.perf_counter() - start)
+    seconds = seconds[WARMUP_STEPS:]
     speed = step_times(seconds)
     speed |= {"samples/s": 1e3 * args.batch / speed["step_ms"], "flop/s": 1e3 * flops / speed["step_ms"]}
     device = jax.devices()[0]

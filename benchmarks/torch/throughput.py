@@ -8,8 +8,9 @@ For every fusion module it builds the default model (face_cnn + voice_ecapa + te
 `--model large` the published backbones at their real sizes, cross-attention fusion by default: iresnet50 on
 112 x 112 faces, ecapa_c512 on 2 s voices at 16 kHz through the fbank80 front end, text_hf (MiniLM), dim 256,
 4 heads, 2 fusion layers; benchmarks/throughput_table.py MODELS), times full training steps (forward,
-backward, AdamW; each step timed alone: the median and the fastest and slowest of `--steps` steps after three
-warm-up steps) on real batches of the embedded dataset, counts the
+backward, AdamW; each step timed alone: the median and the fastest and slowest of `--steps` steps after
+benchmarks/throughput_table.py's WARMUP_STEPS = 8 warm-up steps, with the setup out of the garbage collector's
+full passes as in the trainer) on real batches of the embedded dataset, counts the
 FLOPs of one step with torch's FLOP counter (matmuls and convolutions, forward and backward), and prints
 samples/s, achieved GFLOP/s and the ratio to the peak-like FLOP/s of a large fp32 matmul measured in the
 same run. All figures are measured; nothing is assumed about the hardware, except on a GPU: there the table
@@ -18,7 +19,7 @@ meant for `--bf16`) and the peak GPU memory of the fusion's run (torch.cuda.max_
 
 --compile: the same steps through torch.compile(model) (what run.compile does; inductor needs a C++
 compiler on the CPU); the first step's time, which includes compiling forward and backward, is printed
-apart, and the step time after two warm-up steps against eager's.
+apart, and the step time after the warm-up steps against eager's.
 --ddp N: the same global batch on N gloo processes (this file with --rank, joined through
 research/torch/distributed.py as under torchrun, DistributedDataParallel, B / N samples per rank, each
 rank's shard of the epoch, the 1-process run's torch threads split between the ranks), every collective under
@@ -46,13 +47,14 @@ from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root
 
-from benchmarks.throughput_table import MODELS, bf16_peak, config, header, row, step_times  # noqa: E402
+from benchmarks.throughput_table import MODELS, WARMUP_STEPS, bf16_peak, config, header, row, step_times  # noqa: E402
 from research.data.loader import load  # noqa: E402
 from research.huge_pages import use_huge_pages  # noqa: E402
 from research.torch import distributed  # noqa: E402
 from research.torch.model import build_model  # noqa: E402
 from research.torch.predict import to_device  # noqa: E402
 from research.torch.trainer import make_optimizer  # noqa: E402
+from research.training import setup_frozen  # noqa: E402
 
 FUSIONS = ("early", "stack", "cross_attn", "late", "gated")
 WALL_S = 1800  # the DDP ranks of one fusion
@@ -101,22 +103,17 @@ def stepper(model, optimizer, args, device: torch.device):
 
 
 def timed(step, batches, steps: int, device: torch.device) -> tuple[float, dict[str, float]]:
-    """(seconds of the first step, step_times of `steps` steps after two more warm-up steps: median and spread)."""
-    sync(device)
-    start = time.perf_counter()
-    step(batches[0])
-    sync(device)
-    first = time.perf_counter() - start
-    for batch in batches[1:3]:
-        step(batch)
+    """(seconds of the first step, step_times of `steps` steps after WARMUP_STEPS steps, the first included:
+    median and spread), timed as the trainer runs them (research/training.py setup_frozen)."""
     sync(device)
     seconds = []
-    for i in range(steps):
-        start = time.perf_counter()
-        step(batches[i % len(batches)])
-        sync(device)
-        seconds.append(time.perf_counter() - start)
-    return first, step_times(seconds)
+    with setup_frozen():
+        for i in range(WARMUP_STEPS + steps):
+            start = time.perf_counter()
+            step(batches[i % len(batches)])
+            sync(device)
+            seconds.append(time.perf_counter() - start)
+    return seconds[0], step_times(seconds[WARMUP_STEPS:])
 
 
 def measure(fusion: str, args, device: torch.device) -> dict[str, float]:
