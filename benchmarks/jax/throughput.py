@@ -114,8 +114,7 @@ def measure(fusion: str, args) -> dict[str, float]:
             state, measured = compiled(state, batches[i % len(batches)], i)
             float(measured["loss"])  # the trainer reads the loss every step
             seconds.append(time.perf_counter() - start)
-    seconds = seconds[WARMUP_STEPS:]
-    speed = step_times(seconds)
+    speed = step_times(seconds[WARMUP_STEPS:])
     speed |= {"samples/s": 1e3 * args.batch / speed["step_ms"], "flop/s": 1e3 * flops / speed["step_ms"]}
     device = jax.devices()[0]
     if device.platform != "cpu":
