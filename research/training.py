@@ -185,7 +185,7 @@ def converged(epoch: int, progress: dict, cfg: Config) -> bool:
 def setup_frozen():
     """The block of the training loop: every object alive when it starts (the model, the data, the optimizer's
     state, the frameworks' modules: 550,000-660,000 objects for the default model) stays out of the cyclic
-    garbage collector's full passes until it ends (gc.freeze). A full pass over them takes 400-550 ms, and
+    garbage collector's full passes until it ends (gc.freeze). A full pass over them takes 400-565 ms, and
     the ~3,500 pytree objects that each jax step creates and drops set one off every 50-75 steps: 6-10 ms a
     step on average on the stack-fusion model's 55-80 ms step; frozen, such a pass takes 0.5-2 ms
     (docs/training.md, "Measured"). The frozen objects are handed back to the collector at the end, so that a
